@@ -1,0 +1,12 @@
+"""Attacks on explanations that keep the model's prediction.
+
+``attacks.get(name, **params)`` builds one; ``attack(model, explainer, x, target, bounds=...)``
+returns an :class:`attacks.base.AttackResult`. See :mod:`attacks.base`.
+"""
+
+from benchmarks.registry import Registry
+
+registry = Registry("attack", group="salbench.attacks")
+register = registry.register
+get = registry.get
+names = registry.names

@@ -1,0 +1,55 @@
+"""The explainer interface: ``explainer(model, x, target) -> attribution`` of the shape of ``x``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from explainers.validation import check_input, check_logits_target, check_target
+
+__all__ = ["Explainer", "output_gradient"]
+
+
+class Explainer:
+    """Base class of saliency methods.
+
+    Subclasses implement :meth:`attribute`; calling the explainer checks the input and the
+    target first. All explainers work on a batch (first dimension), return a tensor of the
+    same shape as ``x`` on the model's device, and with ``create_graph=True`` keep the graph so
+    that the attribution can be differentiated again (attacks, robust training).
+    ``differentiable = False`` marks methods for which that is meaningless (e.g. ``random``,
+    ``occlusion``); asking them for ``create_graph=True`` is an error.
+    """
+
+    differentiable: ClassVar[bool] = True
+
+    def __call__(self, model: nn.Module, x: Tensor, target: Tensor | int, *, create_graph: bool = False) -> Tensor:
+        check_input(x)
+        target = check_target(target, x)
+        if create_graph and not self.differentiable:
+            raise ValueError(f"explainer {type(self).__name__} is not differentiable; call it with create_graph=False")
+        return self.attribute(model, x, target, create_graph=create_graph)
+
+    def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+def output_gradient(model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> tuple[Tensor, Tensor]:
+    """Gradient of the target logits with respect to ``x``, and the logits.
+
+    d f_c(x) / d x for each sample's own class c, computed in one batched backward pass
+    (samples are independent, so the gradient of the summed selected logits is per-sample).
+    """
+    with torch.enable_grad():
+        inputs = x.detach().requires_grad_(True) if not (create_graph and x.requires_grad) else x
+        logits = model(inputs)
+        check_logits_target(logits, target)
+        selected = logits.gather(1, target[:, None]).sum()
+        (grad,) = torch.autograd.grad(selected, inputs, create_graph=create_graph)
+    return grad, logits

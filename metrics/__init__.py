@@ -1,0 +1,12 @@
+"""Metrics of saliency maps: robustness, faithfulness, significance, localisation.
+
+``metrics.get(name, **params)`` builds one; each returns one value per sample and declares
+``category`` and ``higher_is_better``. See :mod:`metrics.base`.
+"""
+
+from benchmarks.registry import Registry
+
+registry = Registry("metric", group="salbench.metrics", attributes=("category", "higher_is_better"))
+register = registry.register
+get = registry.get
+names = registry.names
