@@ -37,14 +37,17 @@ class Metric:
 
     Every metric declares ``category`` (one of :data:`CATEGORIES`) and ``higher_is_better``,
     and returns one value per sample as a tensor of shape (N,). ``evaluate(case)`` is the
-    grid runner's uniform entry point; each subclass also has a direct ``__call__`` with the
-    arguments natural to it.
+    grid runner's uniform entry point (values and optional curves); each subclass also has a
+    direct ``__call__`` with the arguments natural to it. ``needs_attack`` metrics compare x
+    with an attacked x′; the grid evaluates the others once per explainer, without an attack.
     """
 
     category: ClassVar[Literal["robustness", "faithfulness", "significance", "localisation"]]
     higher_is_better: ClassVar[bool]
+    needs_attack: ClassVar[bool] = False
 
-    def evaluate(self, case: Case) -> Tensor:
+    def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None]:
+        """Per-sample values (N,) and, for curve metrics, the per-sample curves (N, M), else None."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -59,6 +62,7 @@ class PairMetric(Metric):
     """
 
     category: ClassVar[str] = "robustness"
+    needs_attack: ClassVar[bool] = True
 
     def __call__(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         from explainers.validation import check_input, check_same_shape
@@ -71,10 +75,10 @@ class PairMetric(Metric):
     def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def evaluate(self, case: Case) -> Tensor:
+    def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None]:
         if case.attr_adv is None:
             raise ValueError(f"metric {type(self).__name__} compares two attributions and needs an attack (attr_adv)")
-        return self(case.attr, case.attr_adv)
+        return self(case.attr, case.attr_adv), None
 
 
 class FaithfulnessMetric(Metric):
@@ -85,5 +89,5 @@ class FaithfulnessMetric(Metric):
     def __call__(self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int) -> Tensor:
         raise NotImplementedError
 
-    def evaluate(self, case: Case) -> Tensor:
-        return self(case.model, case.x, case.attr, case.target)
+    def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None]:
+        return self(case.model, case.x, case.attr, case.target), None
