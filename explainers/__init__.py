@@ -11,4 +11,15 @@ register = registry.register
 get = registry.get
 names = registry.names
 
-from explainers import gradient  # noqa: E402,F401  (registers the built-in explainers)
+from explainers import (  # noqa: E402,F401  (registers the built-in explainers)
+    cam,
+    captum_adapter,
+    decoy,
+    gradcam,
+    gradient,
+    gradient_x_input,
+    integrated_gradients,
+    occlusion,
+    random_control,
+    smoothgrad,
+)

@@ -18,6 +18,7 @@ __all__ = [
     "check_positive",
     "check_fraction",
     "check_k",
+    "check_positive_int",
     "check_logits_target",
 ]
 
@@ -101,3 +102,9 @@ def check_k(k: int, n_features: int, name: str = "k") -> None:
     """``k`` is an int in [1, n_features]."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_features:
         raise ValueError(f"{name} must be an integer in [1, {n_features}] (the number of features), got {k!r}")
+
+
+def check_positive_int(value: int, name: str) -> None:
+    """An int >= 1 (not a bool), e.g. a step size, a number of steps or a batch size."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

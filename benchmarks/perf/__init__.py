@@ -1,0 +1,1 @@
+"""Speed benchmarks: ratios measured within one run (never wall-clock asserts)."""
