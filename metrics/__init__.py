@@ -10,3 +10,11 @@ registry = Registry("metric", group="salbench.metrics", attributes=("category", 
 register = registry.register
 get = registry.get
 names = registry.names
+
+from metrics import (  # noqa: E402,F401  (registers the built-in metrics)
+    center_of_mass,
+    insertion_deletion,
+    rank_correlation,
+    sensitivity,
+    topk_intersection,
+)

@@ -1,0 +1,66 @@
+"""Shift of a saliency map's centre of mass under attack (Ghorbani et al. 2019)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from metrics import register
+from metrics.base import PairMetric
+
+__all__ = ["CenterOfMassShift", "center_of_mass"]
+
+
+def center_of_mass(attr: Tensor, name: str = "attr") -> Tensor:
+    """Centre of mass (N, D) of |E| over the D spatial dimensions, in index units.
+
+    For a map of rank >= 3 dimension 1 is channels: |E| is summed over it and the remaining
+    dimensions are spatial (an image (N, C, H, W) gives (row, column)). For a rank-2 map
+    (N, F) the feature index is the coordinate. Each coordinate is the mass-weighted mean index
+    along its dimension, computed from the map's marginal along that dimension.
+    """
+    mass = attr.abs()
+    if mass.dim() > 2:
+        mass = mass.sum(dim=1)
+    total = mass.flatten(1).sum(dim=1)
+    if (total == 0).any():
+        samples = (total == 0).nonzero().flatten().tolist()
+        raise ValueError(
+            f"{name} is zero everywhere in sample(s) {samples}: its centre of mass is undefined; drop those "
+            "samples or use a metric defined for them (topk_intersection)"
+        )
+    coordinates = []
+    for dim in range(1, mass.dim()):
+        others = [d for d in range(1, mass.dim()) if d != dim]
+        marginal = mass.sum(dim=others) if others else mass
+        index = torch.arange(mass.shape[dim], device=mass.device, dtype=mass.dtype)
+        coordinates.append((marginal * index).sum(dim=1) / total)
+    return torch.stack(coordinates, dim=1)
+
+
+@register("center_of_mass_shift")
+class CenterOfMassShift(PairMetric):
+    """Euclidean distance between the centres of mass of two saliency maps (Ghorbani et al. 2019).
+
+    Ghorbani, Abid, Zou, "Interpretation of Neural Networks is Fragile", AAAI 2019 (the
+    mass-centre attack and its dissimilarity measure):
+
+        Δ = ‖CoM(|E(x)|) − CoM(|E(x′)|)‖₂,   CoM(m) = Σ_p p · m_p / Σ_p m_p
+
+    over the spatial positions p (in index units, e.g. pixels). For images (N, C, H, W), |E| is
+    summed over channels first; for rank-2 maps (N, F) the feature index is the coordinate; for
+    other ranks dimension 1 is taken as channels. Lower is better. A map that is zero
+    everywhere has no centre of mass and is an error.
+
+    Example:
+        >>> import metrics, torch
+        >>> a = torch.zeros(1, 1, 3, 3); a[0, 0, 0, 0] = 1.0
+        >>> b = torch.zeros(1, 1, 3, 3); b[0, 0, 2, 2] = 1.0
+        >>> metrics.get("center_of_mass_shift")(a, b)
+        tensor([2.8284])
+    """
+
+    higher_is_better = False
+
+    def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
+        return (center_of_mass(attr, "attr") - center_of_mass(attr_adv, "attr_adv")).norm(dim=1)
