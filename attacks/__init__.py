@@ -10,3 +10,5 @@ registry = Registry("attack", group="salbench.attacks")
 register = registry.register
 get = registry.get
 names = registry.names
+
+from attacks import ghorbani, r2et, random_noise  # noqa: E402,F401  (registers the built-in attacks)

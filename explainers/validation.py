@@ -19,6 +19,7 @@ __all__ = [
     "check_fraction",
     "check_k",
     "check_positive_int",
+    "check_seed",
     "check_logits_target",
 ]
 
@@ -108,3 +109,9 @@ def check_positive_int(value: int, name: str) -> None:
     """An int >= 1 (not a bool), e.g. a step size, a number of steps or a batch size."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_seed(seed: int) -> None:
+    """``seed`` is an int >= 0 (what ``torch.Generator.manual_seed`` takes)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
