@@ -1,0 +1,141 @@
+"""What a data set loads into: three splits, the number of classes, the valid input range.
+
+A :class:`Dataset` is a registered component (typed ``__init__`` parameters) whose :meth:`load`
+returns a :class:`DataBundle`. The bundle checks its own consistency when it is built, so a
+third-party data set with mismatched shapes or labels fails at load time with a clear error
+rather than deep inside a grid cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = ["Split", "DataBundle", "Dataset"]
+
+MODALITIES = ("image", "tabular")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a data set.
+
+    Attributes:
+        x: float32 inputs, shape (N, *input_shape), N >= 1.
+        y: long class labels, shape (N,).
+        mask: bool ground-truth relevant features, shape of ``x`` (synthetic data), else None.
+    """
+
+    x: Tensor
+    y: Tensor
+    mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, Tensor) or self.x.dtype != torch.float32 or self.x.dim() < 2:
+            raise TypeError(f"Split.x must be a float32 tensor of shape (N, *input_shape), got {_describe(self.x)}")
+        if self.x.shape[0] == 0:
+            raise ValueError("Split.x is empty; every split needs at least one sample")
+        if not isinstance(self.y, Tensor) or self.y.dtype != torch.long or self.y.shape != self.x.shape[:1]:
+            raise TypeError(f"Split.y must be a long tensor of shape ({self.x.shape[0]},), got {_describe(self.y)}")
+        if self.mask is not None and (
+            not isinstance(self.mask, Tensor) or self.mask.dtype != torch.bool or self.mask.shape != self.x.shape
+        ):
+            raise TypeError(
+                f"Split.mask must be None or a bool tensor of the shape of x {tuple(self.x.shape)}, "
+                f"got {_describe(self.mask)}"
+            )
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """A loaded data set: train/val/test splits and what the harness needs to know about them.
+
+    Attributes:
+        train, val, test: the splits; all have the same input shape.
+        num_classes: number of classes (>= 2); every label lies in [0, num_classes).
+        modality: "image" (x is (N, C, H, W)) or "tabular" (x is (N, F)).
+        bounds: valid input range (low, high), each a tensor broadcastable to one sample
+            (``input_shape``); None means unbounded. Attacks project onto it.
+        feature_names: one name per feature for tabular data, else None.
+
+    The tensors are shared by every user of a cached bundle: do not modify them in place.
+    """
+
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    modality: Literal["image", "tabular"]
+    bounds: tuple[Tensor, Tensor] | None = None
+    feature_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.input_shape
+        for name in ("val", "test"):
+            other = tuple(getattr(self, name).x.shape[1:])
+            if other != shape:
+                raise ValueError(f"the {name} split has input shape {other} but the train split has {shape}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        for name in ("train", "val", "test"):
+            y = getattr(self, name).y
+            if y.min() < 0 or y.max() >= self.num_classes:
+                raise ValueError(
+                    f"the {name} split has labels in [{y.min().item()}, {y.max().item()}], "
+                    f"outside [0, {self.num_classes}) for num_classes={self.num_classes}"
+                )
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.bounds is not None:
+            self._check_bounds(shape)
+        if self.feature_names is not None and len(self.feature_names) != self.train.x[0].numel():
+            raise ValueError(
+                f"feature_names has {len(self.feature_names)} names for {self.train.x[0].numel()} features"
+            )
+
+    def _check_bounds(self, shape: tuple[int, ...]) -> None:
+        pair = isinstance(self.bounds, tuple) and len(self.bounds) == 2
+        if not (pair and all(isinstance(b, Tensor) for b in self.bounds)):
+            raise TypeError(f"bounds must be None or a pair of tensors (low, high), got {self.bounds!r}")
+        low, high = self.bounds
+        try:
+            torch.broadcast_shapes(low.shape, high.shape, shape)
+        except RuntimeError as err:
+            raise ValueError(
+                f"bounds of shapes {tuple(low.shape)} and {tuple(high.shape)} "
+                f"do not broadcast to the input shape {shape}"
+            ) from err
+        if (low > high).any():
+            raise ValueError("bounds: low exceeds high for some feature")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, e.g. (1, 28, 28) or (30,)."""
+        return tuple(self.train.x.shape[1:])
+
+
+class Dataset:
+    """Base class of data sets: subclasses take typed ``__init__`` parameters and implement :meth:`load`.
+
+    Loading happens through :func:`benchmarks.datasets.load_dataset`, which validates the
+    parameters and caches the bundle in-process.
+    """
+
+    def load(self) -> DataBundle:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+def _describe(t: object) -> str:
+    if isinstance(t, Tensor):
+        return f"a {t.dtype} tensor of shape {tuple(t.shape)}"
+    return type(t).__name__

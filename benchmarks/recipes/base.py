@@ -1,0 +1,58 @@
+"""The recipe interface, ``recipe.fit(model, data, seed=...) -> info``, and batched evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks.datasets.base import DataBundle, Split
+
+__all__ = ["Recipe", "evaluate", "model_device"]
+
+
+class Recipe:
+    """Base class of training recipes.
+
+    :meth:`fit` trains ``model`` in place on ``data.train`` (using ``data.val`` for model
+    selection if the recipe does), leaves it in eval mode and returns a JSON-serialisable dict
+    of training information (at least ``epochs_run`` and ``best_val_accuracy``). Given the same
+    initial weights, data and ``seed``, the result is the same: every random choice of the
+    recipe (shuffling, noise) draws from a ``torch.Generator`` seeded by ``seed``. The initial
+    weights are the caller's business (the model cache seeds ``torch.manual_seed`` before it
+    builds the model).
+    """
+
+    def fit(self, model: nn.Module, data: DataBundle, *, seed: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a model without parameters)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``split``, in eval mode, in batches.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    correct, loss = 0, 0.0
+    for x, y in zip(split.x.split(batch_size), split.y.split(batch_size)):
+        logits = model(x.to(device))
+        y = y.to(device)
+        correct += int((logits.argmax(1) == y).sum())
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+    model.train(was_training)
+    return correct / len(split), loss / len(split)

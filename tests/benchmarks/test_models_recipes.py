@@ -1,0 +1,192 @@
+"""Model architectures (small_cnn, mlp) and the standard training recipe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import benchmarks.recipes.standard as standard_module
+from benchmarks import models, recipes
+from benchmarks.datasets import load_dataset
+from benchmarks.recipes.base import evaluate
+from benchmarks.registry import ParameterError
+
+
+def swap_relus(model: nn.Module, replacement: type[nn.Module]) -> nn.Module:
+    """Replace every nn.ReLU module in place (what attacks do to get a smooth surrogate)."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, replacement())
+        else:
+            swap_relus(child, replacement)
+    return model
+
+
+# -- small_cnn ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 16, 16), (3, 8, 8), (1, 4, 4)])
+def test_small_cnn_shapes(shape):
+    net = models.build("small_cnn", {}, shape, 3)
+    x = torch.randn(5, *shape)
+    assert net(x).shape == (5, 3)
+    maps = net.features(x)
+    assert maps.shape == (5, 32, shape[1] // 4, shape[2] // 4)  # default (8, 16, 32): two 2×2 pools
+
+
+def test_small_cnn_is_a_cam_network():
+    torch.manual_seed(0)
+    net = models.build("small_cnn", {"channels": (4, 6)}, (1, 16, 16), 3).double()
+    x = torch.randn(7, 1, 16, 16, dtype=torch.float64)
+    feature_maps = net.features(x)  # A = ReLU(last conv)
+    assert isinstance(net.features[-1], nn.ReLU)
+    assert net.last_conv is [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    assert torch.equal(feature_maps, torch.relu(net.last_conv(net.features[:-2](x))))
+    cam = torch.einsum("ck,nkij->ncij", net.classifier.weight, feature_maps)  # CAM_c = Σ_k w_ck A_k
+    logits = net(x)
+    assert torch.allclose(cam.mean((2, 3)) + net.classifier.bias, logits, atol=1e-12, rtol=0)
+    assert feature_maps.shape[-2:] == (8, 8)
+
+
+@pytest.mark.parametrize(
+    "name, params, shape", [("small_cnn", {"channels": (3, 4), "pool": False}, (2, 8, 8)), ("mlp", {}, (5,))]
+)
+def test_relus_are_modules_so_swapping_them_linearises_the_model(name, params, shape):
+    torch.manual_seed(1)
+    net = swap_relus(models.build(name, params, shape, 2).double(), nn.Identity)
+    a, b = torch.randn(3, *shape, dtype=torch.float64), torch.randn(3, *shape, dtype=torch.float64)
+    zero = torch.zeros(3, *shape, dtype=torch.float64)
+    # no functional ReLU left (and no max-pool here): the model is affine, f(a + b) + f(0) = f(a) + f(b)
+    assert torch.allclose(net(a + b) + net(zero), net(a) + net(b), atol=1e-10)
+    relu_net = models.build(name, params, shape, 2).double()
+    assert not torch.allclose(relu_net(a + b) + relu_net(zero), relu_net(a) + relu_net(b), atol=1e-6)
+
+
+def test_small_cnn_without_pooling_keeps_the_resolution():
+    net = models.build("small_cnn", {"channels": (2, 2, 2), "pool": False}, (1, 6, 6), 2)
+    assert net.features(torch.zeros(1, 1, 6, 6)).shape == (1, 2, 6, 6)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
+
+
+@pytest.mark.parametrize(
+    "params, shape, classes, match",
+    [
+        ({}, (1, 28), 2, "input_shape"),
+        ({}, (1, 2, 2), 2, "too small"),
+        ({"kernel_size": 4}, (1, 8, 8), 2, "kernel_size"),
+        ({"channels": ()}, (1, 8, 8), 2, "channels"),
+        ({"channels": (4, 0)}, (1, 8, 8), 2, "channels\\[1\\]"),
+        ({}, (1, 8, 8), 1, "num_classes"),
+    ],
+)
+def test_small_cnn_bad_arguments_are_named(params, shape, classes, match):
+    with pytest.raises(ValueError, match=match):
+        models.build("small_cnn", params, shape, classes)
+
+
+# -- mlp ---------------------------------------------------------------------------------------
+def test_mlp_flattens_any_input_and_hidden_empty_is_linear():
+    net = models.build("mlp", {"hidden": [16, 8]}, (2, 3), 4)
+    assert net(torch.zeros(5, 2, 3)).shape == (5, 4)
+    widths = [m.out_features for m in net.modules() if isinstance(m, nn.Linear)]
+    assert widths == [16, 8, 4]
+    linear = models.build("mlp", {"hidden": ()}, (30,), 2)
+    assert [type(m) for m in linear.layers] == [nn.Flatten, nn.Linear]
+    with pytest.raises(ValueError, match="hidden\\[0\\]"):
+        models.build("mlp", {"hidden": (0,)}, (30,), 2)
+
+
+def test_model_params_are_validated_without_the_harness_filled_ones():
+    expected = {"channels": (4, 8), "kernel_size": 3, "pool": True}
+    assert models.validate_params("small_cnn", {"channels": [4, 8]}) == expected
+    assert models.validate_params("mlp", None) == {"hidden": (64, 64)}
+    with pytest.raises(ParameterError, match="input_shape"):
+        models.validate_params("mlp", {"input_shape": (30,)})
+    with pytest.raises(ParameterError, match="hiden"):
+        models.validate_params("mlp", {"hiden": (3,)})
+    with pytest.raises(ParameterError, match="channels"):
+        models.validate_params("small_cnn", {"channels": 8})
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+def test_evaluate_matches_a_direct_computation_and_restores_the_mode():
+    data = load_dataset("wdbc", {})
+    torch.manual_seed(0)
+    net = models.build("mlp", {"hidden": (4,)}, data.input_shape, 2).train()
+    accuracy, loss = evaluate(net, data.test, batch_size=7)
+    with torch.no_grad():
+        logits = net(data.test.x)
+    assert accuracy == (logits.argmax(1) == data.test.y).sum().item() / len(data.test)
+    assert loss == pytest.approx(nn.functional.cross_entropy(logits, data.test.y).item(), rel=1e-5)
+    assert net.training
+
+
+# -- standard recipe -----------------------------------------------------------------------------
+def tiny_blocks():
+    return load_dataset("synthetic_blocks", {"size": 8, "delta": 3.0, "n_train": 96, "n_val": 32, "n_test": 32})
+
+
+def fitted(data, recipe_params, seed, model_seed=0):
+    torch.manual_seed(model_seed)
+    net = models.build("small_cnn", {"channels": (4, 4)}, data.input_shape, data.num_classes)
+    info = recipes.get("standard", **recipe_params).fit(net, data, seed=seed)
+    return net, info
+
+
+def test_standard_is_deterministic_given_the_seed():
+    data = tiny_blocks()
+    a, _ = fitted(data, {"epochs": 2, "batch_size": 32}, seed=5)
+    b, _ = fitted(data, {"epochs": 2, "batch_size": 32}, seed=5)
+    c, _ = fitted(data, {"epochs": 2, "batch_size": 32}, seed=6)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)  # bitwise identical
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)  # another shuffling seed, other weights
+
+
+def test_standard_learns_the_planted_block():
+    data = tiny_blocks()
+    net, info = fitted(data, {"epochs": 15, "batch_size": 16, "lr": 1e-2}, seed=0)
+    assert not net.training
+    accuracy = evaluate(net, data.test)[0]
+    # a 4×4 block shifted by 3 sigma: chance is 0.5; 32 test images
+    assert accuracy >= 0.9 and info["best_val_accuracy"] >= 0.9
+    assert set(info) >= {"epochs_run", "best_epoch", "best_val_accuracy", "best_val_loss", "last_train_loss"}
+
+
+def test_early_stopping_restores_the_best_validation_weights(monkeypatch):
+    # scripted validation results: best accuracy at epoch 3 (epoch 2 ties epoch 3's accuracy
+    # with a higher loss), then `patience` = 2 epochs without improvement stop training at 5
+    script = iter([(0.5, 1.0), (0.75, 0.9), (0.75, 0.8), (0.7, 0.1), (0.75, 0.85), (0.9, 0.1)])
+    snapshots = []
+
+    def scripted_evaluate(model, split, **kwargs):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(script)
+
+    monkeypatch.setattr(standard_module, "evaluate", scripted_evaluate)
+    net, info = fitted(tiny_blocks(), {"epochs": 20, "patience": 2, "batch_size": 32}, seed=0)
+    assert info["epochs_run"] == 5 and info["best_epoch"] == 3 and len(snapshots) == 5
+    assert info["best_val_accuracy"] == 0.75 and info["best_val_loss"] == 0.8
+    final = net.state_dict()
+    assert all(torch.equal(final[k], snapshots[2][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[4][k]) for k in final)
+
+
+def test_standard_runs_at_most_epochs():
+    _, info = fitted(tiny_blocks(), {"epochs": 2, "patience": 5}, seed=0)
+    assert info["epochs_run"] == 2
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [({"lr": 0.0}, "lr"), ({"lr": -1e-3}, "lr"), ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"),
+     ({"patience": 0}, "patience"), ({"weight_decay": -1.0}, "weight_decay")],
+)
+def test_standard_bad_parameters_are_named(params, name):
+    with pytest.raises(ValueError, match=name):
+        recipes.get("standard", **params)
+
+
+def test_standard_rejects_a_bad_seed():
+    net = models.build("mlp", {"hidden": ()}, (64,), 2)
+    with pytest.raises(ValueError, match="seed"):
+        recipes.get("standard").fit(net, tiny_blocks(), seed=-1)
