@@ -1,0 +1,131 @@
+"""Speed-up of a grid run on a dask.distributed cluster with N worker processes over 1.
+
+    python -m benchmarks.perf.grid_scaleout [--workers 2] [--samples 64]
+
+Runs the same suite (synthetic 16×16 blocks, small CNN, two explainers × the top-k attack at
+six budgets = 12 cells of similar cost) on a LocalCluster of 1 worker and on one of N workers
+(one thread each), each into a fresh store, with the model trained beforehand and the workers'
+imports done before the clock starts. Prints both wall-clock times and their ratio, measured
+in this one run, and checks that both runs stored identical records. The ratio is bounded by
+the number of idle CPU cores, so the load average is printed with it, and so is each run's
+efficiency: the seconds spent inside cells over workers × wall-clock seconds (near 1 when the
+harness adds no overhead; when cells slow down with more workers, the cores were busy) and
+the speed-up the machine itself allows at that moment: a fixed matrix-product loop in N
+processes at once against one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from benchmarks.model_cache import model_key, trained_model
+from benchmarks.runner import run_suite
+from benchmarks.store import comparable, read_records
+from benchmarks.suite import Suite, parse_suite
+
+SUITE = """
+[suite]
+name = "scaleout"
+samples = {samples}
+seeds = [0]
+
+[[datasets]]
+name = "synthetic_blocks"
+size = 16
+n_train = 1000
+n_val = 200
+n_test = 200
+models = [{{ name = "small_cnn" }}]
+shared = {{ k = 32 }}
+
+[[recipes]]
+name = "standard"
+epochs = 10
+
+[[explainers]]
+name = "gradient"
+
+[[explainers]]
+name = "gradient_x_input"
+
+[[attacks]]
+name = "topk"
+steps = 40
+eps = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+
+[[metrics]]
+name = "topk_intersection"
+
+[[metrics]]
+name = "spearman"
+"""
+
+
+def _busy(_: int = 0) -> float:
+    """Seconds of a fixed single-threaded CPU-bound loop."""
+    torch.set_num_threads(1)
+    a = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    for _ in range(1000):
+        a @ a
+    return time.perf_counter() - start
+
+
+def machine_speedup(workers: int) -> float:
+    """The speed-up this machine allows now: ``workers`` copies of :func:`_busy` at once against one."""
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_busy, range(workers)))  # start the processes
+        one = _busy()
+        many = max(pool.map(_busy, range(workers)))
+    return workers * one / many
+
+
+def timed_run(suite: Suite, out_dir: Path, workers: int) -> tuple[float, float]:
+    """Wall-clock seconds to run ``suite`` into ``out_dir`` on a fresh LocalCluster of ``workers``
+    processes, and the sum of the cells' own seconds (their ``elapsed_s``)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster.scheduler_address) as client:
+            client.run(importlib.import_module, "benchmarks.runner")  # imports happen before the clock
+        start = time.perf_counter()
+        summary = run_suite(suite, out_dir, backend="dask", scheduler=cluster.scheduler_address, progress=False)
+        elapsed = time.perf_counter() - start
+    if summary.failed or summary.run != len(suite.cells):
+        raise RuntimeError(f"the timed run did not complete: {summary.describe()}")
+    return elapsed, read_records(out_dir).drop_duplicates("cell_id").elapsed_s.sum()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default 2)")
+    parser.add_argument("--samples", type=int, default=64, help="evaluation samples per cell (default 64)")
+    args = parser.parse_args(argv)
+    suite = parse_suite(SUITE.format(samples=args.samples), source="grid_scaleout")
+    for inputs in {model_key(*cell.model_inputs): cell.model_inputs for cell in suite.cells}.values():
+        trained_model(*inputs)  # phase 1 out of the measurement
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {n: timed_run(suite, Path(tmp) / str(n), n) for n in (1, args.workers)}
+        bound = machine_speedup(args.workers)
+        pd.testing.assert_frame_equal(
+            comparable(read_records(Path(tmp) / "1")), comparable(read_records(Path(tmp) / str(args.workers)))
+        )
+    print(f"{len(suite.cells)} cells, {args.samples} samples each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for n, (wall, cells) in runs.items():
+        # efficiency: the share of the workers' wall time spent inside cells (1 = no scheduling overhead)
+        print(f"{n} worker(s): {wall:.1f} s wall, {cells:.1f} s in cells, efficiency {cells / (n * wall):.2f}")
+    print(f"speed-up of {args.workers} workers over 1: {runs[1][0] / runs[args.workers][0]:.2f}x (identical records); "
+          f"the machine's own speed-up for {args.workers} CPU-bound processes: {bound:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

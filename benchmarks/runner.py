@@ -1,0 +1,456 @@
+"""The grid runner: train a suite's models, then run its cells in parallel and store each one.
+
+``run_suite(suite, out_dir)`` works in two phases, both through joblib:
+
+1. train every distinct model that the cells to run need (data set, model, recipe, seed), in
+   parallel, into the trained-model cache (:func:`benchmarks.model_cache.trained_model`);
+2. run the cells. A cell loads its data set and its trained model, picks its evaluation samples
+   (:func:`select_samples`), explains them in batches of the suite's ``batch_size``, attacks
+   them (attacked cells) and explains the attacked inputs, and scores every metric of the cell
+   on a :class:`metrics.base.Case`. Its records (one row per sample × metric, the columns of
+   :data:`benchmarks.store.RECORD_SCHEMA`) and examples go to the store as soon as it finishes.
+
+Cells already in the store are skipped, so an interrupted run resumes where it stopped and
+ends with the same records as an uninterrupted one; ``fresh=True`` deletes the store first.
+A cell that raises (or whose model fails to train) is stored as a failure with its traceback
+and the run goes on; failed cells are tried again by the next run, and a success removes the
+failure.
+
+Reproducibility: each cell runs on the CPU with ``torch.set_num_threads(suite.threads)`` and
+``torch.manual_seed(cell.seed)`` set first, so its records are bitwise identical whatever the
+backend and the number of jobs. The cell seed also reaches every explainer and attack that
+declares ``seed`` (see :mod:`benchmarks.suite`).
+
+Backends: ``"loky"`` (local processes, the default), ``"sequential"`` (in this process),
+``"dask"`` (an existing dask.distributed cluster at ``scheduler``; its workers set the
+parallelism), ``"ray"`` (a Ray cluster at ``scheduler``, or a local one; needs ``ray``). Results
+come back to this process, which writes the store, so workers need not share its file system;
+they do read and write the trained-model cache, which should be shared for phase 1 to save work
+on a multi-machine cluster (a worker without it retrains the same model, deterministically).
+
+Example:
+    >>> summary = run_suite("quickstart", "results/quickstart", jobs=2)   # doctest: +SKIP
+    >>> print(summary.describe())                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from joblib import Parallel, delayed, parallel_config
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+import attacks
+import explainers
+import metrics
+from benchmarks.datasets import Split, load_dataset
+from benchmarks.model_cache import cache_dir_path, canonical_json, model_key, trained_model
+from benchmarks.provenance import versions
+from benchmarks.store import RECORD_COLUMNS, store_dir, stored_cell_ids, write_cell, write_failure
+from benchmarks.suite import Cell, Suite, load_suite
+from metrics.base import Case
+
+__all__ = ["run_suite", "RunSummary", "select_samples", "BACKENDS", "EXAMPLES"]
+
+BACKENDS = ("loky", "sequential", "dask", "ray")
+EXAMPLES = 4
+"""How many of a cell's evaluation samples are kept as examples for figures."""
+
+_DEVICE = torch.device("cpu")
+_RAY_ROUND = 4  # ray's joblib backend cannot stream results: it gets rounds of this many tasks per job
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What one call of :func:`run_suite` did.
+
+    ``run + failed + skipped + remaining == total``: ``run`` cells computed and stored now,
+    ``failed`` recorded as failures now, ``skipped`` found in the store, ``remaining`` left
+    pending by ``limit``.
+    """
+
+    total: int
+    run: int
+    skipped: int
+    failed: int
+    remaining: int
+    elapsed_s: float
+
+    def describe(self) -> str:
+        text = (
+            f"{self.total} cells: {self.run} run, {self.skipped} reused from the store, "
+            f"{self.failed} failed"
+        )
+        if self.remaining:
+            text += f", {self.remaining} left pending (limit)"
+        return f"{text}; {self.elapsed_s:.1f} s"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What a cell needs to know besides itself."""
+
+    suite: str
+    config_hash: str
+    batch_size: int
+    threads: int
+    cache_dir: str
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """A finished cell: records and examples, or a failure."""
+
+    cell_id: str
+    records: pd.DataFrame | None = None
+    examples: dict[str, np.ndarray] | None = None
+    failure: dict[str, Any] | None = None
+
+
+# -- the entry point ----------------------------------------------------------------------------
+def run_suite(
+    suite: Suite | str | Path,
+    out_dir: str | Path,
+    *,
+    jobs: int = 1,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    fresh: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Run the cells of ``suite`` that are not stored under ``out_dir`` yet.
+
+    Args:
+        suite: a :class:`~benchmarks.suite.Suite`, or a suite name or TOML path for
+            :func:`~benchmarks.suite.load_suite`.
+        out_dir: results directory; the store goes to ``out_dir/store``.
+        jobs: parallel workers of loky and ray; must be 1 with sequential, and with dask,
+            whose cluster decides.
+        backend: one of :data:`BACKENDS`.
+        scheduler: the scheduler address: required with ``"dask"``, optional with ``"ray"``
+            (default: a local Ray), not allowed with the local backends.
+        fresh: delete the store first and recompute everything.
+        limit: run at most this many pending cells now (in grid order); the rest stay pending.
+        progress: show tqdm progress bars.
+    """
+    start = time.perf_counter()
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    _check_arguments(jobs, backend, scheduler, limit)
+    out_dir = Path(out_dir)
+    if fresh and store_dir(out_dir).exists():
+        shutil.rmtree(store_dir(out_dir))
+    stored = stored_cell_ids(out_dir)
+    pending = [cell for cell in suite.cells if cell.id not in stored]
+    todo = pending if limit is None else pending[:limit]
+    settings = _Settings(suite.name, suite.config_hash, suite.batch_size, suite.threads, str(cache_dir_path()))
+    run = failed = 0
+    if todo:
+        with _backend(backend, scheduler):
+            broken = _train_models(todo, settings, jobs, backend, progress)
+            bar = tqdm(total=len(todo), desc=f"{suite.name}: cells", unit="cell", disable=not progress)
+            for outcome in _run_cells(todo, broken, settings, jobs, backend):
+                if outcome.failure is None:
+                    write_cell(out_dir, outcome.cell_id, outcome.records, outcome.examples)
+                    run += 1
+                else:
+                    write_failure(out_dir, outcome.cell_id, outcome.failure)
+                    failed += 1
+                bar.update()
+                bar.set_postfix(failed=failed)
+            bar.close()
+    return RunSummary(
+        total=len(suite.cells), run=run, skipped=len(suite.cells) - len(pending), failed=failed,
+        remaining=len(pending) - len(todo), elapsed_s=time.perf_counter() - start,
+    )
+
+
+def _check_arguments(jobs: int, backend: str, scheduler: str | None, limit: int | None) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "dask" and not scheduler:
+        raise ValueError("backend 'dask' needs scheduler, the address of a running dask scheduler (e.g. tcp://host:8786)")
+    if backend == "dask" and jobs != 1:
+        raise ValueError(f"with backend 'dask' the cluster's workers set the parallelism; leave jobs at 1, got {jobs}")
+    if backend == "sequential" and jobs != 1:
+        raise ValueError(f"backend 'sequential' runs one cell at a time; leave jobs at 1 or use 'loky', got jobs={jobs}")
+    if backend in ("loky", "sequential") and scheduler is not None:
+        raise ValueError(f"scheduler is only for the 'dask' and 'ray' backends, not {backend!r}; got {scheduler!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be None or a non-negative integer (the number of cells to run now), got {limit!r}")
+
+
+@contextlib.contextmanager
+def _backend(backend: str, scheduler: str | None) -> Iterator[None]:
+    """joblib's configuration for ``backend`` (connecting to the cluster where there is one)."""
+    if backend == "dask":
+        try:
+            from distributed import Client
+        except ImportError as err:
+            raise ImportError("backend 'dask' needs dask.distributed: pip install 'salbench[dask]'") from err
+        with Client(scheduler), parallel_config(backend="dask"):
+            yield
+    elif backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError as err:
+            raise ImportError("backend 'ray' needs the ray package: pip install 'ray[default]'") from err
+        register_ray()
+        ray.init(address=scheduler)
+        try:
+            with parallel_config(backend="ray"):
+                yield
+        finally:
+            ray.shutdown()
+    else:
+        with parallel_config(backend=backend):
+            yield
+
+
+def _map_unordered(function: Callable[..., Any], args: list[tuple], jobs: int, backend: str) -> Iterator[Any]:
+    """``function(*a)`` for each ``a`` in ``args``, yielded as each finishes."""
+    if backend == "ray":  # its joblib backend cannot stream results: run rounds of tasks
+        size = _RAY_ROUND * jobs
+        for i in range(0, len(args), size):
+            yield from Parallel(n_jobs=jobs, batch_size=1)(delayed(function)(*a) for a in args[i : i + size])
+    else:
+        yield from Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)(
+            delayed(function)(*a) for a in args
+        )
+
+
+# -- phase 1: models ------------------------------------------------------------------------------
+def _train_models(cells: list[Cell], settings: _Settings, jobs: int, backend: str, progress: bool) -> dict[str, dict]:
+    """Train (or find in the cache) each distinct model of ``cells``; the failures by model key."""
+    distinct = {model_key(*cell.model_inputs): cell.model_inputs for cell in cells}
+    args = [(key, inputs, settings) for key, inputs in distinct.items()]
+    broken = {}
+    bar = tqdm(total=len(args), desc=f"{settings.suite}: models", unit="model", disable=not progress)
+    for key, failure in _map_unordered(_train, args, jobs, backend):
+        if failure is not None:
+            broken[key] = failure
+        bar.update()
+    bar.close()
+    return broken
+
+
+def _train(key: str, inputs: tuple, settings: _Settings) -> tuple[str, dict | None]:
+    try:
+        with _isolated(settings.threads):
+            trained_model(*inputs, cache_dir=settings.cache_dir)
+    except Exception as err:  # recorded for every cell of this model; the run goes on
+        return key, _error(err)
+    return key, None
+
+
+# -- phase 2: cells -------------------------------------------------------------------------------
+def _run_cells(
+    cells: list[Cell], broken: dict[str, dict], settings: _Settings, jobs: int, backend: str
+) -> Iterable[_Outcome]:
+    runnable = []
+    for cell in cells:
+        failure = broken.get(model_key(*cell.model_inputs))
+        if failure is None:
+            runnable.append((cell, settings))
+        else:
+            error = {**failure, "error": f"training its model failed: {failure['error']}"}
+            yield _Outcome(cell.id, failure=_failure(cell, settings, error, 0.0))
+    yield from _map_unordered(_run_cell, runnable, jobs, backend)
+
+
+def _run_cell(cell: Cell, settings: _Settings) -> _Outcome:
+    """Compute one cell; an exception becomes a recorded failure rather than propagating."""
+    start = time.perf_counter()
+    try:
+        with _isolated(settings.threads):
+            records, examples = _evaluate(cell, settings)
+    except Exception as err:
+        return _Outcome(cell.id, failure=_failure(cell, settings, _error(err), time.perf_counter() - start))
+    records["elapsed_s"] = time.perf_counter() - start
+    return _Outcome(cell.id, records=records, examples=examples)
+
+
+@contextlib.contextmanager
+def _isolated(threads: int) -> Iterator[None]:
+    """Fix torch's intra-op thread count (results depend on it bitwise) and fork the global RNG;
+    both are restored after, so a sequential run leaves the calling process as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _error(err: BaseException) -> dict[str, str]:
+    return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+
+
+def _failure(cell: Cell, settings: _Settings, error: dict[str, str], elapsed: float) -> dict[str, Any]:
+    return {
+        **error,
+        "suite": settings.suite,
+        "config_hash": settings.config_hash,
+        "description": cell.describe(),
+        "cell": cell.to_dict(),
+        "elapsed_s": elapsed,
+    }
+
+
+def select_samples(model: nn.Module, split: Split, samples: int, seed: int, batch_size: int) -> Tensor:
+    """Indices (ascending) of ``samples`` test samples that ``model`` classifies correctly.
+
+    The samples are drawn without replacement from the correctly classified ones with a
+    ``torch.Generator`` seeded by ``seed``, so every cell with the same data set, model,
+    recipe and seed evaluates the same samples. Fewer correct samples than ``samples`` is an
+    error (the cell fails rather than run on fewer).
+    """
+    with torch.no_grad():
+        predicted = torch.cat([model(x.to(_DEVICE)).argmax(dim=1) for x in split.x.split(batch_size)])
+    correct = (predicted == split.y.to(_DEVICE)).nonzero().squeeze(1)
+    if len(correct) < samples:
+        raise ValueError(
+            f"the model classifies only {len(correct)} of {len(split)} test samples correctly, fewer than "
+            f"samples={samples}; lower [suite] samples or train a better model"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    chosen = correct[torch.randperm(len(correct), generator=generator)[:samples]]
+    return chosen.sort().values
+
+
+@dataclasses.dataclass
+class _Batch:
+    """One batch of a cell: its inputs, explanations, attack result and metric scores."""
+
+    x: Tensor
+    attr: Tensor
+    x_adv: Tensor | None
+    attr_adv: Tensor | None
+    attack: Any  # attacks.base.AttackResult | None
+    mask: Tensor | None
+    scores: list[tuple[Tensor, Tensor | None]]
+
+
+def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    torch.manual_seed(cell.seed)  # components take explicit seeds; this pins any use of the global RNG too (forked)
+    data = load_dataset(cell.dataset.name, cell.dataset.params)
+    model, meta = trained_model(*cell.model_inputs, cache_dir=settings.cache_dir)
+    model = model.to(_DEVICE).eval()
+    chosen = select_samples(model, data.test, cell.samples, cell.seed, settings.batch_size)
+    explainer = explainers.get(cell.explainer.name, **cell.explainer.params)
+    attack = attacks.get(cell.attack.name, **cell.attack.params) if cell.attack is not None else None
+    scorers = [metrics.get(m.name, **m.params) for m in cell.metrics]
+    batches = [
+        _evaluate_batch(model, explainer, attack, scorers, data, indices)
+        for indices in chosen.split(settings.batch_size)
+    ]
+    return _records(cell, settings, meta, chosen, data.test.y[chosen], scorers, batches), _examples(chosen, batches)
+
+
+def _evaluate_batch(model, explainer, attack, scorers, data, indices: Tensor) -> _Batch:
+    x = data.test.x[indices].to(_DEVICE)
+    target = data.test.y[indices].to(_DEVICE)
+    mask = data.test.mask[indices].to(_DEVICE) if data.test.mask is not None else None
+    attr = explainer(model, x, target).detach()
+    result = x_adv = attr_adv = None
+    if attack is not None:
+        result = attack(model, explainer, x, target, bounds=data.bounds)
+        x_adv = result.x_adv.detach()
+        attr_adv = explainer(model, x_adv, target).detach()
+    case = Case(model=model, explainer=explainer, x=x, target=target, attr=attr, x_adv=x_adv, attr_adv=attr_adv, mask=mask)
+    scores = [_checked(scorer, scorer.evaluate(case), len(x)) for scorer in scorers]
+    return _Batch(x, attr, x_adv, attr_adv, result, mask, scores)
+
+
+def _checked(scorer, scores: tuple[Tensor, Tensor | None], n: int) -> tuple[Tensor, Tensor | None]:
+    values, curves = scores
+    if not isinstance(values, Tensor) or values.shape != (n,):
+        raise ValueError(f"metric {scorer!r} returned values of shape {getattr(values, 'shape', None)}, expected ({n},)")
+    if curves is not None and (not isinstance(curves, Tensor) or curves.dim() != 2 or curves.shape[0] != n):
+        raise ValueError(f"metric {scorer!r} returned curves of shape {getattr(curves, 'shape', None)}, expected ({n}, M)")
+    return values.detach(), None if curves is None else curves.detach()
+
+
+def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch]) -> pd.DataFrame:
+    n = len(chosen)
+    attacked = cell.attack is not None
+
+    def cat(get: Callable[[_Batch], Tensor]) -> list:
+        return torch.cat([get(b) for b in batches]).tolist()
+
+    attack_columns = {
+        "attack_iterations": cat(lambda b: b.attack.iterations) if attacked else [None] * n,
+        "attack_success": cat(lambda b: b.attack.success) if attacked else [None] * n,
+        "label_kept": cat(lambda b: b.attack.label_kept) if attacked else [None] * n,
+    }
+    parts = []
+    for i, (spec, scorer) in enumerate(zip(cell.metrics, scorers)):
+        values = torch.cat([b.scores[i][0] for b in batches]).double()
+        has_curve = batches[0].scores[i][1] is not None
+        parts.append(pd.DataFrame({
+            "sample": chosen.tolist(),
+            "label": labels.tolist(),
+            "metric": spec.name,
+            "metric_params": spec.params_json,
+            "category": scorer.category,
+            "higher_is_better": bool(scorer.higher_is_better),
+            "value": values.tolist(),
+            "curve": cat(lambda b: b.scores[i][1].double()) if has_curve else [None] * n,
+            **attack_columns,
+        }))
+    frame = pd.concat(parts, ignore_index=True)
+    constants = {
+        "suite": settings.suite,
+        "config_hash": settings.config_hash,
+        "cell_id": cell.id,
+        "dataset": cell.dataset.name,
+        "dataset_params": cell.dataset.params_json,
+        "model": cell.model.name,
+        "model_params": cell.model.params_json,
+        "recipe": cell.recipe.name,
+        "recipe_params": cell.recipe.params_json,
+        "explainer": cell.explainer.name,
+        "explainer_params": cell.explainer.params_json,
+        "attack": cell.attack_name,
+        "attack_params": cell.attack.params_json if attacked else "{}",
+        "seed": cell.seed,
+        "clean_accuracy": float(meta["test_accuracy"]),
+        "model_key": meta["key"],
+        "elapsed_s": float("nan"),  # set by _run_cell once the cell is done
+        "versions": _versions_json(),
+    }
+    for column, value in constants.items():
+        frame[column] = value
+    return frame[list(RECORD_COLUMNS)]
+
+
+@functools.cache
+def _versions_json() -> str:
+    return canonical_json(versions())
+
+
+def _examples(chosen: Tensor, batches: list[_Batch]) -> dict[str, np.ndarray]:
+    """The first :data:`EXAMPLES` samples of the cell, as float32 arrays (mask as bool)."""
+    out = {"sample": chosen[:EXAMPLES].cpu().numpy()}
+    for name in ("x", "attr", "x_adv", "attr_adv", "mask"):
+        parts = [getattr(b, name) for b in batches]
+        if parts[0] is not None:
+            first = torch.cat(parts)[:EXAMPLES].cpu()
+            out[name] = (first if name == "mask" else first.float()).numpy()
+    return out

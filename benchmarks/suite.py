@@ -1,0 +1,518 @@
+"""Suites: a TOML grid of data sets × models × recipes × explainers × attacks × seeds.
+
+``load_suite(name_or_path)`` reads ``benchmarks/suites/<name>.toml`` (or a path), validates
+every table against the registries of its kind and expands the grid into :class:`Cell` s. All
+checks happen here, before any work: unknown names or keys, parameter types, missing fields,
+empty grids, bad TOML, metrics that need an attack in a suite without attacks, ``shared``
+values that collide with explicit ones, and exclusions that name unknown keys or match nothing.
+Each error names the field and the allowed values.
+
+Grid rules:
+
+* A list value expands into the grid (``n_samples = [16, 32]`` gives two explainers), unless the
+  parameter's type is itself a sequence (``hidden: tuple[int, ...]``): then only a list of
+  lists expands (``hidden = [[64], [32, 32]]``).
+* ``shared`` (per data set) sets a value in every explainer, attack and metric of that data
+  set's cells that declares the parameter; every shared key must be declared by one of them,
+  and a component that also sets the key explicitly is an error.
+* The cell seed sets the model's training seed, the choice of evaluation samples and the
+  ``seed`` parameter of every explainer and attack that declares one and does not set it
+  explicitly (in its table or through ``shared``). Data set parameters, including a data
+  set's own ``seed``, are not touched: every seed sees the same data.
+* Metrics with ``needs_attack`` are evaluated in the attacked cells; the others once per
+  (data set, model, recipe, seed, explainer) in a cell whose attack is None.
+* ``[[exclude]]`` drops the cells that match all of its keys (dataset, model, recipe,
+  explainer, attack; attack ``"none"`` names the attack-free cells).
+
+The cell id is the SHA-256 of the canonical JSON of everything that determines the cell's
+records: the full validated parameters (defaults included) of its data set, model, recipe,
+explainer, attack and metrics, its seed and the number of samples. ``batch_size`` and
+``threads`` are execution settings and are not part of it. The suite's ``config_hash``
+covers the suite options and the set of cell ids.
+
+Example:
+    >>> suite = load_suite("quickstart")
+    >>> suite.cells[0].dataset.name, len(suite.cells) > 1
+    ('wdbc', True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import itertools
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+import attacks
+import explainers
+import metrics
+from benchmarks import datasets, models, recipes
+from benchmarks.model_cache import canonical_json
+from benchmarks.registry import Registry, RegistryError
+
+__all__ = [
+    "Component",
+    "Cell",
+    "Suite",
+    "SuiteError",
+    "load_suite",
+    "parse_suite",
+    "suite_names",
+    "digest",
+    "SUITES_DIR",
+]
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+_TOP_LEVEL = ("suite", "datasets", "recipes", "explainers", "attacks", "metrics", "exclude")
+_SUITE_OPTIONS = ("name", "description", "samples", "seeds", "batch_size", "threads")
+_DATASET_KEYS = ("models", "recipes", "shared")  # a data set table's keys that are not its parameters
+_EXCLUDE_KEYS = ("dataset", "model", "recipe", "explainer", "attack")
+_NO_ATTACK = "none"
+
+
+class SuiteError(ValueError):
+    """A malformed suite file; the message names the field and what is allowed."""
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 hex digest of :func:`canonical_json` of ``obj``."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """A registered component: its name and its full validated parameters (defaults included)."""
+
+    name: str
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params}
+
+    @property
+    def params_json(self) -> str:
+        return canonical_json(self.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One grid cell: the unit of work, caching and resumption.
+
+    ``model.params`` leave out ``input_shape`` and ``num_classes``, which the harness takes
+    from the data set. ``attack`` is None in the cell that evaluates the attack-free metrics.
+    """
+
+    dataset: Component
+    model: Component
+    recipe: Component
+    explainer: Component
+    attack: Component | None
+    metrics: tuple[Component, ...]
+    seed: int
+    samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("dataset", "model", "recipe", "explainer", "attack"):
+            out[key] = out[key].to_dict() if out[key] is not None else None
+        out["metrics"] = [m.to_dict() for m in self.metrics]
+        return out
+
+    @functools.cached_property
+    def id(self) -> str:
+        """SHA-256 of the canonical JSON of :meth:`to_dict`."""
+        return digest(self.to_dict())
+
+    @property
+    def attack_name(self) -> str:
+        return self.attack.name if self.attack is not None else _NO_ATTACK
+
+    @property
+    def model_inputs(self) -> tuple[str, dict, str, dict, str, dict, int]:
+        """The arguments of :func:`benchmarks.model_cache.trained_model` (without cache_dir)."""
+        return (
+            self.dataset.name, self.dataset.params, self.model.name, self.model.params,
+            self.recipe.name, self.recipe.params, self.seed,
+        )
+
+    def names(self) -> dict[str, str]:
+        """The component names that ``[[exclude]]`` matches on."""
+        return {
+            "dataset": self.dataset.name, "model": self.model.name, "recipe": self.recipe.name,
+            "explainer": self.explainer.name, "attack": self.attack_name,
+        }
+
+    def describe(self) -> str:
+        """A one-line label, e.g. ``wdbc/mlp/standard seed 0: gradient × topk``."""
+        return (
+            f"{self.dataset.name}/{self.model.name}/{self.recipe.name} seed {self.seed}: "
+            f"{self.explainer.name} × {self.attack_name}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A validated suite: its options and its expanded grid of cells."""
+
+    name: str
+    description: str
+    samples: int
+    seeds: tuple[int, ...]
+    batch_size: int
+    threads: int
+    cells: tuple[Cell, ...]
+    config_hash: str
+    source: str
+
+
+# -- entry points ------------------------------------------------------------------------------
+def suite_names() -> list[str]:
+    """Names of the suites shipped in ``benchmarks/suites``."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Load, validate and expand a suite: a file path, or the name of a shipped suite."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.is_file():
+        path = SUITES_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise SuiteError(
+                f"no suite named {str(name_or_path)!r}: give a path to a .toml file or one of "
+                f"{', '.join(suite_names()) or '(none)'}"
+            )
+    if not path.is_file():
+        raise SuiteError(f"suite file {str(path)!r} does not exist")
+    return parse_suite(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_suite(text: str, source: str = "<string>") -> Suite:
+    """Validate and expand the TOML text of a suite; ``source`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SuiteError(f"{source}: not valid TOML: {err}") from err
+    try:
+        return _build(data, source)
+    except SuiteError as err:
+        raise SuiteError(f"{source}: {err}") from err
+
+
+# -- validation helpers ------------------------------------------------------------------------
+def _fail(where: str, message: str) -> typing.NoReturn:
+    raise SuiteError(f"{where}: {message}")
+
+
+def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = [k for k in table if k not in allowed]
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(table: Mapping[str, Any], key: str, default: int | None) -> int:
+    value = table.get(key, default)
+    if value is None:
+        _fail(f"[suite] {key}", "missing; give a positive integer")
+    if not _is_int(value) or value < 1:
+        _fail(f"[suite] {key}", f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _suite_options(data: Mapping[str, Any]) -> dict[str, Any]:
+    table = data.get("suite")
+    if not isinstance(table, dict):
+        _fail("[suite]", "missing table; it needs at least name, samples and seeds")
+    _check_keys(table, _SUITE_OPTIONS, "[suite]")
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        _fail("[suite] name", f"missing or empty; give a non-empty string, got {name!r}")
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        _fail("[suite] description", f"must be a string, got {description!r}")
+    seeds = table.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+        _fail("[suite] seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        _fail("[suite] seeds", f"lists a seed twice: {seeds!r}")
+    return {
+        "name": name,
+        "description": description,
+        "samples": _positive_int(table, "samples", None),
+        "seeds": tuple(seeds),
+        "batch_size": _positive_int(table, "batch_size", 64),
+        "threads": _positive_int(table, "threads", 1),
+    }
+
+
+def _tables(data: Mapping[str, Any], key: str, required: bool) -> list[dict[str, Any]]:
+    """An array of tables (``[[key]]``), checked to be one."""
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        _fail(key, f"must be an array of tables, written [[{key}]]")
+    if required and not value:
+        _fail(key, f"missing; the suite needs at least one [[{key}]] table")
+    return value
+
+
+def _entry(registry: Registry, table: Mapping[str, Any], where: str):
+    name = table.get("name")
+    if not isinstance(name, str):
+        _fail(where, f"missing 'name' (a string); available {registry.kind}s: {', '.join(registry.names())}")
+    try:
+        return registry.entry(name)
+    except RegistryError as err:
+        _fail(where, str(err))
+
+
+def _validate(registry: Registry, name: str, params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Validated parameters (a model's without the input shape and class count, which the data set gives)."""
+    try:
+        return models.validate_params(name, params) if registry is models.registry else registry.validate(name, params)
+    except RegistryError as err:
+        _fail(where, str(err))
+
+
+def _is_sequence_type(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence_type(a) for a in typing.get_args(annotation))
+    return annotation in (tuple, list) or origin in (tuple, list)
+
+
+def _expand(entry, table: Mapping[str, Any], where: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The explicit parameter sets a component table expands into (not yet validated)."""
+    declared = {p.name: p.annotation for p in entry.params}
+    axes: dict[str, list[Any]] = {}
+    for key, value in table.items():
+        if key == "name" or key in skip:
+            continue
+        as_one = not isinstance(value, list) or (
+            _is_sequence_type(declared.get(key)) and not (value and all(isinstance(v, list) for v in value))
+        )
+        if not as_one and not value:
+            _fail(f"{where}.{key}", "an empty list expands into no values; give at least one")
+        axes[key] = [value] if as_one else value
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
+def _where(kind: str, index: int, table: Mapping[str, Any]) -> str:
+    return f"{kind}[{index}] ({table.get('name')})"
+
+
+# -- the parts of a grid ----------------------------------------------------------------------
+@dataclasses.dataclass
+class _Plugin:
+    """An explainer, attack or metric table: its registry entry and expanded explicit parameters."""
+
+    registry: Registry
+    name: str  # as written: a ``family:member`` name fills the family's first parameter
+    entry: Any
+    variants: list[dict[str, Any]]
+    where: str
+    seeded: bool  # takes the cell seed if it declares `seed` (explainers and attacks)
+
+    @property
+    def declared(self) -> set[str]:
+        return {p.name for p in self.entry.params}
+
+    def components(self, shared: Mapping[str, Any], seed: int, shared_where: str) -> list[Component]:
+        """Each variant with the data set's shared values and the cell seed applied, validated."""
+        out = []
+        for explicit in self.variants:
+            clash = sorted(set(explicit) & set(shared))
+            if clash:
+                _fail(
+                    self.where,
+                    f"sets {', '.join(clash)} explicitly, but {shared_where} sets it for every component; "
+                    "set it in one place",
+                )
+            params = {k: v for k, v in shared.items() if k in self.declared} | explicit
+            if self.seeded and "seed" in self.declared and "seed" not in params:
+                params["seed"] = seed
+            where = f"{self.where} with {shared_where}" if shared else self.where
+            out.append(Component(self.entry.name, _validate(self.registry, self.name, params, where)))
+        return out
+
+
+def _plugins(data: Mapping[str, Any], key: str, registry: Registry, required: bool, seeded: bool) -> list[_Plugin]:
+    out = []
+    for i, table in enumerate(_tables(data, key, required)):
+        where = _where(key, i, table)
+        entry = _entry(registry, table, where)
+        out.append(_Plugin(registry, table["name"], entry, _expand(entry, table, where), where, seeded))
+    return out
+
+
+def _fixed_components(registry: Registry, table: Mapping[str, Any], where: str, skip=()) -> list[Component]:
+    """A data set, model or recipe table expanded and validated (no shared values, no seed)."""
+    entry = _entry(registry, table, where)
+    return [Component(entry.name, _validate(registry, table["name"], p, where)) for p in _expand(entry, table, where, skip)]
+
+
+def _component_list(registry: Registry, value: Any, where: str) -> list[Component]:
+    if not isinstance(value, list) or not value or not all(isinstance(t, dict) for t in value):
+        _fail(where, f"must be a non-empty list of tables such as [{{ name = \"...\" }}]; got {value!r}")
+    return [c for i, t in enumerate(value) for c in _fixed_components(registry, t, f"{where}[{i}] ({t.get('name')})")]
+
+
+def _shared(table: Mapping[str, Any], where: str, plugins: list[_Plugin]) -> dict[str, Any]:
+    shared = table.get("shared", {})
+    if not isinstance(shared, dict):
+        _fail(f"{where}.shared", f"must be a table such as {{ k = 8 }}, got {shared!r}")
+    declared = set().union(*(p.declared for p in plugins))
+    unused = sorted(set(shared) - declared)
+    if unused:
+        _fail(
+            f"{where}.shared",
+            f"{', '.join(unused)} is not a parameter of any explainer, attack or metric of this suite; "
+            f"their parameters: {', '.join(sorted(declared))}",
+        )
+    return shared
+
+
+def _metric_split(metric_plugins: list[_Plugin], attack_plugins: list[_Plugin]) -> tuple[list[_Plugin], list[_Plugin]]:
+    """(attack-free metrics, metrics that need an attack), checked against the attacks listed."""
+    needing = [m for m in metric_plugins if getattr(m.entry.factory, "needs_attack", False)]
+    free = [m for m in metric_plugins if m not in needing]
+    if needing and not attack_plugins:
+        _fail(
+            "metrics",
+            f"{', '.join(m.where for m in needing)} compare(s) an attacked explanation, but the suite has no "
+            f"[[attacks]]; add one (available: {', '.join(attacks.registry.names())}) or remove the metric",
+        )
+    if attack_plugins and not needing:
+        robust = [n for n in metrics.registry.names() if getattr(metrics.registry.entry(n).factory, "needs_attack", False)]
+        _fail(
+            "attacks",
+            f"no metric of the suite uses an attack; add one that does (one of: {', '.join(robust)}) "
+            "or remove the [[attacks]]",
+        )
+    return free, needing
+
+
+def _excludes(data: Mapping[str, Any]) -> list[dict[str, str]]:
+    out = []
+    for i, table in enumerate(_tables(data, "exclude", required=False)):
+        where = f"exclude[{i}]"
+        _check_keys(table, _EXCLUDE_KEYS, where)
+        if not table:
+            _fail(where, f"is empty; give one or more of {', '.join(_EXCLUDE_KEYS)}")
+        for key, value in table.items():
+            if not isinstance(value, str):
+                _fail(f"{where}.{key}", f"must be a component name (a string), got {value!r}")
+        out.append(dict(table))
+    return out
+
+
+def _check_exclude_names(excludes: list[dict[str, str]], cells: list[Cell]) -> None:
+    present: dict[str, set[str]] = {k: set() for k in _EXCLUDE_KEYS}
+    for cell in cells:
+        for key, name in cell.names().items():
+            present[key].add(name)
+    for i, rule in enumerate(excludes):
+        for key, name in rule.items():
+            if name not in present[key]:
+                _fail(f"exclude[{i}].{key}", f"{name!r} is not in the suite; its {key}s: {', '.join(sorted(present[key]))}")
+        if not any(_matches(rule, cell) for cell in cells):
+            _fail(f"exclude[{i}]", f"{rule} matches no cell of the grid; remove it or fix the names")
+
+
+def _matches(rule: Mapping[str, str], cell: Cell) -> bool:
+    names = cell.names()
+    return all(names[k] == v for k, v in rule.items())
+
+
+# -- the grid -----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Plugins:
+    """The suite-wide explainer, attack and metric tables."""
+
+    explainers: list[_Plugin]
+    attacks: list[_Plugin]
+    free_metrics: list[_Plugin]
+    attack_metrics: list[_Plugin]
+
+    def all(self) -> list[_Plugin]:
+        return self.explainers + self.attacks + self.free_metrics + self.attack_metrics
+
+
+def _build(data: Mapping[str, Any], source: str) -> Suite:
+    _check_keys(data, _TOP_LEVEL, "top level")
+    options = _suite_options(data)
+    dataset_tables = _tables(data, "datasets", required=True)
+    suite_recipes = _tables(data, "recipes", required=False)
+    attack_plugins = _plugins(data, "attacks", attacks.registry, required=False, seeded=True)
+    plugins = _Plugins(
+        _plugins(data, "explainers", explainers.registry, required=True, seeded=True),
+        attack_plugins,
+        *_metric_split(_plugins(data, "metrics", metrics.registry, required=True, seeded=False), attack_plugins),
+    )
+    excludes = _excludes(data)
+    cells = [
+        cell
+        for i, table in enumerate(dataset_tables)
+        for cell in _dataset_cells(table, _where("datasets", i, table), suite_recipes, plugins, options)
+    ]
+    _check_exclude_names(excludes, cells)
+    cells = [c for c in cells if not any(_matches(rule, c) for rule in excludes)]
+    if not cells:
+        _fail("exclude", "every cell of the grid is excluded; nothing would run")
+    _check_unique(cells)
+    summary = {k: options[k] for k in ("name", "samples", "seeds", "batch_size", "threads")}
+    config_hash = digest({"suite": summary, "cells": sorted(c.id for c in cells)})
+    return Suite(cells=tuple(cells), config_hash=config_hash, source=source, **options)
+
+
+def _dataset_cells(
+    table: Mapping[str, Any], where: str, suite_recipes: list, plugins: _Plugins, options: Mapping[str, Any]
+) -> list[Cell]:
+    """The cells of one ``[[datasets]]`` table (before exclusions)."""
+    dataset_variants = _fixed_components(datasets.registry, table, where, skip=_DATASET_KEYS)
+    if "models" not in table:
+        _fail(where, "missing 'models': the architectures to train on this data set, e.g. models = [{ name = \"mlp\" }]")
+    model_variants = _component_list(models.registry, table["models"], f"{where}.models")
+    recipe_tables = table.get("recipes", suite_recipes)
+    if not recipe_tables:
+        _fail(where, "no recipes: give [[recipes]] for the suite or recipes = [{ name = \"standard\" }] here")
+    recipe_variants = _component_list(recipes.registry, recipe_tables, f"{where}.recipes")
+    shared = _shared(table, where, plugins.all())
+    def build(group: list[_Plugin], seed: int) -> list[Component]:
+        return [c for p in group for c in p.components(shared, seed, f"{where}.shared")]
+
+    cells = []
+    for dataset, model, recipe, seed in itertools.product(dataset_variants, model_variants, recipe_variants, options["seeds"]):
+        free, attacked = tuple(build(plugins.free_metrics, seed)), tuple(build(plugins.attack_metrics, seed))
+        attack_components = build(plugins.attacks, seed)
+        for explainer in build(plugins.explainers, seed):
+            if free:
+                cells.append(Cell(dataset, model, recipe, explainer, None, free, seed, options["samples"]))
+            for attack in attack_components:
+                cells.append(Cell(dataset, model, recipe, explainer, attack, attacked, seed, options["samples"]))
+    return cells
+
+
+def _check_unique(cells: list[Cell]) -> None:
+    seen: set[str] = set()
+    for cell in cells:
+        metric_keys = [canonical_json(m.to_dict()) for m in cell.metrics]
+        if len(set(metric_keys)) != len(metric_keys):
+            _fail("metrics", f"the same metric with the same parameters is listed twice (cell {cell.describe()})")
+        if cell.id in seen:
+            _fail("grid", f"two entries give the same cell ({cell.describe()}, same parameters); remove the repeat")
+        seen.add(cell.id)

@@ -1,0 +1,161 @@
+"""The results store: atomic writes, the record schema, reading back in a deterministic order."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import store
+from benchmarks.store import (
+    RECORD_COLUMNS,
+    VOLATILE_COLUMNS,
+    atomic_write_bytes,
+    comparable,
+    read_examples,
+    read_failures,
+    read_records,
+    stored_cell_ids,
+    write_cell,
+    write_failure,
+)
+
+
+def _records(cell_id: str, attacked: bool, samples=(3, 1), metrics=("spearman", "deletion")) -> pd.DataFrame:
+    """Records of a fake cell, one row per sample × metric, with every column of the schema."""
+    rows = []
+    for metric in metrics:
+        for sample in samples:
+            rows.append({
+                "suite": "s", "config_hash": "c" * 64, "cell_id": cell_id,
+                "dataset": "wdbc", "dataset_params": "{}", "model": "mlp", "model_params": "{}",
+                "recipe": "standard", "recipe_params": "{}",
+                "explainer": "gradient", "explainer_params": '{"absolute":false}',
+                "attack": "topk" if attacked else "none", "attack_params": '{"k":8}' if attacked else "{}",
+                "seed": 0, "sample": sample, "label": sample % 2, "metric": metric, "metric_params": "{}",
+                "category": "robustness", "higher_is_better": metric == "spearman",
+                "value": 0.5 + sample, "curve": [1.0, 0.5, float(sample)] if metric == "deletion" else None,
+                "attack_iterations": 7 if attacked else None, "attack_success": True if attacked else None,
+                "label_kept": True if attacked else None, "clean_accuracy": 0.95, "model_key": "k" * 64,
+                "elapsed_s": 1.25, "versions": "{}",
+            })
+    return pd.DataFrame(rows)
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "sub" / "f.bin"
+    atomic_write_bytes(path, b"first")
+    atomic_write_bytes(path, b"second, longer")
+    assert path.read_bytes() == b"second, longer"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]
+
+
+def test_atomic_write_failure_keeps_old_content_and_cleans_up(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    atomic_write_bytes(path, b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_cells_round_trip_with_nullable_columns_and_curves(tmp_path):
+    write_cell(tmp_path, "bb", _records("bb", attacked=True))
+    write_cell(tmp_path, "aa", _records("aa", attacked=False))
+    assert stored_cell_ids(tmp_path) == {"aa", "bb"}
+    records = read_records(tmp_path)
+    assert list(records.columns) == list(RECORD_COLUMNS)
+    assert len(records) == 8
+    # attack-free rows keep nulls in the integer/boolean attack columns, attacked rows keep their values
+    free = records[records.attack == "none"]
+    attacked = records[records.attack == "topk"]
+    assert free.attack_iterations.isna().all() and free.label_kept.isna().all()
+    assert attacked.attack_iterations.tolist() == [7] * 4 and attacked.attack_success.all()
+    assert str(records.attack_iterations.dtype) == "Int64" and str(records.label_kept.dtype) == "boolean"
+    assert records.value.dtype == np.float64 and records.higher_is_better.dtype == bool
+    deletion = records[records.metric == "deletion"]
+    assert [list(c) for c in deletion.curve] == [[1.0, 0.5, 1.0], [1.0, 0.5, 3.0]] * 2
+    assert records[records.metric == "spearman"].curve.isna().all()
+
+
+def test_read_records_order_is_deterministic(tmp_path):
+    write_cell(tmp_path, "bb", _records("bb", attacked=True))
+    write_cell(tmp_path, "aa", _records("aa", attacked=False))
+    records = read_records(tmp_path)
+    # sorted by attack ("none" < "topk"), then metric, then sample
+    assert records.attack.tolist() == ["none"] * 4 + ["topk"] * 4
+    assert records.metric.tolist()[:4] == ["deletion", "deletion", "spearman", "spearman"]
+    assert records["sample"].tolist()[:4] == [1, 3, 1, 3]
+    other = tmp_path / "other"
+    write_cell(other, "aa", _records("aa", attacked=False))
+    write_cell(other, "bb", _records("bb", attacked=True))
+    pd.testing.assert_frame_equal(read_records(other), records)
+
+
+def test_empty_store_reads_as_empty_frame(tmp_path):
+    records = read_records(tmp_path)
+    assert records.empty and list(records.columns) == list(RECORD_COLUMNS)
+    assert stored_cell_ids(tmp_path) == set() and read_failures(tmp_path) == []
+
+
+def test_records_must_match_schema(tmp_path):
+    with pytest.raises(ValueError, match=r"missing \['elapsed_s'\]"):
+        write_cell(tmp_path, "aa", _records("aa", False).drop(columns="elapsed_s"))
+    with pytest.raises(ValueError, match=r"unexpected \['extra'\]"):
+        write_cell(tmp_path, "aa", _records("aa", False).assign(extra=1))
+    with pytest.raises(ValueError, match="value.*non-nullable"):
+        write_cell(tmp_path, "aa", _records("aa", False).assign(value=None))
+    with pytest.raises(ValueError, match="cell_id"):
+        write_cell(tmp_path, "../escape", _records("aa", False))
+    assert stored_cell_ids(tmp_path) == set()
+
+
+def test_failure_is_recorded_and_cleared_by_success(tmp_path):
+    write_failure(tmp_path, "aa", {"error": "ValueError: boom", "traceback": "..."})
+    assert read_failures(tmp_path) == [{"cell_id": "aa", "error": "ValueError: boom", "traceback": "..."}]
+    assert stored_cell_ids(tmp_path) == set()  # a failed cell is not done
+    write_cell(tmp_path, "aa", _records("aa", False))
+    assert read_failures(tmp_path) == []
+    assert stored_cell_ids(tmp_path) == {"aa"}
+
+
+def test_examples_round_trip(tmp_path):
+    examples = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "sample": np.array([4, 9])}
+    write_cell(tmp_path, "aa", _records("aa", False), examples)
+    back = read_examples(tmp_path, "aa")
+    assert set(back) == {"x", "sample"}
+    np.testing.assert_array_equal(back["x"], examples["x"])
+    with pytest.raises(FileNotFoundError, match="no examples stored for cell 'bb'"):
+        read_examples(tmp_path, "bb")
+
+
+def test_leftover_temp_files_are_ignored(tmp_path):
+    write_cell(tmp_path, "aa", _records("aa", False))
+    cells = store.store_dir(tmp_path) / "cells"
+    (cells / ".bb.parquet.x1y2.tmp").write_bytes(b"half a parq")  # what a killed writer leaves behind
+    assert stored_cell_ids(tmp_path) == {"aa"}
+    assert len(read_records(tmp_path)) == 4
+
+
+def test_comparable_drops_only_volatile_columns(tmp_path):
+    a = _records("aa", False)
+    b = a.assign(elapsed_s=99.0)
+    assert VOLATILE_COLUMNS == ("elapsed_s",)
+    pd.testing.assert_frame_equal(comparable(a), comparable(b))
+    assert list(comparable(a).columns) == [c for c in RECORD_COLUMNS if c != "elapsed_s"]
+    with pytest.raises(AssertionError):
+        pd.testing.assert_frame_equal(comparable(a), comparable(a.assign(value=0.0)))
+
+
+def test_failure_file_is_plain_json(tmp_path):
+    write_failure(tmp_path, "ab12", {"error": "x", "cell": {"seed": 1}})
+    text = (store.store_dir(tmp_path) / "failures" / "ab12.json").read_text()
+    assert json.loads(text)["cell"] == {"seed": 1}
