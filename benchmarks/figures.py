@@ -1,0 +1,284 @@
+"""Figures of a suite's records: robustness heatmaps, insertion/deletion curves, example panels.
+
+All figures are PNG files drawn with seaborn on matplotlib's Agg canvas (no pyplot, so no global
+backend is switched and nothing depends on a display), written atomically and deterministically
+(no time stamp in the PNG metadata). :func:`write_figures` writes them all into ``out_dir/figures``:
+
+- ``heatmap_<metric>.png``: per robustness metric, the mean over samples and seeds as an
+  explainer × attack heatmap, one panel per (dataset, model, recipe). The colour map is
+  reversed for lower-is-better metrics, so bright is always good.
+- ``curves_<metric>.png``: per metric with curves (insertion, deletion), the mean curve of each
+  explainer with its pointwise 95% t band, one panel per (dataset, model, recipe, attack).
+- ``examples_<dataset>_<explainer>_<attack>_<cell>.png``: for each (dataset, model, recipe, explainer,
+  attack) at its lowest seed, the stored examples (``store/examples/<cell_id>.npz``) in
+  columns, rows input / explanation / attacked input / attacked explanation. The attack-free
+  cell is drawn only for explainers without an attacked cell (whose figure shows the same
+  clean rows).
+
+Example::
+
+    paths = write_figures(read_records("results/quickstart"), "results/quickstart")
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+
+from benchmarks.leaderboard import CONFIDENCE, label_components, summarize
+from benchmarks.store import atomic_write_bytes, read_examples
+
+__all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures"]
+
+_BENCH = ["dataset", "model", "recipe"]
+_DPI = 100
+_MAX_PANEL_COLUMNS = 3
+_PREFIXES = ("heatmap", "curves", "examples")  # file name prefixes of the three kinds of figure
+
+
+def write_figures(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Draw every figure of ``records`` into ``out_dir/figures``; returns the written paths, sorted.
+
+    Example cells need their examples file under ``out_dir/store/examples``; cells without one
+    get no example figure. Figures of an earlier drawing that the records no longer give
+    (``heatmap_*``, ``curves_*``, ``examples_*`` PNGs not written now) are removed, so the folder
+    always matches the records.
+    """
+    target = Path(out_dir) / "figures"
+    paths = []
+    for name, figure in chain(heatmap_figures(records), curve_figures(records), example_figures(records, out_dir)):
+        path = target / f"{name}.png"
+        atomic_write_bytes(path, _png(figure))
+        paths.append(path)
+    for prefix in _PREFIXES:
+        for stale in set(target.glob(f"{prefix}_*.png")) - set(paths):
+            stale.unlink()
+    return sorted(paths)
+
+
+def _png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "x"
+
+
+def _panels(n: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` panels of ``width`` × ``height`` inches, at most 3 per row."""
+    cols = min(n, _MAX_PANEL_COLUMNS)
+    rows = -(-n // cols)
+    figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return figure, list(axes[:n])
+
+
+def _arrow(higher: bool) -> str:
+    return "↑ higher is better" if higher else "↓ lower is better"
+
+
+# -- heatmaps -----------------------------------------------------------------------------------
+def heatmap_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) per robustness metric: explainer × attack heatmaps of the mean."""
+    summary = summarize(records)
+    robust = summary[(summary["category"] == "robustness") & (summary["attack"] != "none")]
+    for metric, part in robust.groupby("metric", sort=True):
+        higher = bool(part["higher_is_better"].iloc[0])
+        benches = list(part.groupby(_BENCH, sort=True))
+        n_expl, n_atk = part["explainer"].nunique(), part["attack"].nunique()
+        with sns.axes_style("white"):
+            figure, axes = _panels(len(benches), 2.5 + 1.1 * n_atk, 1.5 + 0.45 * n_expl)
+            for ax, (bench, panel) in zip(axes, benches):
+                grid = panel.pivot(index="explainer", columns="attack", values="mean")
+                sns.heatmap(
+                    grid, ax=ax, annot=True, fmt=".3g", cmap="viridis" if higher else "viridis_r",
+                    cbar_kws={"label": "mean"}, linewidths=0.5,
+                )
+                ax.set_title(" / ".join(bench), fontsize=10)
+                ax.tick_params(axis="y", labelrotation=0)
+        figure.suptitle(f"{metric} ({_arrow(higher)}; mean over samples and seeds)", fontsize=11)
+        yield f"heatmap_{_slug(metric)}", figure
+
+
+# -- curves -------------------------------------------------------------------------------------
+def curve_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) per metric with curves: mean curve and 95% band per explainer.
+
+    A curve of M+1 points is drawn at x = K·m/M (m = 0..M), the fraction of features inserted or
+    deleted, where K is the metric's ``fraction`` parameter (1 if it has none): the schedule of
+    :mod:`metrics.insertion_deletion`, drawing a shorter last step as a full one.
+    """
+    with_curves = records[records["curve"].notna()] if "curve" in records else records.iloc[:0]
+    if with_curves.empty:
+        return
+    frame = label_components(with_curves)
+    explainers = sorted(frame["explainer"].unique())
+    palette = dict(zip(explainers, sns.color_palette("colorblind", len(explainers))))
+    for metric, part in frame.groupby("metric", sort=True):
+        higher = bool(part["higher_is_better"].iloc[0])
+        fraction = _fraction(part["metric_params"].iloc[0])
+        panels = list(part.groupby([*_BENCH, "attack"], sort=True))
+        with sns.axes_style("whitegrid"):
+            figure, axes = _panels(len(panels), 4.2, 3.2)
+            for ax, (key, panel) in zip(axes, panels):
+                for explainer, rows in panel.groupby("explainer", sort=True):
+                    curves = _stack(rows["curve"], f"{metric} / {explainer}")
+                    _draw_band(ax, curves, fraction, explainer, palette[explainer])
+                title = " / ".join(key[:3]) + ("" if key[3] == "none" else f" (attack {key[3]})")
+                ax.set(title=title, xlabel="fraction of features", ylabel=metric)
+                ax.title.set_fontsize(10)
+                ax.legend(fontsize=8)
+        figure.suptitle(
+            f"{metric} curves ({_arrow(higher)} area; mean and 95% band over samples and seeds)", fontsize=11
+        )
+        yield f"curves_{_slug(metric)}", figure
+
+
+def _fraction(metric_params: str) -> float:
+    return float(json.loads(metric_params or "{}").get("fraction", 1.0))
+
+
+def _stack(curves: pd.Series, what: str) -> np.ndarray:
+    lengths = {len(c) for c in curves}
+    if len(lengths) != 1:
+        raise ValueError(f"curves of {what} have different lengths {sorted(lengths)}; cannot average them")
+    return np.stack([np.asarray(c, dtype=np.float64) for c in curves])
+
+
+def _draw_band(ax: Axes, curves: np.ndarray, fraction: float, label: str, colour) -> None:
+    """Mean curve and pointwise t interval (no band with a single curve)."""
+    n, points = curves.shape
+    x = fraction * np.linspace(0.0, 1.0, points)
+    mean = curves.mean(axis=0)
+    ax.plot(x, mean, color=colour, label=f"{label} (n={n})", linewidth=1.6)
+    if n >= 2:
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * curves.std(axis=0, ddof=1) / np.sqrt(n)
+        ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)
+
+
+# -- example panels -----------------------------------------------------------------------------
+_ROWS = (("x", "input"), ("attr", "explanation"), ("x_adv", "attacked input"), ("attr_adv", "attacked explanation"))
+
+
+def example_figures(records: pd.DataFrame, out_dir: str | Path) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) per example cell (see the module docstring for the choice of cells)."""
+    for cell in _example_cells(records).itertuples(index=False):
+        try:
+            examples = read_examples(out_dir, cell.cell_id)
+        except FileNotFoundError:
+            continue
+        rows = [(key, name) for key, name in _ROWS if key in examples]
+        figure = _example_figure(examples, rows)
+        attack = "" if cell.attack == "none" else f" under {cell.attack}"
+        figure.suptitle(
+            f"{cell.dataset} / {cell.model} / {cell.recipe}\n{cell.explainer}{attack} (seed {cell.seed})", fontsize=10
+        )
+        parts = (cell.dataset, cell.explainer, cell.attack)
+        yield "_".join(["examples", *map(_slug, parts), cell.cell_id[:12]]), figure
+
+
+def _example_cells(records: pd.DataFrame) -> pd.DataFrame:
+    """The lowest-seed cell of each (bench, explainer, attack); attack-free ones only if unattacked."""
+    frame = label_components(records)
+    cells = frame[[*_BENCH, "explainer", "attack", "seed", "cell_id"]].drop_duplicates()
+    cells = cells.sort_values([*_BENCH, "explainer", "attack", "seed", "cell_id"], kind="stable")
+    cells = cells.drop_duplicates([*_BENCH, "explainer", "attack"])
+    attacked = cells.loc[cells["attack"] != "none", [*_BENCH, "explainer"]].drop_duplicates()
+    marked = cells.merge(attacked.assign(_has_attack=True), on=[*_BENCH, "explainer"], how="left")
+    keep = (marked["attack"] != "none") | marked["_has_attack"].isna()
+    return marked[keep].drop(columns="_has_attack")
+
+
+def _example_figure(examples: dict[str, np.ndarray], rows: list[tuple[str, str]]) -> Figure:
+    x = examples["x"]
+    image = x.ndim in (3, 4)
+    if not image and x.ndim != 2:
+        raise ValueError(f"examples x must be (N, F) tabular or (N, [C,] H, W) images, got shape {x.shape}")
+    n = x.shape[0]
+    size = (2.2, 2.2) if image else (3.2, 1.8)
+    figure = Figure(figsize=(size[0] * n, size[1] * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), n, squeeze=False)
+    if "sample" in examples:
+        titles = [f"test sample {s}" for s in examples["sample"]]
+    else:
+        titles = [f"example {i + 1}" for i in range(n)]
+    for i in range(n):
+        limits = _shared_limits(examples, i, image)
+        for r, (key, name) in enumerate(rows):
+            ax = axes[r, i]
+            kind = "input" if key.startswith("x") else "attr"
+            (_draw_image if image else _draw_bars)(ax, examples[key][i], kind, limits[kind])
+            if i == 0:
+                ax.set_ylabel(name, fontsize=9)
+            if r == 0:
+                ax.set_title(titles[i], fontsize=9)
+            if r == len(rows) - 1 and not image:
+                ax.set_xlabel("feature", fontsize=8)
+    return figure
+
+
+def _attr_map(attr: np.ndarray) -> np.ndarray:
+    """|attribution| summed over channels: (H, W) for an image sample (C, H, W) or (H, W)."""
+    return np.abs(attr).sum(axis=0) if attr.ndim == 3 else np.abs(attr)
+
+
+def _shared_limits(examples: dict[str, np.ndarray], i: int, image: bool) -> dict[str, tuple[float, float]]:
+    """Colour/axis limits shared by sample i's clean and attacked panels, so they compare directly."""
+    inputs = [examples[k][i] for k in ("x", "x_adv") if k in examples]
+    attrs = [examples[k][i] for k in ("attr", "attr_adv") if k in examples]
+    if image:
+        maps = [_attr_map(a) for a in attrs]
+        return {
+            "input": (min(float(v.min()) for v in inputs), max(float(v.max()) for v in inputs)),
+            "attr": (0.0, max(float(m.max()) for m in maps) or 1.0),
+        }
+    bound = {k: max(float(np.abs(v).max()) for v in vs) or 1.0 for k, vs in (("input", inputs), ("attr", attrs))}
+    return {k: (-b * 1.05, b * 1.05) for k, b in bound.items()}
+
+
+def _draw_image(ax: Axes, sample: np.ndarray, kind: str, limits: tuple[float, float]) -> None:
+    """Inputs: grey (1 channel, min-max scaled) or RGB (3 channels); attributions: |attr| heat map."""
+    low, high = limits
+    if kind == "attr":
+        ax.imshow(_attr_map(sample), cmap="inferno", vmin=low, vmax=high, interpolation="nearest")
+    elif sample.ndim == 3 and sample.shape[0] == 3:
+        scaled = (sample - low) / (high - low) if high > low else np.zeros_like(sample)
+        ax.imshow(np.transpose(scaled, (1, 2, 0)), interpolation="nearest")
+    else:
+        grey = sample.mean(axis=0) if sample.ndim == 3 else sample
+        ax.imshow(grey, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _draw_bars(ax: Axes, sample: np.ndarray, kind: str, limits: tuple[float, float]) -> None:
+    """A tabular sample or its attribution as one bar per feature (index on the x-axis).
+
+    Bars are thick vertical lines (one collection instead of a patch per feature: much faster).
+    """
+    colours = np.where(sample >= 0, "#3b75af", "#c4463a") if kind == "attr" else "#7f7f7f"
+    width = max(1.0, 120.0 / sample.shape[0])
+    ax.vlines(np.arange(sample.shape[0]), 0.0, sample, colors=colours, linewidth=width)
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xlim(-0.6, sample.shape[0] - 0.4)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(*limits)
+    ax.tick_params(labelsize=7)

@@ -1,0 +1,140 @@
+"""Figures: heatmap values and colour direction, curve means and bands, example panels, valid PNGs."""
+
+from __future__ import annotations
+
+import hashlib
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection, PolyCollection
+
+from benchmarks.figures import curve_figures, example_figures, heatmap_figures, write_figures
+from benchmarks.store import RECORD_COLUMNS, read_records, write_cell
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+METRICS = {"topk_intersection": ("robustness", True), "sensitivity": ("robustness", False),
+           "insertion": ("faithfulness", True)}
+
+
+def cell(explainer: str, attack: str, values: dict[str, list], dataset: str = "synthetic_blocks",
+         seed: int = 0, metric_params: str = "{}") -> tuple[str, pd.DataFrame]:
+    """(cell id, records) of one cell; ``values`` maps metric -> per-sample values, or curves for insertion."""
+    cell_id = hashlib.sha256(f"{dataset}{explainer}{attack}{seed}".encode()).hexdigest()
+    rows = []
+    for metric, per_sample in values.items():
+        category, higher = METRICS[metric]
+        for sample, v in enumerate(per_sample):
+            curve = np.asarray(v, dtype=float) if metric == "insertion" else None
+            rows.append({
+                "suite": "figs", "config_hash": "f" * 64, "cell_id": cell_id, "dataset": dataset,
+                "dataset_params": "{}", "model": "small_cnn", "model_params": "{}", "recipe": "standard",
+                "recipe_params": "{}", "explainer": explainer, "explainer_params": "{}", "attack": attack,
+                "attack_params": "{}", "seed": seed, "sample": sample, "label": 1, "metric": metric,
+                "metric_params": metric_params if metric == "insertion" else "{}", "category": category,
+                "higher_is_better": higher, "value": float(np.mean(v)), "curve": curve,
+                "attack_iterations": None, "attack_success": None, "label_kept": None, "clean_accuracy": 0.95,
+                "model_key": f"model{seed}", "elapsed_s": 0.5, "versions": '{"salbench":"0.1.0"}',
+            })
+    return cell_id, pd.DataFrame(rows)[list(RECORD_COLUMNS)]
+
+
+def robustness_records() -> pd.DataFrame:
+    cells = [cell(e, a, {"topk_intersection": [m, m + 0.2], "sensitivity": [m, m]})
+             for e, a, m in (("grad", "topk", 0.1), ("grad", "mass", 0.3), ("ig", "topk", 0.5), ("ig", "mass", 0.7))]
+    return pd.concat([records for _, records in cells], ignore_index=True)
+
+
+def test_heatmap_annotates_the_means_and_keeps_bright_as_good():
+    figures = dict(heatmap_figures(robustness_records()))
+    assert sorted(figures) == ["heatmap_sensitivity", "heatmap_topk-intersection"]
+    ax = figures["heatmap_topk-intersection"].axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["0.2", "0.4", "0.6", "0.8"]  # means over the two samples
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["grad", "ig"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mass", "topk"]
+    assert ax.collections[0].get_cmap().name == "viridis"
+    assert figures["heatmap_sensitivity"].axes[0].collections[0].get_cmap().name == "viridis_r"  # lower is better
+
+
+def test_curves_plot_the_mean_with_a_pointwise_t_band():
+    curves = {"grad": [[0.0, 1.0, 2.0], [2.0, 3.0, 4.0]], "ig": [[1.0, 1.0, 1.0]]}
+    frames = [cell(e, "none", {"insertion": c}, metric_params='{"fraction":0.5}')[1] for e, c in curves.items()]
+    (stem, figure), = curve_figures(pd.concat(frames, ignore_index=True))
+    assert stem == "curves_insertion"
+    ax = figure.axes[0]
+    grad, ig = ax.lines
+    np.testing.assert_allclose(grad.get_xdata(), [0.0, 0.25, 0.5])  # fraction 0.5 of the features
+    np.testing.assert_allclose(grad.get_ydata(), [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(ig.get_ydata(), [1.0, 1.0, 1.0])
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]  # a single curve gets no band
+    half = 12.706204736174698 * np.sqrt(2.0) / np.sqrt(2)  # t_{0.975,1} · sd / √n
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.max() == pytest.approx(3.0 + half) and ys.min() == pytest.approx(1.0 - half)
+
+
+def test_curves_of_different_lengths_are_an_error():
+    frame = cell("grad", "none", {"insertion": [[0.0, 1.0], [0.0, 1.0, 2.0]]})[1]
+    with pytest.raises(ValueError, match="different lengths"):
+        list(curve_figures(frame))
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """A store with an attacked image cell, its attack-free twin, a tabular attack-free cell and a
+    cell without examples."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    image = {"x": x, "attr": rng.normal(size=x.shape).astype(np.float32), "x_adv": x + 0.1,
+             "attr_adv": rng.normal(size=x.shape).astype(np.float32), "sample": np.array([4, 9])}
+    table = {"x": rng.normal(size=(2, 5)).astype(np.float32), "attr": rng.normal(size=(2, 5)).astype(np.float32)}
+    specs = [
+        ("grad", "topk", "synthetic_blocks", image),
+        ("grad", "none", "synthetic_blocks", {k: image[k] for k in ("x", "attr")}),
+        ("grad", "none", "wdbc", table),
+        ("ig", "topk", "synthetic_blocks", None),
+    ]
+    for explainer, attack, dataset, examples in specs:
+        metric = "insertion" if attack == "none" else "topk_intersection"
+        values = [[0.0, 0.5, 1.0]] * 2 if metric == "insertion" else [0.5, 0.7]
+        cell_id, frame = cell(explainer, attack, {metric: values}, dataset=dataset)
+        write_cell(tmp_path, cell_id, frame, examples)
+    return tmp_path, image
+
+
+def test_example_panels_show_inputs_and_channel_summed_attributions(stored):
+    out_dir, image = stored
+    figures = dict(example_figures(read_records(out_dir), out_dir))
+    kinds = sorted(stem.rsplit("_", 1)[0] for stem in figures)
+    # not the attack-free twin of the attacked image cell, not the cell without examples
+    assert kinds == ["examples_synthetic-blocks_grad_topk", "examples_wdbc_grad_none"]
+    attacked = next(f for stem, f in figures.items() if stem.startswith("examples_synthetic-blocks_grad_topk"))
+    axes = np.array(attacked.axes).reshape(4, 2)
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["input", "explanation", "attacked input", "attacked explanation"]
+    assert [ax.get_title() for ax in axes[0]] == ["test sample 4", "test sample 9"]
+    np.testing.assert_allclose(axes[1, 1].images[0].get_array(), np.abs(image["attr"][1]).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(axes[3, 0].images[0].get_array(), np.abs(image["attr_adv"][0]).sum(axis=0), rtol=1e-6)
+    assert axes[1, 0].images[0].get_clim() == axes[3, 0].images[0].get_clim()  # one colour scale per sample
+    tabular = next(f for stem, f in figures.items() if stem.startswith("examples_wdbc_grad_none"))
+    assert len(tabular.axes) == 4  # two rows (no attack) × two samples
+    assert any(isinstance(c, LineCollection) for c in tabular.axes[1].collections)  # bars of the attribution
+
+
+def test_write_figures_writes_readable_deterministic_pngs(stored):
+    out_dir, _ = stored
+    records = read_records(out_dir)
+    (out_dir / "figures").mkdir()
+    (out_dir / "figures" / "heatmap_gone.png").write_bytes(b"stale")  # a figure the records no longer give
+    (out_dir / "figures" / "notes.png").write_bytes(b"mine")  # not a figure of ours
+    paths = write_figures(records, out_dir)
+    assert sorted(p.name for p in (out_dir / "figures").iterdir()) == sorted([p.name for p in paths] + ["notes.png"])
+    assert [p.parent for p in paths] == [out_dir / "figures"] * len(paths)
+    assert [p.name.split("_")[0] for p in paths] == ["curves", "examples", "examples", "heatmap"]
+    first = [p.read_bytes() for p in paths]
+    assert write_figures(records, out_dir) == paths
+    assert [p.read_bytes() for p in paths] == first  # byte-identical when redrawn
+    for path, data in zip(paths, first):
+        assert data.startswith(PNG_SIGNATURE)
+        pixels = matplotlib.image.imread(path)
+        assert pixels.ndim == 3 and 150 < pixels.shape[0] < 2000 and 150 < pixels.shape[1] < 3000
+        assert pixels[..., :3].std() > 0.05  # not blank
