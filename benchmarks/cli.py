@@ -64,7 +64,7 @@ def _write_outputs(out_dir: Path, formats: tuple[str, ...]) -> str:
 
     records = read_records(out_dir)
     if records.empty:
-        raise SystemExit(f"salbench: no stored records under {out_dir}/store; run a suite first")
+        raise ValueError(f"no stored records under {out_dir}/store; run a suite first")
     return write_leaderboards(records, out_dir, formats=formats)
 
 
@@ -83,7 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     markdown = _write_outputs(out_dir, FORMATS)
     report(out_dir)
-    write_provenance(out_dir, suite, summary, argv=["salbench", *sys.argv[1:]], wall_s=time.perf_counter() - started)
+    write_provenance(out_dir, suite, summary, argv=["salbench", *args.argv], wall_s=time.perf_counter() - started)
     print(markdown)
     print(summary.describe())
     print(f"results: {out_dir}/ (leaderboard.md/.csv/.tex/.html, report.html, figures/, store/)")
@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:  # user errors: one clear line

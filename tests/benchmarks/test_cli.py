@@ -1,0 +1,67 @@
+"""The ``salbench`` command line, end to end on the tiny fixture suite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import attacks
+import explainers
+import metrics
+from benchmarks.cli import KINDS, main
+
+TINY = Path(__file__).parent / "suites" / "tiny.toml"
+
+
+def test_list_prints_every_component_with_parameters_and_metric_directions(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in KINDS:
+        assert f"{kind}:" in out
+    for name in explainers.names() + attacks.names() + metrics.names():
+        assert f"  {name}" in out
+    assert "      steps: int = 50" in out  # integrated_gradients' parameter with its default
+    for name in metrics.names():
+        entry = metrics.registry.entry(name)
+        arrow = "↑ higher is better" if entry.attrs["higher_is_better"] else "↓ lower is better"
+        assert f"  {name} [{entry.attrs['category']}, {arrow}]:" in out
+
+
+def test_list_one_kind(capsys):
+    assert main(["list", "attacks"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("attacks:") and "topk" in out and "explainers:" not in out
+
+
+def test_run_writes_leaderboards_report_and_provenance(tmp_path, capsys, salbench_cache_dir):
+    out_dir = tmp_path / "tiny"
+    assert main(["run", str(TINY), "--out", str(out_dir), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "# Leaderboard: tiny" in printed and "topk_intersection ↑" in printed
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "report.html", "README.md"):
+        assert (out_dir / name).stat().st_size > 0, name
+    provenance = json.loads((out_dir / "provenance.json").read_text())
+    assert provenance["suite"] == "tiny" and provenance["cells"]["failed"] == 0
+    assert provenance["versions"]["torch"] != "not installed"
+    assert "--out" in provenance["command"]
+    # a rerun reuses every stored cell and gives the same leaderboard
+    before = (out_dir / "leaderboard.csv").read_text()
+    assert main(["run", str(TINY), "--out", str(out_dir), "--quiet"]) == 0
+    assert json.loads((out_dir / "provenance.json").read_text())["cells"]["run"] == 0
+    assert (out_dir / "leaderboard.csv").read_text() == before
+    assert main(["leaderboard", str(out_dir), "--format", "csv"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "no_such_suite"], "no_such_suite"),
+        (["leaderboard", "/nonexistent/dir"], "no stored records under /nonexistent/dir"),
+    ],
+)
+def test_user_errors_are_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("salbench: error: ") and message in err and "Traceback" not in err
