@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -24,10 +24,19 @@ class Sensitivity(Metric):
 
     over all non-batch elements, per sample. Lower is better.
 
+    Explainers differ in scale (a gradient map is in logit units per input unit, a decoy map
+    is scaled to [0, 1]), so the raw ratio compares methods only of the same scale. With
+    ``normalize="max"`` each map is first divided by its own largest |value|, with
+    ``normalize="l2"`` by its own ℓ2 norm (a zero map stays zero); the decoy paper compares
+    maps after scaling to [0, 1], i.e. ``"max"`` for non-negative maps.
+
     An unchanged sample (x′ = x exactly, e.g. the attack found no label-preserving step) is
     normal in a grid: it scores 0.0 when its attribution is also unchanged (no measured
     change). If x′ = x but the attribution differs, the explainer is not deterministic and the
     ratio has no meaning: that is an error naming the samples.
+
+    Args:
+        normalize: "none" (raw maps), "max" or "l2" (per-map scaling, see above).
 
     Example:
         >>> import metrics, torch
@@ -40,12 +49,25 @@ class Sensitivity(Metric):
     higher_is_better = False
     needs_attack = True
 
+    def __init__(self, normalize: Literal["none", "max", "l2"] = "none"):
+        if normalize not in ("none", "max", "l2"):
+            raise ValueError(f"normalize must be 'none', 'max' or 'l2', got {normalize!r}")
+        self.normalize = normalize
+
+    def _scaled(self, attr: Tensor) -> Tensor:
+        if self.normalize == "none":
+            return attr
+        flat = attr.flatten(1)
+        scale = flat.abs().amax(dim=1) if self.normalize == "max" else flat.norm(dim=1)
+        return (flat / torch.where(scale > 0, scale, 1.0)[:, None]).view_as(attr)
+
     def __call__(self, x: Tensor, x_adv: Tensor, attr: Tensor, attr_adv: Tensor) -> Tensor:
         for tensor, name in ((x, "x"), (x_adv, "x_adv"), (attr, "attr"), (attr_adv, "attr_adv")):
             check_input(tensor, name)
         check_same_shape(x, x_adv, ("x", "x_adv"))
         check_same_shape(attr, x, ("attr", "x"))
         check_same_shape(attr_adv, x, ("attr_adv", "x"))
+        attr, attr_adv = self._scaled(attr), self._scaled(attr_adv)
         unchanged = (x == x_adv).flatten(1).all(dim=1)
         input_change = (x - x_adv).flatten(1).norm(dim=1)
         attr_change = (attr - attr_adv).flatten(1).norm(dim=1)

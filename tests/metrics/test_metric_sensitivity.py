@@ -69,3 +69,19 @@ def test_bad_inputs_name_the_argument():
     bad[0, 0] = float("inf")
     with pytest.raises(ValueError, match="x_adv contains 1 NaN or infinite"):
         metric(x, bad, x, x)
+
+
+@pytest.mark.parametrize("normalize, expected", [("max", (1 / 2 - 1 / 4) / 5), ("l2", None)])
+def test_sensitivity_normalised_maps_are_scale_free(normalize, expected):
+    x = torch.zeros(1, 2, dtype=torch.float64)
+    x_adv = torch.tensor([[3.0, 4.0]], dtype=torch.float64)
+    attr = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    attr_adv = torch.tensor([[1.0, 4.0]], dtype=torch.float64)
+    metric = metrics.get("sensitivity", normalize=normalize)
+    value = metric(x, x_adv, attr, attr_adv)
+    assert torch.allclose(metric(x, x_adv, 7.0 * attr, 0.5 * attr_adv), value)  # each map's own scale drops out
+    if expected is not None:  # max: [0.5, 1] vs [0.25, 1] -> difference 0.25, input change 5
+        assert value.item() == pytest.approx(expected)
+    else:
+        a, b = attr / attr.norm(), attr_adv / attr_adv.norm()
+        assert value.item() == pytest.approx(((a - b).norm() / 5).item())
