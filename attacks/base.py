@@ -37,14 +37,18 @@ class AttackResult:
 
 
 class Attack:
-    """Base class of attacks on explanations; subclasses implement :meth:`attack`."""
+    """Base class of attacks on explanations; subclasses implement :meth:`attack`.
+
+    The attack optimises against ``explainer.attack_proxy`` (the explainer itself, or for a
+    non-differentiable wrapper such as ``decoy`` its differentiable base: a transfer attack).
+    """
 
     def __call__(self, model: nn.Module, explainer, x: Tensor, target: Tensor | int, *, bounds: Bounds = None) -> AttackResult:
         from explainers.validation import check_input, check_target
 
         check_input(x)
         target = check_target(target, x)
-        return self.attack(model, explainer, x, target, bounds=bounds)
+        return self.attack(model, explainer.attack_proxy, x, target, bounds=bounds)
 
     def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds) -> AttackResult:
         raise NotImplementedError

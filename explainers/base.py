@@ -35,6 +35,16 @@ class Explainer:
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
         raise NotImplementedError
 
+    @property
+    def attack_proxy(self) -> "Explainer":
+        """The explainer that attacks on this one optimise against: itself by default.
+
+        A non-differentiable method built on a differentiable one (e.g. ``decoy`` on
+        ``gradient``) returns its base, so an attack on it is a transfer attack from the base
+        (the threat model of Lu et al.'s decoy paper); metrics still use this explainer.
+        """
+        return self
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"

@@ -48,8 +48,9 @@ class DecoyEnhanced(Explainer):
 
     Not differentiable: the decoys come out of an iterative optimisation with discrete
     choices (best feasible iterate, backtracking, discarding) and Z is a max − min, so a
-    graph through them would not give the derivative of the explanation; attack it as a
-    black box or through its base explainer.
+    graph through them would not give the derivative of the explanation. Attacks therefore
+    optimise against the base explainer (``attack_proxy``): a transfer attack, the threat
+    model under which the paper reports robustness; every metric is computed on the decoy maps.
 
     Randomness: decoy generation is deterministic; a random base explainer (SmoothGrad)
     takes its seed in ``base_params``. Such an explainer restarts its seed at every call and
@@ -108,6 +109,11 @@ class DecoyEnhanced(Explainer):
         self.include_input, self.channel_max = include_input, channel_max
         self.winsorize, self.percentile, self.normalize = winsorize, float(percentile), normalize
         self._last_stats: DecoyStats | None = None
+
+    @property
+    def attack_proxy(self) -> Explainer:
+        """The base explainer: attacks on decoy maps are transfer attacks from it."""
+        return self._base
 
     @property
     def last_stats(self) -> DecoyStats | None:

@@ -293,3 +293,21 @@ def test_input_outside_bounds_or_not_an_image(model, x):
         explainers.get("decoy", bounds=BOUNDS)(model, x + torch.tensor([0.0, 2.0]).view(2, 1, 1, 1), 0)
     with pytest.raises(ValueError, match=r"images x of shape \(N, C, H, W\)"):
         DecoyGenerator()(model, x[:, 0])
+
+
+def test_attacks_on_decoy_maps_optimise_against_the_base_explainer():
+    import attacks
+
+    seen = []
+
+    class Spy(attacks.base.Attack):
+        """Records the explainer it was handed."""
+
+        def attack(self, model, explainer, x, target, *, bounds):
+            seen.append(explainer)
+            return None
+
+    decoy = explainers.get("decoy", base="gradient", base_params={"absolute": True})
+    Spy()(torch.nn.Linear(4, 2), decoy, torch.zeros(2, 4), 0)
+    assert seen == [decoy.attack_proxy] and seen[0] is not decoy
+    assert explainers.get("gradient").attack_proxy.__class__.__name__ == "Gradient"
