@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import textwrap
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -46,7 +47,7 @@ __all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures
 _BENCH = ["dataset", "model", "recipe"]
 _DPI = 100
 _MAX_PANEL_COLUMNS = 3
-_PREFIXES = ("heatmap", "curves", "examples")  # file name prefixes of the three kinds of figure
+_PREFIXES = ("heatmap", "curves", "examples", "compare")  # file name prefixes of the kinds of figure
 
 
 def write_figures(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -59,7 +60,11 @@ def write_figures(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """
     target = Path(out_dir) / "figures"
     paths = []
-    for name, figure in chain(heatmap_figures(records), curve_figures(records), example_figures(records, out_dir)):
+    drawn = chain(
+        heatmap_figures(records), curve_figures(records), example_figures(records, out_dir),
+        comparison_figures(records, out_dir),
+    )
+    for name, figure in drawn:
         path = target / f"{name}.png"
         atomic_write_bytes(path, _png(figure))
         paths.append(path)
@@ -282,3 +287,59 @@ def _draw_bars(ax: Axes, sample: np.ndarray, kind: str, limits: tuple[float, flo
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(*limits)
     ax.tick_params(labelsize=7)
+
+
+# -- explainers side by side under one attack ---------------------------------------------------
+def comparison_figures(records: pd.DataFrame, out_dir: str | Path) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) per (bench, attack) with two or more explainers: their maps side by side.
+
+    Rows: the input, the attacked input of the first explainer, then for each explainer its
+    explanation and its attacked explanation (each pair on its own colour scale, since
+    explainers differ in scale). Columns: the stored example samples, which are the same for
+    every explainer of a bench and seed (the evaluation samples are chosen per model and seed).
+    """
+    cells = _example_cells(records)
+    cells = cells[cells["attack"] != "none"]
+    for key, group in cells.groupby([*_BENCH, "attack"], sort=True):
+        group = group[group["seed"] == group["seed"].min()]
+        loaded = []
+        for cell in group.itertuples(index=False):
+            try:
+                loaded.append((cell.explainer, read_examples(out_dir, cell.cell_id)))
+            except FileNotFoundError:
+                continue
+        if len(loaded) < 2:
+            continue
+        figure = _comparison_figure(loaded)
+        *bench, attack = key
+        figure.suptitle(f"{' / '.join(bench)}: explanations before and after {attack}", fontsize=10)
+        yield "_".join(["compare", _slug(bench[0]), _slug(attack)]), figure
+
+
+def _comparison_figure(loaded: list[tuple[str, dict[str, np.ndarray]]]) -> Figure:
+    first = loaded[0][1]
+    for name, examples in loaded[1:]:
+        if "sample" in first and not np.array_equal(examples.get("sample"), first["sample"]):
+            raise ValueError(f"explainer {name} was evaluated on other samples than {loaded[0][0]}; cannot compare")
+    x = first["x"]
+    image = x.ndim in (3, 4)
+    rows = [("input", first, "x"), ("attacked input", first, "x_adv")]
+    rows += [
+        (f"{label} of\n{textwrap.fill(name, 26)}", ex, key)
+        for name, ex in loaded
+        for key, label in (("attr", "map"), ("attr_adv", "attacked map"))
+    ]
+    n = x.shape[0]
+    size = (2.0, 2.0) if image else (3.2, 1.6)
+    figure = Figure(figsize=(size[0] * n + 1.5, size[1] * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), n, squeeze=False)
+    for i in range(n):
+        for r, (label, examples, key) in enumerate(rows):
+            kind = "input" if key.startswith("x") else "attr"
+            limits = _shared_limits(examples, i, image)[kind]
+            (_draw_image if image else _draw_bars)(axes[r, i], examples[key][i], kind, limits)
+            if i == 0:
+                axes[r, i].set_ylabel(label, fontsize=7)
+            if r == 0 and "sample" in first:
+                axes[r, i].set_title(f"test sample {first['sample'][i]}", fontsize=9)
+    return figure

@@ -2,6 +2,8 @@
 
 Every results folder gets ``provenance.json`` and a generated ``README.md`` (command, versions,
 time, the leaderboard and the figures) so that nothing under ``results/`` is edited by hand.
+A suite's commentary (what the numbers show, the comparison with the paper) lives beside its
+config as ``benchmarks/suites/<name>.md`` and is copied into the README under the table.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def write_provenance(out_dir: Path, suite, summary, argv: list[str], wall_s: flo
     }
     atomic_write_bytes(out_dir / "provenance.json", json.dumps(info, indent=2).encode())
     leaderboard = (out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").exists() else ""
+    commentary = Path(suite.source).with_suffix(".md")
+    notes = commentary.read_text() if commentary.is_file() else ""
     figures = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").exists() else []
     lines = [
         f"# Results of suite `{suite.name}`",
@@ -75,6 +79,8 @@ def write_provenance(out_dir: Path, suite, summary, argv: list[str], wall_s: flo
         f"- machine: {info['machine']}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         f"- config hash: `{suite.config_hash}`",
+        "",
+        notes,
         "",
         leaderboard,
         "",

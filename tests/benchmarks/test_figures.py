@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection, PolyCollection
 
-from benchmarks.figures import curve_figures, example_figures, heatmap_figures, write_figures
+from benchmarks.figures import comparison_figures, curve_figures, example_figures, heatmap_figures, write_figures
 from benchmarks.store import RECORD_COLUMNS, read_records, write_cell
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -138,3 +138,31 @@ def test_write_figures_writes_readable_deterministic_pngs(stored):
         pixels = matplotlib.image.imread(path)
         assert pixels.ndim == 3 and 150 < pixels.shape[0] < 2000 and 150 < pixels.shape[1] < 3000
         assert pixels[..., :3].std() > 0.05  # not blank
+
+
+def _store_pair(tmp_path, second_samples):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 1, 5, 5)).astype(np.float32)
+    for explainer, samples in (("grad", np.array([3, 7])), ("decoy", second_samples)):
+        examples = {"x": x, "attr": rng.normal(size=x.shape).astype(np.float32), "x_adv": x + 0.1,
+                    "attr_adv": rng.normal(size=x.shape).astype(np.float32), "sample": samples}
+        cell_id, records = cell(explainer, "topk", {"topk_intersection": [0.5, 0.5]})
+        write_cell(tmp_path, cell_id, records, examples)
+    return read_records(tmp_path), rng
+
+
+def test_comparison_puts_explainers_side_by_side_on_the_same_samples(tmp_path):
+    records, _ = _store_pair(tmp_path, np.array([3, 7]))
+    (stem, figure), = comparison_figures(records, tmp_path)
+    assert stem == "compare_synthetic-blocks_topk"
+    axes = np.array(figure.axes).reshape(6, 2)
+    labels = [ax.get_ylabel() for ax in axes[:, 0]]
+    assert labels[:2] == ["input", "attacked input"]
+    assert labels[2:] == ["map of\ndecoy", "attacked map of\ndecoy", "map of\ngrad", "attacked map of\ngrad"]
+    assert [ax.get_title() for ax in axes[0]] == ["test sample 3", "test sample 7"]
+
+
+def test_comparison_refuses_explainers_scored_on_different_samples(tmp_path):
+    records, _ = _store_pair(tmp_path, np.array([3, 8]))
+    with pytest.raises(ValueError, match="other samples"):
+        list(comparison_figures(records, tmp_path))
