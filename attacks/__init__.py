@@ -11,4 +11,4 @@ register = registry.register
 get = registry.get
 names = registry.names
 
-from attacks import ghorbani, r2et, random_noise  # noqa: E402,F401  (registers the built-in attacks)
+from attacks import acquisition, clinical, ghorbani, r2et, random_noise  # noqa: E402,F401  (registers the built-in attacks)
