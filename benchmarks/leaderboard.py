@@ -119,8 +119,30 @@ def _check_columns(records: pd.DataFrame) -> None:
 
 
 # -- statistics ---------------------------------------------------------------------------------
+SUCCESS_METRIC = "attack_success_rate"
+
+
+def with_attack_success(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` plus, for every attacked sample, a row of the pseudo-metric ``attack_success_rate``.
+
+    Its value is 1.0 where the attack moved the sample (x′ ≠ x while keeping the label), else
+    0.0, so its mean is the attack's success rate with the same t interval as every metric;
+    category "attack", lower is better (from the explainer's side).
+    """
+    attacked = records[records["attack_success"].notna()].drop_duplicates(["cell_id", "sample"])
+    if attacked.empty:
+        return records
+    rows = attacked.assign(
+        metric=SUCCESS_METRIC, metric_params="{}", category="attack", higher_is_better=False,
+        value=attacked["attack_success"].astype("float64"), curve=None,
+    )
+    return pd.concat([records, rows], ignore_index=True)
+
+
 def summarize(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, model, recipe, explainer, attack, metric) with mean, 95% CI and rank.
+
+    Attacked cells also get the row ``attack_success_rate`` (see :func:`with_attack_success`).
 
     Columns: the six component labels (see :func:`label_components`), ``category``,
     ``higher_is_better``, ``n`` (finite per-sample values, pooled over seeds), ``n_nonfinite``
@@ -131,7 +153,7 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     the lowest rank; <NA> without finite values). The interval treats the pooled per-sample
     values as independent; values of one sample under different seeds are not.
     """
-    frame = label_components(records)
+    frame = label_components(with_attack_success(records))
     values = frame["value"].astype("float64")
     frame["value"] = values.where(np.isfinite(values))
     grouped = frame.groupby(list(COMPONENTS), sort=False)

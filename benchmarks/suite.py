@@ -281,11 +281,22 @@ def _entry(registry: Registry, table: Mapping[str, Any], where: str):
 
 
 def _validate(registry: Registry, name: str, params: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Validated parameters (a model's without the input shape and class count, which the data set gives)."""
+    """Validated parameters (a model's without the input shape and class count, which the data set gives).
+
+    Every component but a model (whose shape comes from the data) is also built once here, so
+    that a bad value (a negative ε, an inverted range) fails before any work, not in its cell.
+    """
     try:
-        return models.validate_params(name, params) if registry is models.registry else registry.validate(name, params)
+        if registry is models.registry:
+            return models.validate_params(name, params)
+        validated = registry.validate(name, params)
     except RegistryError as err:
         _fail(where, str(err))
+    try:
+        registry.entry(name).factory(**validated)
+    except (ValueError, TypeError) as err:
+        _fail(where, f"invalid {registry.kind} {name!r}: {err}")
+    return validated
 
 
 def _is_sequence_type(annotation: Any) -> bool:

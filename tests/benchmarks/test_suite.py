@@ -227,6 +227,8 @@ MALFORMED = {
     "no recipes": (_variant('[[recipes]]\nname = "standard"\nepochs = 2\n', ""), ["datasets[0] (wdbc)", "recipes"]),
     "component without name": (_variant('name = "gradient"', 'absolute = true'), ["explainers[0]", "name", "gradient"]),
     "bad toml": (_variant("samples = 4", "samples = = 4"), ["not valid TOML", "line 4"]),
+    "bad value, caught by building": (_variant("n_samples = [2, 4]", "n_samples = [2, -4]"),
+                                      ["explainers[1]", "invalid explainer 'smoothgrad'", "n_samples", "-4"]),
     "metric needs an attack": (BASE.replace('[[attacks]]\nname = "topk"\nsteps = 2\n', "").replace("shared = { k = 5 }\n", ""),
                                ["metrics", "topk_intersection", "no [[attacks]]", "random_noise"]),
     "attacks without a metric using them": (_variant('[[metrics]]\nname = "topk_intersection"\n', ""),
