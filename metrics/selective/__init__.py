@@ -1,0 +1,22 @@
+"""Selective inference for salient regions of piecewise-linear networks (Miwa et al., ICLR 2023).
+
+``salient_region_test(saliency_model, x, threshold=..., statistic=...)`` returns, per image, a
+p-value for the region {score > threshold} of the saliency map that stays valid although the
+region was chosen by looking at the same data. See :mod:`metrics.selective.region_test`.
+"""
+
+from metrics.selective.piecewise import LinePropagator, UnsupportedModuleError
+from metrics.selective.region_test import RegionTestResult, ScanDiagnostics, salient_region_test
+from metrics.selective.saliency import cam_saliency
+from metrics.selective.truncated_normal import log_truncated_normal_pvalue, truncated_normal_pvalue
+
+__all__ = [
+    "salient_region_test",
+    "RegionTestResult",
+    "ScanDiagnostics",
+    "LinePropagator",
+    "UnsupportedModuleError",
+    "cam_saliency",
+    "truncated_normal_pvalue",
+    "log_truncated_normal_pvalue",
+]

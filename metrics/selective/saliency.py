@@ -1,0 +1,146 @@
+"""Class activation maps (CAM) as a network the line propagation can pass through."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["cam_saliency"]
+
+_HEAD_ACTIVATIONS = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax, nn.Identity)
+
+
+def cam_saliency(
+    classifier: nn.Module,
+    target: int,
+    input_shape: tuple[int, int, int],
+    *,
+    upsample: Literal["bilinear", "nearest"] = "bilinear",
+) -> nn.Sequential:
+    """The class activation map of ``classifier`` for class ``target`` as an ``nn.Sequential``.
+
+    CAM (Zhou, Khosla, Lapedriza, Oliva, Torralba, CVPR 2016) of a CNN that ends in global
+    average pooling and a linear layer: CAM_c(x) = Σ_k w_{c,k} A_k(x), A = the feature maps
+    entering the pooling, upsampled to the input size. The result is
+    ``Sequential(features=<the layers before the pooling>, cam=Conv2d(K, 1, 1) holding w_c,
+    [resize=...], [upsample=Upsample(size=(H, W), mode)])`` and returns maps of shape
+    (N, 1, H, W), a network :class:`~metrics.selective.piecewise.LinePropagator` accepts when the
+    features are made of supported modules (the registered ``cam`` explainer computes the same
+    map by hooks, for any architecture); the
+    upsampling is left out when the features already have the input's size (as in Miwa et
+    al.'s CNN, which upsamples before pooling). Because upsampling is linear and acts per
+    channel, upsampling the weighted sum equals the weighted sum of upsampled maps; so
+    upsampling layers at the end of the features are moved behind the sum (``resize``), where
+    they resize one map instead of K.
+
+    Departures: the class bias is left out (it is constant over pixels, as in Zhou et al.);
+    Miwa et al.'s authors' code computes the same weighted sum on their upsampled features.
+    The classifier is not modified (its layers are deep-copied) and the result is in eval mode.
+
+    Args:
+        classifier: ``nn.Sequential(*features, AdaptiveAvgPool2d(1), Flatten(), Linear(K, classes)
+            [, Sigmoid | Softmax | LogSoftmax | Identity])``, or a module with attributes
+            ``features`` and ``classifier`` (an ``nn.Linear``) whose logits are
+            classifier(global average pool(features(x))) (checked on a random probe), such as
+            ``benchmarks.models.small_cnn.SmallCNN``.
+        target: the class whose map is built, in [0, classes).
+        input_shape: (C, H, W) of the classifier's inputs.
+        upsample: interpolation used to bring the map to (H, W) when needed.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(4, 2))
+        >>> cam_saliency(net, 1, (1, 8, 8))(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    features, linear = _split(classifier)
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < linear.out_features:
+        raise ValueError(f"target must be a class index in [0, {linear.out_features}), got {target!r}")
+    if len(input_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in input_shape):
+        raise ValueError(f"input_shape must be (C, H, W) with positive ints, got {input_shape!r}")
+    if upsample not in ("bilinear", "nearest"):
+        raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {upsample!r}")
+    if type(classifier) is not nn.Sequential:
+        _check_head(copy.deepcopy(classifier).eval(), input_shape)
+    features = copy.deepcopy(features).eval()
+    weight = linear.weight.detach()
+    with torch.no_grad():
+        probe = features(torch.zeros(1, *input_shape, dtype=weight.dtype, device=weight.device))
+    if probe.dim() != 4 or probe.shape[1] != linear.in_features:
+        raise ValueError(
+            f"the layers before the pooling must return (N, {linear.in_features}, h, w) feature maps for "
+            f"inputs of shape {input_shape}, got {tuple(probe.shape)}"
+        )
+    cam = nn.Conv2d(linear.in_features, 1, 1, bias=False).to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        cam.weight.copy_(weight[target].view(1, -1, 1, 1))
+    features, resize = _trailing_upsampling(features)
+    parts: OrderedDict[str, nn.Module] = OrderedDict(features=features, cam=cam)
+    if resize:
+        parts["resize"] = nn.Sequential(*resize)
+    size = tuple(input_shape[1:])
+    if tuple(probe.shape[2:]) != size:
+        parts["upsample"] = nn.Upsample(size=size, mode=upsample, align_corners=False if upsample == "bilinear" else None)
+    return nn.Sequential(parts).eval()
+
+
+def _trailing_upsampling(features: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """Split the upsampling layers off the end of a Sequential of features.
+
+    Upsampling acts per channel and linearly, so it commutes with the channel sum of the CAM:
+    moved behind it, it resizes one map instead of K (cheaper to evaluate and to propagate).
+    """
+    if type(features) is not nn.Sequential:
+        return features, []
+    layers = list(features.children())
+    resize: list[nn.Module] = []
+    while layers and type(layers[-1]) in (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d):
+        resize.insert(0, layers.pop())
+    return (nn.Sequential(*layers) if resize else features), resize
+
+
+def _split(classifier: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """The feature layers and the final linear layer of a GAP-linear classifier."""
+    expected = (
+        "nn.Sequential(*features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(K, classes)[, activation]) "
+        "or a module with `features` (a module) and `classifier` (nn.Linear) computing "
+        "classifier(global_average_pool(features(x)))"
+    )
+    if type(classifier) is not nn.Sequential:
+        features, linear = getattr(classifier, "features", None), getattr(classifier, "classifier", None)
+        if isinstance(features, nn.Module) and type(linear) is nn.Linear:
+            return features, linear
+        raise TypeError(f"classifier must be {expected}, got {type(classifier).__name__}")
+    layers = list(classifier.children())
+    while layers and isinstance(layers[-1], _HEAD_ACTIVATIONS):
+        layers.pop()
+    if len(layers) < 4:
+        raise ValueError(f"classifier must be {expected}; it has too few layers")
+    pool, flatten, linear = layers[-3:]
+    pool_ok = type(pool) is nn.AdaptiveAvgPool2d and pool.output_size in (1, (1, 1))
+    if not (pool_ok and type(flatten) is nn.Flatten and type(linear) is nn.Linear):
+        raise ValueError(
+            f"classifier must be {expected}; it ends in {type(pool).__name__}, {type(flatten).__name__}, "
+            f"{type(linear).__name__}"
+        )
+    return nn.Sequential(*layers[:-3]), linear
+
+
+def _check_head(classifier: nn.Module, input_shape: tuple[int, int, int]) -> None:
+    """The classifier's logits are its linear layer applied to the spatial mean of its features (a probe)."""
+    weight = classifier.classifier.weight.detach()
+    probe = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    probe = probe.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        logits = classifier(probe)
+        pooled = classifier.classifier(classifier.features(probe).flatten(2).mean(2))
+    if logits.shape != pooled.shape or not torch.allclose(logits, pooled, rtol=1e-4, atol=1e-5):
+        raise ValueError(
+            "classifier(x) differs from classifier.classifier(mean over positions of classifier.features(x)); "
+            "CAM needs a network that ends in global average pooling and one linear layer"
+        )
