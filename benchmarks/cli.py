@@ -98,10 +98,14 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks.provenance import write_readme
     from benchmarks.report import report
 
-    _write_outputs(Path(args.dir), FORMATS)
-    print(report(Path(args.dir)))
+    out_dir = Path(args.dir)
+    _write_outputs(out_dir, FORMATS)
+    print(report(out_dir))
+    if (out_dir / "provenance.json").exists():
+        print(write_readme(out_dir))
     return 0
 
 

@@ -37,7 +37,10 @@ def test_list_one_kind(capsys):
 
 def test_run_writes_leaderboards_report_and_provenance(tmp_path, capsys, salbench_cache_dir):
     out_dir = tmp_path / "tiny"
-    assert main(["run", str(TINY), "--out", str(out_dir), "--quiet"]) == 0
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY.read_text())
+    (tmp_path / "tiny.md").write_text("## What this shows\n\nfirst commentary\n")
+    assert main(["run", str(suite), "--out", str(out_dir), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "# Leaderboard: tiny" in printed and "topk_intersection ↑" in printed
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "report.html", "README.md"):
@@ -48,10 +51,16 @@ def test_run_writes_leaderboards_report_and_provenance(tmp_path, capsys, salbenc
     assert "--out" in provenance["command"]
     # a rerun reuses every stored cell and gives the same leaderboard
     before = (out_dir / "leaderboard.csv").read_text()
-    assert main(["run", str(TINY), "--out", str(out_dir), "--quiet"]) == 0
+    assert "first commentary" in (out_dir / "README.md").read_text()
+    assert main(["run", str(suite), "--out", str(out_dir), "--quiet"]) == 0
     assert json.loads((out_dir / "provenance.json").read_text())["cells"]["run"] == 0
     assert (out_dir / "leaderboard.csv").read_text() == before
     assert main(["leaderboard", str(out_dir), "--format", "csv"]) == 0
+    # a commentary written after the run reaches the README through `salbench report`
+    (tmp_path / "tiny.md").write_text("## What this shows\n\nsecond commentary\n")
+    assert main(["report", str(out_dir)]) == 0
+    readme = (out_dir / "README.md").read_text()
+    assert "second commentary" in readme and "first commentary" not in readme and "topk_intersection" in readme
 
 
 @pytest.mark.parametrize(
