@@ -48,7 +48,7 @@ def write_provenance(out_dir: Path, suite, summary, argv: list[str], wall_s: flo
     info = {
         "suite": suite.name,
         "description": suite.description,
-        "source": str(suite.source),
+        "source": _portable(suite.source),
         "config_hash": suite.config_hash,
         "command": " ".join(argv),
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
@@ -103,6 +103,16 @@ def write_readme(out_dir: Path) -> Path:
     path = out_dir / "README.md"
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path
+
+
+def _portable(source: str) -> str:
+    """A built-in suite's path relative to the repository (the same in every checkout); others as given."""
+    from benchmarks.suite import SUITES_DIR
+
+    path = Path(source).resolve()
+    if path.parent == SUITES_DIR.resolve():
+        return f"benchmarks/suites/{path.name}"
+    return str(source)
 
 
 def _commentary_path(info: dict) -> Path | None:
