@@ -9,6 +9,13 @@ backend is switched and nothing depends on a display), written atomically and de
   reversed for lower-is-better metrics, so bright is always good.
 - ``curves_<metric>.png``: per metric with curves (insertion, deletion), the mean curve of each
   explainer with its pointwise 95% t band, one panel per (dataset, model, recipe, attack).
+- ``rejection_<param>.png``: for significance metrics (p-values), the rejection rate at the
+  metric's alpha with its exact 95% interval against each data set parameter that varies
+  among them (e.g. ``size``: the false positive rate against the image side on null data;
+  ``test_delta``: the power against the signal), one line per metric, one panel per setting
+  of the other varying parameters that has at least two points.
+- ``qq_pvalues.png``: sorted p-values against uniform quantiles, one line per metric, one
+  panel per data set setting (on null data valid p-values follow the diagonal).
 - ``examples_<dataset>_<explainer>_<attack>_<cell>.png``: for each (dataset, model, recipe, explainer,
   attack) at its lowest seed, the stored examples (``store/examples/<cell_id>.npz``) in
   columns, rows input / explanation / attacked input / attacked explanation. The attack-free
@@ -39,15 +46,17 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from benchmarks.leaderboard import CONFIDENCE, label_components, summarize
+from benchmarks.leaderboard import (
+    CONFIDENCE, SIGNIFICANCE, clopper_pearson, label_components, rejection_indicators, summarize,
+)
 from benchmarks.store import atomic_write_bytes, read_examples
 
-__all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures"]
+__all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures", "significance_figures"]
 
 _BENCH = ["dataset", "model", "recipe"]
 _DPI = 100
 _MAX_PANEL_COLUMNS = 3
-_PREFIXES = ("heatmap", "curves", "examples", "compare")  # file name prefixes of the kinds of figure
+_PREFIXES = ("heatmap", "curves", "examples", "compare", "rejection", "qq")  # file name prefixes of the kinds of figure
 
 
 def write_figures(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -61,8 +70,8 @@ def write_figures(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     target = Path(out_dir) / "figures"
     paths = []
     drawn = chain(
-        heatmap_figures(records), curve_figures(records), example_figures(records, out_dir),
-        comparison_figures(records, out_dir),
+        heatmap_figures(records), curve_figures(records), significance_figures(records),
+        example_figures(records, out_dir), comparison_figures(records, out_dir),
     )
     for name, figure in drawn:
         path = target / f"{name}.png"
@@ -177,6 +186,83 @@ def _draw_band(ax: Axes, curves: np.ndarray, fraction: float, label: str, colour
     if n >= 2:
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * curves.std(axis=0, ddof=1) / np.sqrt(n)
         ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)
+
+
+# -- significance: rejection rates and QQ plots -------------------------------------------------
+_SETTING = ["model", "recipe", "explainer", "attack"]
+
+
+def significance_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure): rejection rate against each varying data set parameter, and a QQ plot."""
+    frame = records[records["category"] == SIGNIFICANCE] if "category" in records else records.iloc[:0]
+    if frame.empty:
+        return
+    frame = label_components(frame).reset_index(drop=True)
+    frame["reject"] = rejection_indicators(frame)
+    params = pd.DataFrame([json.loads(p or "{}") for p in frame["dataset_params"]], index=frame.index)
+    varying = [c for c in params.columns if params[c].astype(str).nunique() > 1]
+    frame = pd.concat([frame, params[varying].add_prefix("param_")], axis=1)
+    metrics = sorted(frame["metric"].unique())
+    palette = dict(zip(metrics, sns.color_palette("colorblind", len(metrics))))
+    alphas = sorted({json.loads(p).get("alpha") for p in frame["metric_params"]})
+    for param in varying:
+        figure = _rejection_figure(frame, f"param_{param}", [f"param_{v}" for v in varying if v != param], palette, alphas)
+        if figure is not None:
+            yield f"rejection_{_slug(param)}", figure
+    yield "qq_pvalues", _qq_figure(frame, palette)
+
+
+def _rejection_figure(frame, x: str, others: list[str], palette, alphas) -> Figure | None:
+    groups = frame.groupby(others + _SETTING, sort=True, dropna=False)
+    panels = [(key, part) for key, part in groups if part[x].nunique() >= 2]
+    if not panels:
+        return None
+    name = x.removeprefix("param_")
+    with sns.axes_style("whitegrid"):
+        figure, axes = _panels(len(panels), 4.4, 3.4)
+        for ax, (key, part) in zip(axes, panels):
+            for metric, rows in part.groupby("metric", sort=True):
+                rate = rows.groupby(x, sort=True)["reject"].agg(["sum", "count"])
+                mean = rate["sum"] / rate["count"]
+                low, high = clopper_pearson(rate["sum"], rate["count"])
+                xs = rate.index.to_numpy(dtype=float)
+                ax.errorbar(xs, mean, yerr=[mean - low, high - mean], label=metric, color=palette[metric],
+                            marker="o", markersize=3, capsize=2, linewidth=1.2)
+            for alpha in alphas:
+                ax.axhline(alpha, color="grey", linestyle="--", linewidth=0.8)
+            ax.set(title=_setting_title(others + _SETTING, key), xlabel=name, ylabel="rejection rate", ylim=(-0.02, 1.02))
+            ax.title.set_fontsize(8)
+            ax.legend(fontsize=6)
+    alpha_text = ", ".join(f"{a:g}" for a in alphas)
+    figure.suptitle(f"Rejection rate at α = {alpha_text} against {name} (exact 95% intervals)", fontsize=11)
+    return figure
+
+
+def _setting_title(columns: list[str], keys: tuple) -> str:
+    shown = [f"{c.removeprefix('param_')}={k}" for c, k in zip(columns, keys) if c.startswith("param_")]
+    shown += [str(k) for c, k in zip(columns, keys) if not c.startswith("param_") and k != "none"]
+    return textwrap.fill(", ".join(shown), 60)
+
+
+def _qq_figure(frame: pd.DataFrame, palette) -> Figure:
+    columns = [c for c in frame.columns if c.startswith("param_")] + ["dataset"] + _SETTING
+    panels = list(frame.groupby(columns, sort=True, dropna=False))
+    with sns.axes_style("whitegrid"):
+        figure, axes = _panels(len(panels), 3.6, 3.4)
+        for ax, (key, part) in zip(axes, panels):
+            for metric, rows in part.groupby("metric", sort=True):
+                p = np.sort(rows["value"].to_numpy(dtype=float))
+                p = p[np.isfinite(p)]
+                if p.size:
+                    uniform = np.arange(1, p.size + 1) / (p.size + 1)
+                    ax.plot(uniform, p, label=f"{metric} (n={p.size})", color=palette[metric], linewidth=1.2)
+            ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=0.8)
+            ax.set(title=_setting_title(columns, key), xlabel="uniform quantile", ylabel="p-value",
+                   xlim=(0, 1), ylim=(0, 1))
+            ax.title.set_fontsize(8)
+            ax.legend(fontsize=6)
+    figure.suptitle("QQ plot of p-values against Uniform(0, 1) (valid tests follow the diagonal on null data)", fontsize=11)
+    return figure
 
 
 # -- example panels -----------------------------------------------------------------------------

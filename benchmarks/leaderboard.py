@@ -35,6 +35,8 @@ __all__ = [
     "FORMATS",
     "label_components",
     "summarize",
+    "clopper_pearson",
+    "rejection_indicators",
     "accuracy_table",
     "render",
     "html_body",
@@ -49,8 +51,11 @@ _BENCH = ("dataset", "model", "recipe")  # one leaderboard table per (dataset, m
 _RANK_WITHIN = ("dataset", "model", "recipe", "attack", "metric")
 _NEEDED = (*COMPONENTS, *(f"{k}_params" for k in COMPONENTS), "seed", "value", "category", "higher_is_better")
 _SUMMARY_COLUMNS = [
-    *COMPONENTS, "category", "higher_is_better", "n", "n_nonfinite", "mean", "std", "ci_low", "ci_high", "rank",
+    *COMPONENTS, "category", "higher_is_better", "n", "n_nonfinite", "mean", "std", "ci_low", "ci_high", "rank", "note",
 ]
+SIGNIFICANCE = "significance"
+"""The category whose per-sample values are p-values: summarised as the rejection rate at the
+metric's ``alpha`` parameter with the exact (Clopper–Pearson) binomial interval."""
 
 
 # -- component labels ---------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def with_attack_success(records: pd.DataFrame) -> pd.DataFrame:
         return records
     rows = attacked.assign(
         metric=SUCCESS_METRIC, metric_params="{}", category="attack", higher_is_better=False,
-        value=attacked["attack_success"].astype("float64"), curve=None,
+        value=attacked["attack_success"].astype("float64"), curve=None, note=None,
     )
     return pd.concat([records, rows], ignore_index=True)
 
@@ -148,14 +153,21 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     ``higher_is_better``, ``n`` (finite per-sample values, pooled over seeds), ``n_nonfinite``
     (NaN/inf values, left out of the statistics and reported beside them), ``mean``, ``std``
     (ddof=1), ``ci_low``/``ci_high`` (the 95% Student-t interval mean ± t₀.₉₇₅,ₙ₋₁·std/√n; NaN when
-    n < 2, where it is undefined, so read it with ``n``) and ``rank`` (1 = best among the explainers
+    n < 2, where it is undefined, so read it with ``n``), ``rank`` (1 = best among the explainers
     within (dataset, model, recipe, attack, metric) by the metric's direction; equal means share
-    the lowest rank; <NA> without finite values). The interval treats the pooled per-sample
+    the lowest rank; <NA> without finite values) and ``note`` (the most common note of the
+    non-finite values, None if they have none). The interval treats the pooled per-sample
     values as independent; values of one sample under different seeds are not.
+
+    Significance metrics (p-values) are summarised by their rejection rate: each finite
+    p-value becomes the indicator p <= alpha (``alpha`` from the metric's parameters), so
+    ``mean`` is the rejection rate (the false positive rate on null data, the power on signal
+    data) and ``ci_low``/``ci_high`` is its exact 95% Clopper–Pearson interval.
     """
     frame = label_components(with_attack_success(records))
     values = frame["value"].astype("float64")
-    frame["value"] = values.where(np.isfinite(values))
+    frame["value"] = rejection_indicators(frame, values.where(np.isfinite(values)))
+    frame["_note"] = frame["note"] if "note" in frame else None
     grouped = frame.groupby(list(COMPONENTS), sort=False)
     _check_constant(grouped, ("category", "higher_is_better"))
     table = grouped.agg(
@@ -165,15 +177,64 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
         size=("value", "size"),
         mean=("value", "mean"),
         std=("value", "std"),
+        note=("_note", _most_common),
     ).reset_index()
     table["n_nonfinite"] = table.pop("size") - table["n"]
     table["higher_is_better"] = table["higher_is_better"].astype(bool)
     half = _half_width(table["std"].to_numpy(), table["n"].to_numpy())
     table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
+    rates = table["category"] == SIGNIFICANCE
+    low, high = clopper_pearson(table.loc[rates, "mean"] * table.loc[rates, "n"], table.loc[rates, "n"])
+    table.loc[rates, "ci_low"], table.loc[rates, "ci_high"] = low, high
     score = table["mean"].where(table["higher_is_better"], -table["mean"])
     rank = score.groupby([table[k] for k in _RANK_WITHIN]).rank(method="min", ascending=False)
     table["rank"] = rank.astype("Int64")
     return _ordered(table)[_SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def rejection_indicators(frame: pd.DataFrame, values: pd.Series | None = None) -> pd.Series:
+    """``values`` (default: ``frame["value"]``, non-finite as NaN) with each significance metric's
+    p-values replaced by 1.0 (p <= alpha, ``alpha`` from its metric_params) or 0.0; NaN stays."""
+    if values is None:
+        values = frame["value"].astype("float64")
+        values = values.where(np.isfinite(values))
+    significant = frame["category"] == SIGNIFICANCE
+    if not significant.any():
+        return values
+    alphas = {p: _parse_params(p).get("alpha") for p in frame.loc[significant, "metric_params"].unique()}
+    missing = [p for p, a in alphas.items() if not isinstance(a, (int, float)) or not 0 < a < 1]
+    if missing:
+        raise ValueError(
+            f"significance metrics need a parameter alpha in (0, 1) for their rejection rate; metric_params {missing[0]!r}"
+        )
+    alpha = frame.loc[significant, "metric_params"].map(alphas).astype("float64")
+    rejected = (values[significant] <= alpha).astype("float64").where(values[significant].notna())
+    return values.where(~significant, rejected)
+
+
+def clopper_pearson(successes, trials, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """The exact two-sided binomial interval (Clopper–Pearson) of k successes in n trials.
+
+    Lower bound Beta(a/2; k, n − k + 1) (0 when k = 0), upper bound Beta(1 − a/2; k + 1, n − k)
+    (1 when k = n), a = 1 − confidence; NaN where n = 0.
+    """
+    k = np.rint(np.asarray(successes, dtype="float64"))
+    n = np.asarray(trials, dtype="float64")
+    tail = (1 - confidence) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(k > 0, stats.beta.ppf(tail, k, n - k + 1), 0.0)
+        high = np.where(k < n, stats.beta.ppf(1 - tail, k + 1, n - k), 1.0)
+    empty = n == 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def _most_common(notes: pd.Series) -> str | None:
+    """The most frequent non-null note (ties: the first in sorted order), None if there is none."""
+    present = notes.dropna()
+    if present.empty:
+        return None
+    counts = present.value_counts()
+    return str(min(counts.index[counts == counts.max()]))
 
 
 def _half_width(std: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -277,19 +338,23 @@ def _fixed(x: float, decimals: int | None) -> str:
 
 
 def _entry_text(row: pd.Series | None) -> str:
-    """'0.83 ± 0.04' (mean ± half-width, same decimals), '0.83 (n=1)', '—' (no finite value), or
-    '' (the metric does not apply to this row)."""
+    """'0.83 ± 0.04' (mean ± half-width, same decimals), '0.052 [0.040, 0.067]' (a significance
+    metric's rejection rate and its exact interval), '0.83 (n=1)', '—' (no finite value), or ''
+    (the metric does not apply to this row); then how many values are missing and why."""
     if row is None:
         return ""
     decimals = _decimals(row["mean"]) if row["n"] else None
     if row["n"] == 0:
         text = "—"
+    elif row["category"] == SIGNIFICANCE:
+        text = f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
     elif row["n"] == 1:
         text = f"{_fixed(row['mean'], decimals)} (n=1)"
     else:
         text = f"{_fixed(row['mean'], decimals)} ± {_fixed(row['ci_high'] - row['mean'], decimals)}"
     if row["n_nonfinite"]:
-        text += f" ({row['n_nonfinite']} non-finite)"
+        note = row.get("note")
+        text += f" ({row['n_nonfinite']} non-finite" + (f": {note})" if isinstance(note, str) else ")")
     return text
 
 
@@ -303,7 +368,9 @@ def _arrow(higher: bool) -> str:
 
 _LEGEND = (
     "Entries: mean ± half-width of the 95% Student-t interval over per-sample values pooled over seeds "
-    "('n=1': a single value, no interval). Bold: best explainer under the same attack (rank 1). "
+    "('n=1': a single value, no interval); for p-values (significance metrics), the rejection rate at the "
+    "metric's alpha [exact 95% Clopper–Pearson interval]: the false positive rate on null data, the power "
+    "on signal data. Bold: best explainer under the same attack (rank 1). "
     "↑ higher is better, ↓ lower is better."
 )
 

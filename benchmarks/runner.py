@@ -5,10 +5,13 @@
 1. train every distinct model that the cells to run need (data set, model, recipe, seed), in
    parallel, into the trained-model cache (:func:`benchmarks.model_cache.trained_model`);
 2. run the cells. A cell loads its data set and its trained model, picks its evaluation samples
-   (:func:`select_samples`), explains them in batches of the suite's ``batch_size``, attacks
+   (:func:`select_samples`, by the suite's ``select``), explains them in batches of the suite's ``batch_size``, attacks
    them (attacked cells) and explains the attacked inputs, and scores every metric of the cell
-   on a :class:`metrics.base.Case`. Its records (one row per sample × metric, the columns of
-   :data:`benchmarks.store.RECORD_SCHEMA`) and examples go to the store as soon as it finishes.
+   on a :class:`metrics.base.Case` (with the samples' reference images where the test split
+   has them). Its records (one row per sample × metric, or × metric output for a metric with
+   ``outputs``, stored as ``"<metric>.<output>"``; the columns of
+   :data:`benchmarks.store.RECORD_SCHEMA`, with the metric's per-sample ``note`` saying why a
+   value is missing) and examples go to the store as soon as it finishes.
 
 Cells already in the store are skipped, so an interrupted run resumes where it stopped and
 ends with the same records as an uninterrupted one; ``fresh=True`` deletes the store first.
@@ -60,7 +63,7 @@ from benchmarks.model_cache import cache_dir_path, canonical_json, model_key, tr
 from benchmarks.provenance import versions
 from benchmarks.store import RECORD_COLUMNS, store_dir, stored_cell_ids, write_cell, write_failure
 from benchmarks.suite import Cell, Suite, load_suite
-from metrics.base import Case
+from metrics.base import Case, MetricOutput
 
 __all__ = ["run_suite", "RunSummary", "select_samples", "BACKENDS", "EXAMPLES"]
 
@@ -313,24 +316,35 @@ def _failure(cell: Cell, settings: _Settings, error: dict[str, str], elapsed: fl
     }
 
 
-def select_samples(model: nn.Module, split: Split, samples: int, seed: int, batch_size: int) -> Tensor:
-    """Indices (ascending) of ``samples`` test samples that ``model`` classifies correctly.
+def select_samples(
+    model: nn.Module, split: Split, samples: int, seed: int, batch_size: int, select: str = "correct"
+) -> Tensor:
+    """Indices (ascending) of ``samples`` test samples: correctly classified ones, or any.
 
-    The samples are drawn without replacement from the correctly classified ones with a
-    ``torch.Generator`` seeded by ``seed``, so every cell with the same data set, model,
-    recipe and seed evaluates the same samples. Fewer correct samples than ``samples`` is an
-    error (the cell fails rather than run on fewer).
+    ``select="correct"`` draws without replacement from the samples that ``model`` classifies
+    correctly, ``select="all"`` from every test sample (the selective tests of Miwa et al.
+    test every drawn image, whatever the prediction), with a ``torch.Generator`` seeded by
+    ``seed``, so every cell with the same data set, model, recipe and seed evaluates the same
+    samples. Fewer candidates than ``samples`` is an error (the cell fails rather than run on
+    fewer).
     """
-    with torch.no_grad():
-        predicted = torch.cat([model(x.to(_DEVICE)).argmax(dim=1) for x in split.x.split(batch_size)])
-    correct = (predicted == split.y.to(_DEVICE)).nonzero().squeeze(1)
-    if len(correct) < samples:
+    if select == "all":
+        candidates = torch.arange(len(split))
+    elif select == "correct":
+        with torch.no_grad():
+            predicted = torch.cat([model(x.to(_DEVICE)).argmax(dim=1) for x in split.x.split(batch_size)])
+        candidates = (predicted == split.y.to(_DEVICE)).nonzero().squeeze(1)
+    else:
+        raise ValueError(f"select must be 'correct' or 'all', got {select!r}")
+    if len(candidates) < samples:
+        what = "classifies only {} of {} test samples correctly" if select == "correct" else "has {1} test samples"
         raise ValueError(
-            f"the model classifies only {len(correct)} of {len(split)} test samples correctly, fewer than "
-            f"samples={samples}; lower [suite] samples or train a better model"
+            f"the {'model' if select == 'correct' else 'test split'} {what.format(len(candidates), len(split))}, "
+            f"fewer than samples={samples}; lower [suite] samples"
+            + (" or train a better model" if select == "correct" else " or raise the data set's n_test")
         )
     generator = torch.Generator().manual_seed(seed)
-    chosen = correct[torch.randperm(len(correct), generator=generator)[:samples]]
+    chosen = candidates[torch.randperm(len(candidates), generator=generator)[:samples]]
     return chosen.sort().values
 
 
@@ -344,7 +358,7 @@ class _Batch:
     attr_adv: Tensor | None
     attack: Any  # attacks.base.AttackResult | None
     mask: Tensor | None
-    scores: list[tuple[Tensor, Tensor | None]]
+    scores: list[MetricOutput]
 
 
 def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -352,7 +366,7 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
     data = load_dataset(cell.dataset.name, cell.dataset.params)
     model, meta = trained_model(*cell.model_inputs, cache_dir=settings.cache_dir)
     model = model.to(_DEVICE).eval()
-    chosen = select_samples(model, data.test, cell.samples, cell.seed, settings.batch_size)
+    chosen = select_samples(model, data.test, cell.samples, cell.seed, settings.batch_size, cell.select)
     explainer = explainers.get(cell.explainer.name, **cell.explainer.params)
     attack = attacks.get(cell.attack.name, **cell.attack.params) if cell.attack is not None else None
     scorers = [metrics.get(m.name, **m.params) for m in cell.metrics]
@@ -367,24 +381,34 @@ def _evaluate_batch(model, explainer, attack, scorers, data, indices: Tensor) ->
     x = data.test.x[indices].to(_DEVICE)
     target = data.test.y[indices].to(_DEVICE)
     mask = data.test.mask[indices].to(_DEVICE) if data.test.mask is not None else None
+    reference = data.test.reference[indices].to(_DEVICE) if data.test.reference is not None else None
     attr = explainer(model, x, target).detach()
     result = x_adv = attr_adv = None
     if attack is not None:
         result = attack(model, explainer, x, target, bounds=data.bounds)
         x_adv = result.x_adv.detach()
         attr_adv = explainer(model, x_adv, target).detach()
-    case = Case(model=model, explainer=explainer, x=x, target=target, attr=attr, x_adv=x_adv, attr_adv=attr_adv, mask=mask)
+    case = Case(
+        model=model, explainer=explainer, x=x, target=target, attr=attr, x_adv=x_adv, attr_adv=attr_adv, mask=mask,
+        reference=reference,
+    )
     scores = [_checked(scorer, scorer.evaluate(case), len(x)) for scorer in scorers]
     return _Batch(x, attr, x_adv, attr_adv, result, mask, scores)
 
 
-def _checked(scorer, scores: tuple[Tensor, Tensor | None], n: int) -> tuple[Tensor, Tensor | None]:
-    values, curves = scores
-    if not isinstance(values, Tensor) or values.shape != (n,):
-        raise ValueError(f"metric {scorer!r} returned values of shape {getattr(values, 'shape', None)}, expected ({n},)")
+def _checked(scorer, scores: tuple[Tensor, Tensor | None] | MetricOutput, n: int) -> MetricOutput:
+    """The metric's output as a :class:`MetricOutput` with values (N, K), K = max(1, len(outputs))."""
+    values, curves, notes = MetricOutput(*scores)
+    shape = (n, len(scorer.outputs)) if scorer.outputs else (n,)
+    if not isinstance(values, Tensor) or values.shape != shape:
+        raise ValueError(f"metric {scorer!r} returned values of shape {getattr(values, 'shape', None)}, expected {shape}")
     if curves is not None and (not isinstance(curves, Tensor) or curves.dim() != 2 or curves.shape[0] != n):
         raise ValueError(f"metric {scorer!r} returned curves of shape {getattr(curves, 'shape', None)}, expected ({n}, M)")
-    return values.detach(), None if curves is None else curves.detach()
+    if notes is not None and (len(notes) != n or not all(v is None or isinstance(v, str) for v in notes)):
+        raise ValueError(f"metric {scorer!r} returned notes that are not {n} strings or None: {notes!r}")
+    return MetricOutput(
+        values.detach().reshape(n, -1), None if curves is None else curves.detach(), list(notes or [None] * n)
+    )
 
 
 def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch]) -> pd.DataFrame:
@@ -401,19 +425,23 @@ def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch
     }
     parts = []
     for i, (spec, scorer) in enumerate(zip(cell.metrics, scorers)):
-        values = torch.cat([b.scores[i][0] for b in batches]).double()
-        has_curve = batches[0].scores[i][1] is not None
-        parts.append(pd.DataFrame({
-            "sample": chosen.tolist(),
-            "label": labels.tolist(),
-            "metric": spec.name,
-            "metric_params": spec.params_json,
-            "category": scorer.category,
-            "higher_is_better": bool(scorer.higher_is_better),
-            "value": values.tolist(),
-            "curve": cat(lambda b: b.scores[i][1].double()) if has_curve else [None] * n,
-            **attack_columns,
-        }))
+        values = torch.cat([b.scores[i].values for b in batches]).double()
+        has_curve = batches[0].scores[i].curves is not None
+        notes = [note for b in batches for note in b.scores[i].notes]
+        names = [f"{spec.name}.{output}" for output in scorer.outputs] or [spec.name]
+        for column, name in enumerate(names):  # one row per sample and output
+            parts.append(pd.DataFrame({
+                "sample": chosen.tolist(),
+                "label": labels.tolist(),
+                "metric": name,
+                "metric_params": spec.params_json,
+                "category": scorer.category,
+                "higher_is_better": bool(scorer.higher_is_better),
+                "value": values[:, column].tolist(),
+                "curve": cat(lambda b: b.scores[i].curves.double()) if has_curve else [None] * n,
+                "note": notes,
+                **attack_columns,
+            }))
     frame = pd.concat(parts, ignore_index=True)
     constants = {
         "suite": settings.suite,

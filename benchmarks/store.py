@@ -51,7 +51,7 @@ __all__ = [
     "store_dir",
 ]
 
-_NULLABLE = ("curve", "attack_iterations", "attack_success", "label_kept")
+_NULLABLE = ("value", "curve", "note", "attack_iterations", "attack_success", "label_kept")
 
 RECORD_SCHEMA = pa.schema(
     [
@@ -77,8 +77,9 @@ RECORD_SCHEMA = pa.schema(
             ("metric_params", pa.string()),
             ("category", pa.string()),
             ("higher_is_better", pa.bool_()),
-            ("value", pa.float64()),
+            ("value", pa.float64()),  # NaN is stored as null (pyarrow's pandas conversion); reads back as NaN
             ("curve", pa.list_(pa.float64())),  # null unless the metric has a curve
+            ("note", pa.string()),  # why the value is missing (NaN); null when it is not
             ("attack_iterations", pa.int64()),  # null in attack-free cells, as are the next two
             ("attack_success", pa.bool_()),
             ("label_kept", pa.bool_()),
@@ -89,8 +90,9 @@ RECORD_SCHEMA = pa.schema(
         ]
     ]
 )
-"""Columns and types of the records; every cell file has exactly this schema. Only the curve and
-the three attack columns may hold nulls."""
+"""Columns and types of the records; every cell file has exactly this schema. Only the curve, the
+note and the three attack columns may hold nulls. Stores written before the ``note`` column
+existed read back with a null note (pyarrow fills a missing nullable column)."""
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(RECORD_SCHEMA.names)
 
@@ -205,7 +207,7 @@ def read_records(out_dir: str | Path) -> pd.DataFrame:
     """All stored records of ``out_dir``, one DataFrame sorted by :data:`SORT_COLUMNS`.
 
     The attack columns, which are null in attack-free cells, use pandas' nullable dtypes (Int64,
-    boolean); ``curve`` holds a float64 array per row or None. An empty store gives an empty
+    boolean); ``curve`` holds a float64 array per row or None, ``note`` a string or None. An empty store gives an empty
     frame with the record columns.
     """
     paths = sorted((store_dir(out_dir) / "cells").glob("*.parquet"))

@@ -21,12 +21,17 @@ Grid rules:
   set's own ``seed``, are not touched: every seed sees the same data.
 * Metrics with ``needs_attack`` are evaluated in the attacked cells; the others once per
   (data set, model, recipe, seed, explainer) in a cell whose attack is None.
+* ``samples`` in a ``[[datasets]]`` table overrides the suite's ``samples`` for that data set's
+  cells (e.g. fewer samples where each costs more).
+* ``select`` (suite option, "correct" by default) picks the evaluation samples among the
+  correctly classified test samples or, with "all", among every test sample.
 * ``[[exclude]]`` drops the cells that match all of its keys (dataset, model, recipe,
   explainer, attack; attack ``"none"`` names the attack-free cells).
 
 The cell id is the SHA-256 of the canonical JSON of everything that determines the cell's
 records: the full validated parameters (defaults included) of its data set, model, recipe,
-explainer, attack and metrics, its seed and the number of samples. ``batch_size`` and
+explainer, attack and metrics, its seed, the number of samples and ``select`` (only when it
+is not the default, so that the ids of suites without it did not change). ``batch_size`` and
 ``threads`` are execution settings and are not part of it. The suite's ``config_hash``
 covers the suite options and the set of cell ids.
 
@@ -76,8 +81,10 @@ __all__ = [
 SUITES_DIR = Path(__file__).parent / "suites"
 
 _TOP_LEVEL = ("suite", "datasets", "recipes", "explainers", "attacks", "metrics", "exclude")
-_SUITE_OPTIONS = ("name", "description", "samples", "seeds", "batch_size", "threads")
-_DATASET_KEYS = ("models", "recipes", "shared")  # a data set table's keys that are not its parameters
+_SUITE_OPTIONS = ("name", "description", "samples", "seeds", "batch_size", "threads", "select")
+_DATASET_KEYS = ("models", "recipes", "shared", "samples")  # a data set table's keys that are not its parameters
+SELECTS = ("correct", "all")
+SELECT_DEFAULT = "correct"
 _EXCLUDE_KEYS = ("dataset", "model", "recipe", "explainer", "attack")
 _NO_ATTACK = "none"
 
@@ -112,6 +119,7 @@ class Cell:
 
     ``model.params`` leave out ``input_shape`` and ``num_classes``, which the harness takes
     from the data set. ``attack`` is None in the cell that evaluates the attack-free metrics.
+    ``select`` says which test samples are drawn (see :func:`benchmarks.runner.select_samples`).
     """
 
     dataset: Component
@@ -122,12 +130,17 @@ class Cell:
     metrics: tuple[Component, ...]
     seed: int
     samples: int
+    select: str = SELECT_DEFAULT
 
     def to_dict(self) -> dict[str, Any]:
+        """The cell as plain data; ``select`` only when it is not the default, so that the ids of
+        suites written before the option existed stay the same."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key in ("dataset", "model", "recipe", "explainer", "attack"):
             out[key] = out[key].to_dict() if out[key] is not None else None
         out["metrics"] = [m.to_dict() for m in self.metrics]
+        if self.select == SELECT_DEFAULT:
+            del out["select"]
         return out
 
     @functools.cached_property
@@ -175,6 +188,7 @@ class Suite:
     cells: tuple[Cell, ...]
     config_hash: str
     source: str
+    select: str = SELECT_DEFAULT
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -250,6 +264,9 @@ def _suite_options(data: Mapping[str, Any]) -> dict[str, Any]:
         _fail("[suite] seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         _fail("[suite] seeds", f"lists a seed twice: {seeds!r}")
+    select = table.get("select", SELECT_DEFAULT)
+    if select not in SELECTS:
+        _fail("[suite] select", f"must be one of {', '.join(map(repr, SELECTS))}, got {select!r}")
     return {
         "name": name,
         "description": description,
@@ -257,6 +274,7 @@ def _suite_options(data: Mapping[str, Any]) -> dict[str, Any]:
         "seeds": tuple(seeds),
         "batch_size": _positive_int(table, "batch_size", 64),
         "threads": _positive_int(table, "threads", 1),
+        "select": select,
     }
 
 
@@ -486,6 +504,8 @@ def _build(data: Mapping[str, Any], source: str) -> Suite:
         _fail("exclude", "every cell of the grid is excluded; nothing would run")
     _check_unique(cells)
     summary = {k: options[k] for k in ("name", "samples", "seeds", "batch_size", "threads")}
+    if options["select"] != SELECT_DEFAULT:  # keeps the hashes of suites without the option
+        summary["select"] = options["select"]
     config_hash = digest({"suite": summary, "cells": sorted(c.id for c in cells)})
     return Suite(cells=tuple(cells), config_hash=config_hash, source=source, **options)
 
@@ -503,6 +523,10 @@ def _dataset_cells(
         _fail(where, "no recipes: give [[recipes]] for the suite or recipes = [{ name = \"standard\" }] here")
     recipe_variants = _component_list(recipes.registry, recipe_tables, f"{where}.recipes")
     shared = _shared(table, where, plugins.all())
+    samples = table.get("samples", options["samples"])
+    if not _is_int(samples) or samples < 1:
+        _fail(f"{where}.samples", f"must be a positive integer (this data set's samples per cell), got {samples!r}")
+
     def build(group: list[_Plugin], seed: int) -> list[Component]:
         return [c for p in group for c in p.components(shared, seed, f"{where}.shared")]
 
@@ -512,9 +536,9 @@ def _dataset_cells(
         attack_components = build(plugins.attacks, seed)
         for explainer in build(plugins.explainers, seed):
             if free:
-                cells.append(Cell(dataset, model, recipe, explainer, None, free, seed, options["samples"]))
+                cells.append(Cell(dataset, model, recipe, explainer, None, free, seed, samples, options["select"]))
             for attack in attack_components:
-                cells.append(Cell(dataset, model, recipe, explainer, attack, attacked, seed, options["samples"]))
+                cells.append(Cell(dataset, model, recipe, explainer, attack, attacked, seed, samples, options["select"]))
     return cells
 
 

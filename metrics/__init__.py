@@ -15,6 +15,7 @@ from metrics import (  # noqa: E402,F401  (registers the built-in metrics)
     center_of_mass,
     insertion_deletion,
     rank_correlation,
+    selective_pvalue,
     sensitivity,
     topk_intersection,
 )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 from torch import Tensor, nn
 
 from explainers.base import Explainer
 
-__all__ = ["Case", "Metric", "PairMetric", "FaithfulnessMetric", "CATEGORIES"]
+__all__ = ["Case", "Metric", "MetricOutput", "PairMetric", "FaithfulnessMetric", "CATEGORIES"]
 
 CATEGORIES = ("robustness", "faithfulness", "significance", "localisation")
 
@@ -19,7 +19,9 @@ class Case:
     """Everything a grid cell knows about a batch when it scores it.
 
     ``x_adv``/``attr_adv`` are the attacked input and its attribution (None before an attack);
-    ``mask`` is a ground-truth relevance mask where the data set has one.
+    ``mask`` is a ground-truth relevance mask where the data set has one; ``reference`` holds
+    (N, m, *input_shape) reference images per sample where the data set has them (e.g. the
+    "normal" images of a selective test, see :mod:`metrics.selective_pvalue`).
     """
 
     model: nn.Module
@@ -30,6 +32,21 @@ class Case:
     x_adv: Tensor | None = None
     attr_adv: Tensor | None = None
     mask: Tensor | None = None
+    reference: Tensor | None = None
+
+
+class MetricOutput(NamedTuple):
+    """What :meth:`Metric.evaluate` may return instead of the plain ``(values, curves)`` pair.
+
+    ``values``: (N,), or (N, len(outputs)) for a metric with :attr:`Metric.outputs`;
+    ``curves``: (N, M) or None; ``notes``: None or one entry per sample, a string saying why
+    that sample's values are missing (NaN) or None. A value may be NaN only with a note: the
+    grid stores the note beside it, so no missing value is silent.
+    """
+
+    values: Tensor
+    curves: Tensor | None = None
+    notes: list[str | None] | None = None
 
 
 class Metric:
@@ -40,14 +57,21 @@ class Metric:
     grid runner's uniform entry point (values and optional curves); each subclass also has a
     direct ``__call__`` with the arguments natural to it. ``needs_attack`` metrics compare x
     with an attacked x′; the grid evaluates the others once per explainer, without an attack.
+
+    A metric that reports several numbers per sample names them in ``outputs``; its values
+    then have shape (N, len(outputs)) and the grid stores each column as the metric
+    ``"<name>.<output>"`` (same category and direction). ``evaluate`` may return a
+    :class:`MetricOutput` to attach per-sample notes (why a value is missing).
     """
 
     category: ClassVar[Literal["robustness", "faithfulness", "significance", "localisation"]]
     higher_is_better: ClassVar[bool]
     needs_attack: ClassVar[bool] = False
+    outputs: ClassVar[tuple[str, ...]] = ()
 
-    def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None]:
-        """Per-sample values (N,) and, for curve metrics, the per-sample curves (N, M), else None."""
+    def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None] | MetricOutput:
+        """Per-sample values (N,) (or (N, len(outputs))) and, for curve metrics, the per-sample
+        curves (N, M), else None; or a :class:`MetricOutput` that adds per-sample notes."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

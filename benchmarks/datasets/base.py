@@ -27,11 +27,15 @@ class Split:
         x: float32 inputs, shape (N, *input_shape), N >= 1.
         y: long class labels, shape (N,).
         mask: bool ground-truth relevant features, shape of ``x`` (synthetic data), else None.
+        reference: float32 reference images, shape (N, m, *input_shape): m >= 1 draws of the
+            "normal" input for each sample (for tests against a reference, such as the
+            selective p-values of Miwa et al.), else None.
     """
 
     x: Tensor
     y: Tensor
     mask: Tensor | None = None
+    reference: Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, Tensor) or self.x.dtype != torch.float32 or self.x.dim() < 2:
@@ -46,6 +50,15 @@ class Split:
             raise TypeError(
                 f"Split.mask must be None or a bool tensor of the shape of x {tuple(self.x.shape)}, "
                 f"got {_describe(self.mask)}"
+            )
+        if self.reference is not None and (
+            not isinstance(self.reference, Tensor) or self.reference.dtype != torch.float32
+            or self.reference.dim() != self.x.dim() + 1 or self.reference.shape[0] != self.x.shape[0]
+            or self.reference.shape[1] < 1 or self.reference.shape[2:] != self.x.shape[1:]
+        ):
+            raise TypeError(
+                f"Split.reference must be None or a float32 tensor of shape ({self.x.shape[0]}, m, "
+                f"{', '.join(map(str, self.x.shape[1:]))}) with m >= 1, got {_describe(self.reference)}"
             )
 
     def __len__(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import torch
@@ -32,6 +33,17 @@ class SyntheticBlocks(Dataset):
     3·seed + {0, 1, 2} (train, val, test), so a split does not change when another split's
     size does, and different seeds never share a stream.
 
+    Selective-inference experiments (Miwa et al. §5; their ``experiment_one_reference``
+    scripts) train the classifier once on signal images and then test its CAM region on fresh
+    images: pure noise for the false positive rate, images that all carry a block of signal Δ
+    for the power. ``test_delta`` sets the signal of the test split alone (None: ``delta``),
+    ``test_labels="positive"`` makes every test image class 1 (so each carries the block when
+    test_delta > 0, and the grid's target is the class whose CAM the authors test), and
+    ``references`` = m adds m reference ("normal") images per test sample, X_ref ~ N(0, I),
+    drawn from their own stream (seeded 2^40 + 3·seed + 2) so that no other tensor changes.
+    With test_labels="positive" the labels are set after the same draws, so the noise of the
+    test images is the same as with "balanced".
+
     Departures from the authors' code (``data.py`` of takeuchi-lab/selective_inference_dnn_salient_region):
     they add the signal by redrawing the block from N(Δ, 1), which has the same law as adding Δ
     to N(0, 1) noise; they train their classifier with blocks of side d/4 and test with d/2,
@@ -46,6 +58,9 @@ class SyntheticBlocks(Dataset):
         location: "random" (uniform per sample) or "fixed" (centred).
         n_train, n_val, n_test: split sizes (each >= 2, so both classes occur).
         seed: seed of the generators.
+        references: reference images per test sample (>= 0; 0: the test split has none).
+        test_delta: mean shift of the block in the test split (>= 0); None means ``delta``.
+        test_labels: "balanced" (both classes, as the other splits) or "positive" (all class 1).
 
     Example:
         >>> bundle = SyntheticBlocks(size=8, delta=2.0, n_train=4, n_val=2, n_test=2).load()
@@ -64,6 +79,9 @@ class SyntheticBlocks(Dataset):
         n_val: int = 500,
         n_test: int = 500,
         seed: int = 0,
+        references: int = 0,
+        test_delta: float | None = None,
+        test_labels: Literal["balanced", "positive"] = "balanced",
     ):
         check_positive_int(size, "size")
         if size < 4:
@@ -81,20 +99,37 @@ class SyntheticBlocks(Dataset):
             if n < 2:
                 raise ValueError(f"{name} must be an integer >= 2 so that both classes occur, got {n!r}")
         check_seed(seed)
+        if isinstance(references, bool) or not isinstance(references, int) or references < 0:
+            raise ValueError(f"references must be a non-negative integer (reference images per test sample), got {references!r}")
+        if test_delta is not None:
+            check_positive(test_delta, "test_delta", allow_zero=True)
+        if test_labels not in ("balanced", "positive"):
+            raise ValueError(f"test_labels must be 'balanced' or 'positive', got {test_labels!r}")
         self.size, self.channels, self.delta = size, channels, float(delta)
         self.block = size // 2 if block is None else block
         self.location = location
         self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
         self.seed = seed
+        self.references = references
+        self.test_delta = None if test_delta is None else float(test_delta)
+        self.test_labels = test_labels
 
     def load(self) -> DataBundle:
-        sizes = (self.n_train, self.n_val, self.n_test)
-        splits = [self._split(n, 3 * self.seed + i) for i, n in enumerate(sizes)]
-        return DataBundle(*splits, num_classes=2, modality="image")
+        train = self._split(self.n_train, 3 * self.seed, self.delta)
+        val = self._split(self.n_val, 3 * self.seed + 1, self.delta)
+        test_delta = self.delta if self.test_delta is None else self.test_delta
+        test = self._split(self.n_test, 3 * self.seed + 2, test_delta, self.test_labels == "positive")
+        if self.references:
+            gen = torch.Generator().manual_seed(2**40 + 3 * self.seed + 2)
+            shape = (self.n_test, self.references, self.channels, self.size, self.size)
+            test = dataclasses.replace(test, reference=torch.randn(shape, generator=gen))
+        return DataBundle(train, val, test, num_classes=2, modality="image")
 
-    def _split(self, n: int, stream: int) -> Split:
+    def _split(self, n: int, stream: int, delta: float, positive: bool = False) -> Split:
         gen = torch.Generator().manual_seed(stream)
         y = (torch.arange(n) % 2)[torch.randperm(n, generator=gen)]
+        if positive:
+            y = torch.ones_like(y)
         noise = torch.randn(n, self.channels, self.size, self.size, generator=gen)
         span = self.size - self.block + 1
         if self.location == "random":
@@ -102,8 +137,8 @@ class SyntheticBlocks(Dataset):
         else:
             corners = torch.full((n, 2), (self.size - self.block) // 2)
         planted = block_masks(corners, self.block, self.size) & (y == 1)[:, None, None]
-        mask = planted[:, None].expand(-1, self.channels, -1, -1) & (self.delta > 0)
-        x = noise + self.delta * mask.float()
+        mask = planted[:, None].expand(-1, self.channels, -1, -1) & (delta > 0)
+        x = noise + delta * mask.float()
         return Split(x=x, y=y, mask=mask.contiguous())
 
 

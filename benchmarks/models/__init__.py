@@ -67,4 +67,4 @@ def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
 
-from benchmarks.models import mlp, small_cnn  # noqa: E402,F401  (registers the built-ins)
+from benchmarks.models import miwa_cnn, mlp, small_cnn  # noqa: E402,F401  (registers the built-ins)

@@ -33,7 +33,7 @@ def cell(explainer: str, attack: str, values: dict[str, list], dataset: str = "s
                 "recipe_params": "{}", "explainer": explainer, "explainer_params": "{}", "attack": attack,
                 "attack_params": "{}", "seed": seed, "sample": sample, "label": 1, "metric": metric,
                 "metric_params": metric_params if metric == "insertion" else "{}", "category": category,
-                "higher_is_better": higher, "value": float(np.mean(v)), "curve": curve,
+                "higher_is_better": higher, "value": float(np.mean(v)), "curve": curve, "note": None,
                 "attack_iterations": None, "attack_success": None, "label_kept": None, "clean_accuracy": 0.95,
                 "model_key": f"model{seed}", "elapsed_s": 0.5, "versions": '{"salbench":"0.1.0"}',
             })

@@ -38,6 +38,7 @@ def _records(cell_id: str, attacked: bool, samples=(3, 1), metrics=("spearman", 
                 "seed": 0, "sample": sample, "label": sample % 2, "metric": metric, "metric_params": "{}",
                 "category": "robustness", "higher_is_better": metric == "spearman",
                 "value": 0.5 + sample, "curve": [1.0, 0.5, float(sample)] if metric == "deletion" else None,
+                "note": "no value" if metric == "spearman" and sample == 3 else None,
                 "attack_iterations": 7 if attacked else None, "attack_success": True if attacked else None,
                 "label_kept": True if attacked else None, "clean_accuracy": 0.95, "model_key": "k" * 64,
                 "elapsed_s": 1.25, "versions": "{}",
@@ -111,8 +112,8 @@ def test_records_must_match_schema(tmp_path):
         write_cell(tmp_path, "aa", _records("aa", False).drop(columns="elapsed_s"))
     with pytest.raises(ValueError, match=r"unexpected \['extra'\]"):
         write_cell(tmp_path, "aa", _records("aa", False).assign(extra=1))
-    with pytest.raises(ValueError, match="value.*non-nullable"):
-        write_cell(tmp_path, "aa", _records("aa", False).assign(value=None))
+    with pytest.raises(ValueError, match="label.*non-nullable"):
+        write_cell(tmp_path, "aa", _records("aa", False).assign(label=None))
     with pytest.raises(ValueError, match="cell_id"):
         write_cell(tmp_path, "../escape", _records("aa", False))
     assert stored_cell_ids(tmp_path) == set()

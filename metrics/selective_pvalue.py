@@ -1,0 +1,137 @@
+"""The selective p-value of a model's CAM region as a grid metric (Miwa, Duy, Takeuchi, ICLR 2023)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from explainers.validation import check_positive
+from metrics import register
+from metrics.base import Case, Metric, MetricOutput
+from metrics.selective import cam_saliency, salient_region_test
+
+__all__ = ["SelectivePValue"]
+
+_STATISTICS = ("back", "mean", "abs")
+_MODES = ("parametric", "oc")
+_UPSAMPLE = ("bilinear", "nearest")
+
+
+@register("selective_pvalue")
+class SelectivePValue(Metric):
+    """Selective p-values of the CAM salient region, with the naive and Bonferroni baselines.
+
+    Miwa, Duy, Takeuchi, "Valid P-Value for Deep Learning-driven Salient Region", ICLR 2023
+    (authors' code: takeuchi-lab/selective_inference_dnn_salient_region). For each sample x
+    with target class c the region is S(x) = {i : CAM_c(x)_i > threshold} (after min-max
+    normalisation if ``normalize``) and the test of T = ηᵀY ("back": mean over S minus mean
+    over the complement; "mean": mean over S of x − x_ref; "abs": mean over S of |x − x_ref|)
+    conditions on the selection: see :func:`metrics.selective.salient_region_test`, which this
+    metric calls with ``on_invalid="record"``.
+
+    Outputs, one stored metric each (``selective_pvalue.<output>``): ``selective`` (the p-value
+    of ``mode``: parametric, the exact homotopy, or oc, over-conditioning), ``oc``,
+    ``naive`` (2Φ(−|z|), ignoring the selection) and ``bonferroni`` (naive × the number of
+    possible regions, capped at 1). All are two-sided p-values: lower means stronger evidence,
+    and the leaderboard shows the rejection rate at ``alpha`` (false positive rate on null
+    data, power on signal data).
+
+    The region is that of the model's own class activation map (:func:`cam_saliency`,
+    bias-free, upsampled with ``upsample``), so the model must end in global average pooling
+    and one linear layer, with layers the line propagation supports; the cell's explainer and
+    its attribution are not used (suites list ``cam`` as the one explainer). "mean" and "abs"
+    need the data set's reference images (``Case.reference``, (N, m, C, H, W); the mean of the
+    m is used). A sample without a valid region (empty, or for "back" the whole image) gets NaN
+    in every output and the reason as its note.
+
+    Departures: as in :mod:`metrics.selective.region_test` (region {> τ} rather than {>= τ};
+    the reference variance in the naive test). ``alpha`` does not change the p-values; it is
+    recorded with them for the leaderboard.
+
+    Args:
+        statistic: "back", "mean" or "abs".
+        mode: "parametric" or "oc": which p-value the ``selective`` output holds.
+        threshold: τ on the (optionally normalised) CAM; Miwa et al. use 0 on the raw map.
+        normalize: min-max normalise each map before thresholding.
+        alpha: significance level of the reported rejection rate, in (0, 1).
+        sigma2: the known noise variance σ² > 0.
+        upsample: "bilinear" or "nearest" interpolation of the CAM to the input size.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from metrics.base import Case
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(2, 2)).double()
+        >>> x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+        >>> case = Case(model=net, explainer=None, x=x, target=torch.tensor([0, 1, 1]), attr=x,
+        ...             reference=torch.randn(3, 1, 1, 8, 8, dtype=torch.float64))
+        >>> SelectivePValue(statistic="mean").evaluate(case).values.shape
+        torch.Size([3, 4])
+    """
+
+    category: ClassVar[str] = "significance"
+    higher_is_better: ClassVar[bool] = False
+    outputs: ClassVar[tuple[str, ...]] = ("selective", "oc", "naive", "bonferroni")
+
+    def __init__(
+        self,
+        statistic: Literal["back", "mean", "abs"] = "mean",
+        mode: Literal["parametric", "oc"] = "parametric",
+        threshold: float = 0.0,
+        normalize: bool = False,
+        alpha: float = 0.05,
+        sigma2: float = 1.0,
+        upsample: Literal["bilinear", "nearest"] = "bilinear",
+    ):
+        if statistic not in _STATISTICS:
+            raise ValueError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+        check_positive(sigma2, "sigma2")
+        if upsample not in _UPSAMPLE:
+            raise ValueError(f"upsample must be one of {_UPSAMPLE}, got {upsample!r}")
+        self.statistic, self.mode, self.threshold, self.normalize = statistic, mode, float(threshold), normalize
+        self.alpha, self.sigma2, self.upsample = float(alpha), float(sigma2), upsample
+
+    def evaluate(self, case: Case) -> MetricOutput:
+        """p-values (N, 4) in the order of :attr:`outputs`, with a note for every NaN sample."""
+        x, target = case.x, case.target.reshape(-1)
+        reference = self._reference(case)
+        values = torch.full((x.shape[0], len(self.outputs)), float("nan"), dtype=torch.float64)
+        notes: list[str | None] = [None] * x.shape[0]
+        for c in torch.unique(target).tolist():
+            rows = (target == c).nonzero().squeeze(1)
+            saliency = cam_saliency(case.model, int(c), tuple(x.shape[1:]), upsample=self.upsample)
+            results = salient_region_test(
+                saliency, x[rows], x_ref=None if reference is None else reference[rows],
+                threshold=self.threshold, statistic=self.statistic, normalize=self.normalize,
+                sigma2=self.sigma2, mode=self.mode, on_invalid="record",
+            )
+            for row, result in zip(rows.tolist(), results):
+                values[row] = torch.tensor(
+                    [result.p_value, result.oc_p_value, result.naive_p_value, result.bonferroni_p_value],
+                    dtype=torch.float64,
+                )
+                notes[row] = result.reason
+        return MetricOutput(values, None, notes)
+
+    def _reference(self, case: Case) -> Tensor | None:
+        if self.statistic == "back":
+            return None
+        if case.reference is None:
+            raise ValueError(
+                f"selective_pvalue with statistic={self.statistic!r} compares each sample with reference images, "
+                "but the data set has none (Case.reference is None); use a data set with references "
+                "(e.g. synthetic_blocks with references >= 1) or statistic='back'"
+            )
+        return case.reference

@@ -1,0 +1,213 @@
+"""Selective p-values in the grid: multi-output records with notes, references, select="all",
+rejection-rate leaderboards and figures, and the miwa2023 suite."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+import metrics
+from benchmarks.datasets import Split, load_dataset
+from benchmarks.datasets.synthetic_blocks import SyntheticBlocks
+from benchmarks.figures import write_figures
+from benchmarks.leaderboard import accuracy_table, clopper_pearson, render, summarize
+from benchmarks.model_cache import trained_model
+from benchmarks.runner import run_suite, select_samples
+from benchmarks.store import read_records
+from benchmarks.suite import SUITES_DIR, load_suite, parse_suite
+from metrics.base import Case
+from metrics.selective import cam_saliency, salient_region_test
+
+pytestmark = pytest.mark.usefixtures("salbench_cache_dir")
+
+SUITE = """
+[suite]
+name = "sig"
+samples = 6
+seeds = [0]
+batch_size = 4
+select = "all"
+
+[[datasets]]
+name = "synthetic_blocks"
+size = 8
+delta = 3.0
+n_train = 40
+n_val = 8
+n_test = 10
+references = 1
+test_delta = [0.0, 2.0]
+test_labels = "positive"
+models = [{ name = "miwa_cnn", channels = 2 }]
+recipes = [{ name = "standard", epochs = 1 }]
+
+[[explainers]]
+name = "cam"
+
+[[metrics]]
+name = "selective_pvalue"
+statistic = "mean"
+mode = "oc"
+threshold = [-1e9, 1e9]  # every pixel selected (valid whatever the briefly trained net), or none
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, salbench_cache_dir):
+    out = tmp_path_factory.mktemp("sig")
+    suite = parse_suite(SUITE)
+    summary = run_suite(suite, out, backend="sequential", progress=False)
+    assert summary.failed == 0
+    return suite, out, read_records(out)
+
+
+def test_multi_output_rows_and_notes_round_trip(run):
+    suite, _, records = run
+    outputs = metrics.registry.entry("selective_pvalue").factory.outputs
+    assert set(records["metric"]) == {f"selective_pvalue.{o}" for o in outputs}
+    assert len(records) == len(suite.cells) * 2 * len(outputs) * 6  # cells × thresholds × outputs × samples
+    impossible = records["metric_params"].map(lambda p: json.loads(p)["threshold"] > 1)
+    # threshold 1e9: every region is empty -> NaN with the engine's reason, never a silent NaN
+    assert records.loc[impossible, "value"].isna().all()
+    assert records.loc[impossible, "note"].str.contains("region is empty").all()
+    valid = records[~impossible]
+    assert valid["value"].notna().all() and valid["note"].isna().all()
+    assert set(records["category"]) == {"significance"} and not records["higher_is_better"].any()
+
+
+def test_grid_values_equal_direct_test(run):
+    suite, _, records = run
+    cell = suite.cells[0]
+    data = load_dataset(cell.dataset.name, cell.dataset.params)
+    model, _ = trained_model(*cell.model_inputs)
+    params = json.loads(records["metric_params"].iloc[0])
+    rows = records[(records["cell_id"] == cell.id) & (records["metric_params"] == records["metric_params"].iloc[0])]
+    samples = torch.tensor(sorted(set(rows["sample"])))
+    results = salient_region_test(
+        cam_saliency(model.eval(), 1, (1, 8, 8)), data.test.x[samples], x_ref=data.test.reference[samples],
+        threshold=params["threshold"], statistic="mean", mode="oc", on_invalid="record",
+    )
+    got = rows[rows["metric"] == "selective_pvalue.naive"].sort_values("sample")["value"].to_numpy()
+    np.testing.assert_allclose(got, [r.naive_p_value for r in results], rtol=1e-12)
+    got = rows[rows["metric"] == "selective_pvalue.selective"].sort_values("sample")["value"].to_numpy()
+    np.testing.assert_allclose(got, [r.p_value for r in results], rtol=1e-12)
+
+
+def test_metric_matches_salient_region_test_and_records_invalid_images():
+    gen = torch.Generator().manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    net = net.double().eval()
+    x = torch.randn(5, 1, 6, 6, generator=gen, dtype=torch.float64)
+    ref = torch.randn(5, 2, 1, 6, 6, generator=gen, dtype=torch.float64)
+    target = torch.tensor([0, 1, 1, 0, 1])
+    case = Case(model=net, explainer=None, x=x, target=target, attr=x, reference=ref)
+    out = metrics.get("selective_pvalue", statistic="abs", threshold=0.0).evaluate(case)
+    for c in (0, 1):
+        rows = (target == c).nonzero().squeeze(1)
+        direct = salient_region_test(cam_saliency(net, c, (1, 6, 6)), x[rows], x_ref=ref[rows], threshold=0.0,
+                                     statistic="abs", on_invalid="record")
+        expected = [[r.p_value, r.oc_p_value, r.naive_p_value, r.bonferroni_p_value] for r in direct]
+        torch.testing.assert_close(out.values[rows], torch.tensor(expected, dtype=torch.float64), equal_nan=True)
+    empty = metrics.get("selective_pvalue", statistic="back", threshold=1e9).evaluate(case)
+    assert torch.isnan(empty.values).all() and all("empty" in note for note in empty.notes)
+    with pytest.raises(ValueError, match="reference"):
+        metrics.get("selective_pvalue", statistic="mean").evaluate(Case(model=net, explainer=None, x=x, target=target, attr=x))
+    with pytest.raises(ValueError, match="alpha"):
+        metrics.get("selective_pvalue", alpha=1.5)
+
+
+def test_synthetic_blocks_references_and_test_delta_are_seeded_and_leave_the_rest_unchanged():
+    base = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1).load()
+    new = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1, references=3, test_delta=0.0,
+                          test_labels="positive").load()
+    again = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1, references=3).load()
+    for name in ("train", "val"):
+        assert torch.equal(getattr(base, name).x, getattr(new, name).x)
+    assert new.test.reference.shape == (8, 3, 1, 8, 8) and base.test.reference is None
+    assert torch.equal(new.test.reference, again.test.reference)
+    assert torch.equal(base.test.x, again.test.x) and torch.equal(base.test.y, again.test.y)
+    # null test split: the same noise with the block's shift removed, every label 1, no relevant pixel
+    torch.testing.assert_close(new.test.x, base.test.x - 2.0 * base.test.mask.float(), rtol=0, atol=1e-6)
+    assert (new.test.y == 1).all() and not new.test.mask.any()
+    other = SyntheticBlocks(size=8, n_train=6, n_val=4, n_test=8, seed=2, references=3).load()
+    assert not torch.equal(other.test.reference, again.test.reference)
+    with pytest.raises(TypeError, match="reference"):
+        Split(base.test.x, base.test.y, reference=torch.zeros(8, 1, 8, 8))
+
+
+class _AlwaysZero(nn.Module):
+    def forward(self, x):
+        return torch.stack([torch.ones(len(x)), torch.zeros(len(x))], 1)
+
+
+def test_select_all_draws_misclassified_samples_too():
+    y = torch.tensor([0, 1, 1, 1, 0, 1, 1, 1])
+    split = Split(x=torch.zeros(8, 3), y=y)
+    drawn = select_samples(_AlwaysZero(), split, 8, 0, batch_size=4, select="all")
+    assert drawn.tolist() == list(range(8))  # including the six the model gets wrong
+    assert select_samples(_AlwaysZero(), split, 2, 0, batch_size=4).tolist() == [0, 4]
+    draws = {tuple(select_samples(_AlwaysZero(), split, 3, s, batch_size=4, select="all").tolist()) for s in range(20)}
+    assert len(draws) > 1 and any(y[list(d)].sum() > 0 for d in draws)
+    with pytest.raises(ValueError, match="n_test"):
+        select_samples(_AlwaysZero(), split, 9, 0, batch_size=4, select="all")
+
+
+def test_select_enters_the_cell_id_only_when_not_default():
+    text = SUITE.replace('select = "all"\n', "")
+    default = parse_suite(text).cells[0]
+    assert "select" not in default.to_dict() and default.select == "correct"
+    assert parse_suite(SUITE).cells[0].to_dict()["select"] == "all"
+    assert parse_suite(SUITE).cells[0].id != default.id
+
+
+def test_clopper_pearson_matches_scipy_exact_interval():
+    k, n = np.array([0, 3, 50, 100]), np.array([100, 100, 1000, 100])
+    low, high = clopper_pearson(k, n)
+    for i in range(len(k)):
+        ci = stats.binomtest(int(k[i]), int(n[i])).proportion_ci(0.95, method="exact")
+        assert low[i] == pytest.approx(ci.low, abs=1e-12) and high[i] == pytest.approx(ci.high, abs=1e-12)
+
+
+def test_leaderboard_shows_rejection_rate_interval_and_note(run):
+    _, _, records = run
+    summary = summarize(records)
+    rows = summary[summary["metric"].str.startswith("selective_pvalue.naive")]
+    assert (rows["category"] == "significance").all()
+    # each rate is the mean of p <= alpha over the finite p-values of its group
+    naive = records[records["metric"] == "selective_pvalue.naive"].dropna(subset=["value"])
+    expected = sorted((naive["value"] <= 0.05).groupby([naive["dataset_params"], naive["metric_params"]]).mean())
+    assert sorted(rows["mean"].dropna()) == pytest.approx(expected)
+    valid = rows[rows["n"] > 0].iloc[0]
+    low, high = clopper_pearson([valid["mean"] * valid["n"]], [valid["n"]])
+    assert (valid["ci_low"], valid["ci_high"]) == (pytest.approx(low[0]), pytest.approx(high[0]))
+    empty = rows[rows["n"] == 0].iloc[0]
+    assert empty["n_nonfinite"] == 6 and "region is empty" in empty["note"]
+    text = render(summary, accuracy_table(records), "markdown")
+    assert "non-finite: the salient region is empty" in text and "Clopper" in text
+
+
+def test_significance_figures_are_drawn(run):
+    _, out, records = run
+    names = {p.name for p in write_figures(records, out)}
+    assert {"rejection_test-delta.png", "qq_pvalues.png"} <= names
+
+
+def test_miwa2023_suite_loads_and_one_small_cell_runs(tmp_path):
+    suite = load_suite("miwa2023")
+    assert suite.select == "all" and len(suite.cells) == 8
+    sizes = {(c.dataset.params["size"], c.dataset.params["test_delta"]): c.samples for c in suite.cells}
+    assert sizes[(64, 0.0)] == 100 and sizes[(16, 3.0)] == 1000
+    assert all(c.dataset.params["n_test"] >= c.samples for c in suite.cells)
+    text = (SUITES_DIR / "miwa2023.toml").read_text().replace("samples = 1000", "samples = 3")
+    text = text.replace("n_train = 1000", "n_train = 40").replace("epochs = 10", "epochs = 1")
+    small = parse_suite(text)
+    summary = run_suite(small, tmp_path, backend="sequential", limit=1, progress=False)
+    assert (summary.run, summary.failed) == (1, 0)
+    records = read_records(tmp_path)
+    assert len(records) == 2 * 4 * 3 and records["value"].notna().any()
