@@ -11,13 +11,6 @@ from torch import nn
 from metrics.selective import LinePropagator, UnsupportedModuleError, cam_saliency, salient_region_test
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _net() -> nn.Sequential:

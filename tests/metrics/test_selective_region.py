@@ -20,13 +20,6 @@ from metrics.selective import LinePropagator, cam_saliency, salient_region_test
 GRID = 20001
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _randomize(net: nn.Module, seed: int, scale: float = 0.6) -> nn.Module:

@@ -21,13 +21,6 @@ from metrics.selective import cam_saliency, salient_region_test
 ALPHA = 0.05
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _cam_model(seed: int = 0) -> nn.Module:
