@@ -36,15 +36,21 @@ def _smooth(module: nn.Module, beta: float) -> nn.Module | None:
     return None
 
 
+_SMOOTH = (nn.Softplus, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.Sigmoid)
+
+
 def softplus_surrogate(model: nn.Module, beta: float) -> nn.Module:
     """A deep copy of ``model`` with every ``nn.ReLU`` → ``nn.Softplus(beta)`` and every
     ``nn.LeakyReLU(a)`` → :class:`SmoothLeakyReLU` (a, beta); the weights are shared by value.
 
     Only activation *modules* can be found: a network that calls ``torch.relu`` or
     ``F.relu`` in its ``forward`` keeps those calls. A network with no ReLU/LeakyReLU module
-    at all is an error (there is nothing to smooth, so the surrogate would silently equal the
-    model): pass ``surrogate_beta=None`` to attack the model directly (right for smooth
-    networks, e.g. tanh, GELU or softplus ones), or build the network from ``nn.ReLU`` modules.
+    but with smooth activation modules (softplus, tanh, GELU, SiLU, ELU, sigmoid: e.g. a model
+    trained with the ``softplus`` recipe) is already smooth and is returned as a plain copy, so
+    one attack setting serves ReLU and smooth models in the same grid. A network with no
+    activation module at all is an error (the surrogate would silently equal a possibly
+    piecewise-linear model): pass ``surrogate_beta=None`` to attack the model directly, or
+    build the network from ``nn.ReLU`` modules.
     A model that mixes modules and functional calls is smoothed only where it uses modules.
 
     The copy costs one model's memory per attack call; it is made per call rather than cached
@@ -65,6 +71,8 @@ def softplus_surrogate(model: nn.Module, beta: float) -> nn.Module:
             if smooth is not None:
                 setattr(parent, name, smooth)
                 replaced += 1
+    if replaced == 0 and any(isinstance(m, _SMOOTH) for m in model.modules()):
+        return surrogate.requires_grad_(False)  # already smooth (e.g. trained with softplus): nothing to replace
     if replaced == 0:
         raise ValueError(
             f"surrogate_beta={beta} asks for a softplus surrogate, but {type(model).__name__} has no nn.ReLU or "

@@ -9,6 +9,13 @@ information, versions, training time). Both are written atomically (temporary fi
 rename), the JSON last: it marks the entry as complete, so a run killed mid-write leaves no
 entry that is later read, only one that is trained again.
 
+Fine-tuning recipes (those with a ``base_recipe``, see :class:`benchmarks.recipes.base.Recipe`)
+start from the model of their base recipe, obtained through the cache itself with the same data
+set, architecture and seed: it is trained once and shared with every recipe that fine-tunes it
+(and with the suite's own cells of the base recipe). The base parameters are part of the
+fine-tuning recipe's parameters, hence of its key; the meta records the base model's key as
+``base_key`` (None for a model trained from initialisation).
+
 Cache directory: the ``cache_dir`` argument, else ``$SALBENCH_CACHE_DIR``, else
 ``platformdirs.user_cache_dir("salbench")/models``.
 
@@ -58,7 +65,7 @@ def _inputs(dataset: str, dataset_params: dict, model: str, model_params: dict,
         "model": models.registry.entry(model).name,
         "model_params": models.validate_params(model, model_params),
         "recipe": recipes.registry.entry(recipe).name,
-        "recipe_params": recipes.registry.validate(recipe, recipe_params),
+        "recipe_params": recipes.validate_params(recipe, recipe_params),
         "seed": seed,
     }
 
@@ -89,11 +96,15 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
 
     Returns the model (CPU, eval mode) and its meta: ``key``, the seven inputs (validated),
     ``input_shape``, ``num_classes``, ``val_accuracy``, ``test_accuracy`` (clean accuracy),
-    ``training`` (the recipe's info), ``versions``, ``train_seconds``. The meta is the same
-    dict (after a JSON round trip) whether the model was trained now or loaded.
+    ``training`` (the recipe's info), ``base_key``, ``versions``, ``train_seconds`` (this
+    recipe's training only, not its base model's). The meta is the same dict (after a JSON
+    round trip) whether the model was trained now or loaded.
 
     Training: ``torch.manual_seed(seed)`` (in a forked RNG state, so the caller's global RNG is
-    untouched) before the model is built, then ``recipe.fit(model, data, seed=seed)``.
+    untouched) before the model is built; ``recipe.check(model, data)`` (before any training,
+    the base model's included); for a fine-tuning recipe, the base model from this cache and
+    its weights copied in; ``recipe.prepare(model)``; then ``recipe.fit(model, data, seed=seed)``.
+    Loading builds the architecture, applies ``recipe.prepare`` and loads the weights.
     """
     inputs = _inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed)
     key = _key(inputs)
@@ -101,7 +112,11 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
     weights, meta_path = directory / f"{key}.pt", directory / f"{key}.json"
     if weights.is_file() and meta_path.is_file():
         return _load(key, weights, meta_path)
-    return _train(key, inputs, weights, meta_path)
+    return _train(key, inputs, directory)
+
+
+def _recipe(inputs: dict[str, Any]):
+    return recipes.get(inputs["recipe"], **inputs["recipe_params"])
 
 
 def _load(key: str, weights: Path, meta_path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -109,17 +124,29 @@ def _load(key: str, weights: Path, meta_path: Path) -> tuple[nn.Module, dict[str
     if meta.get("key") != key:
         raise ValueError(f"model cache entry {meta_path} is corrupt: it records key {meta.get('key')!r}, not {key!r}")
     net = models.build(meta["model"], meta["model_params"], tuple(meta["input_shape"]), meta["num_classes"])
+    net = _recipe(meta).prepare(net)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return net.eval(), meta
 
 
-def _train(key: str, inputs: dict[str, Any], weights: Path, meta_path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module, dict[str, Any]]:
     data = datasets.load_dataset(inputs["dataset"], inputs["dataset_params"])
+    recipe = _recipe(inputs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(inputs["seed"])
         net = models.build(inputs["model"], inputs["model_params"], data.input_shape, data.num_classes)
+    recipe.check(net, data)
+    base_key = None
+    if recipe.base_recipe is not None:
+        base, base_meta = trained_model(
+            inputs["dataset"], inputs["dataset_params"], inputs["model"], inputs["model_params"],
+            recipe.base_recipe, recipe.base_params, inputs["seed"], cache_dir=directory,
+        )
+        net.load_state_dict(base.state_dict())
+        base_key = base_meta["key"]
+    net = recipe.prepare(net)
     start = time.perf_counter()
-    info = recipes.get(inputs["recipe"], **inputs["recipe_params"]).fit(net, data, seed=inputs["seed"])
+    info = recipe.fit(net, data, seed=inputs["seed"])
     seconds = time.perf_counter() - start
     net.eval()
     meta = {
@@ -130,12 +157,13 @@ def _train(key: str, inputs: dict[str, Any], weights: Path, meta_path: Path) -> 
         "val_accuracy": evaluate(net, data.val)[0],
         "test_accuracy": evaluate(net, data.test)[0],
         "training": info,
+        "base_key": base_key,
         "versions": versions(),
         "train_seconds": seconds,
     }
     text = json.dumps(meta, indent=2, sort_keys=True)
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
-    atomic_write_bytes(weights, buffer.getvalue())
-    atomic_write_bytes(meta_path, text.encode())
+    atomic_write_bytes(directory / f"{key}.pt", buffer.getvalue())
+    atomic_write_bytes(directory / f"{key}.json", text.encode())
     return net, json.loads(text)

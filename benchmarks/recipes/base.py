@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,36 @@ class Recipe:
     recipe (shuffling, noise) draws from a ``torch.Generator`` seeded by ``seed``. The initial
     weights are the caller's business (the model cache seeds ``torch.manual_seed`` before it
     builds the model).
+
+    Three hooks let the model cache (:func:`benchmarks.model_cache.trained_model`) handle every
+    recipe alike:
+
+    - :meth:`check` rejects parameters that do not fit the data or the architecture (a top-k
+      size beyond the feature count, an explainer that cannot explain the model). The cache
+      calls it before any training, including the training of a base model.
+    - :attr:`base_recipe` / :attr:`base_params`: a fine-tuning recipe names the recipe and
+      parameters of the model it starts from; the cache obtains that model through itself
+      (trained once, shared with every recipe that fine-tunes it) and copies its weights into
+      the freshly built model before :meth:`fit`.
+    - :meth:`prepare` changes the architecture the recipe trains and the model is used with
+      (e.g. ReLU → softplus). It must not add or rename parameters or buffers: the cache
+      stores the state_dict and applies :meth:`prepare` again when it loads the model.
     """
+
+    base_recipe: ClassVar[str | None] = None
+    """Name of the recipe whose trained model this recipe starts from; None: from initialisation."""
+
+    @property
+    def base_params(self) -> dict[str, Any] | None:
+        """Validated parameters of :attr:`base_recipe` (None when there is no base)."""
+        return None
+
+    def check(self, model: nn.Module, data: DataBundle) -> None:
+        """Raise a ValueError naming the parameter if this recipe cannot train ``model`` on ``data``."""
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """The model as this recipe trains it and as it is used afterwards (default: unchanged)."""
+        return model
 
     def fit(self, model: nn.Module, data: DataBundle, *, seed: int) -> dict[str, Any]:
         raise NotImplementedError

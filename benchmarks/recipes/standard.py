@@ -1,4 +1,4 @@
-"""Standard training: Adam on cross-entropy, early stopping on validation accuracy."""
+"""Standard training, and the training loop every recipe shares: Adam on a mini-batch loss."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from explainers.validation import check_seed
 from benchmarks.datasets.base import DataBundle
 from benchmarks.recipes import register
 from benchmarks.recipes.base import Recipe, evaluate, model_device
-from explainers.validation import check_positive, check_positive_int
+from explainers.validation import check_positive, check_positive_int, check_seed
 
 __all__ = ["Standard"]
 
@@ -32,6 +31,12 @@ class Standard(Recipe):
 
     ``weight_decay`` is Adam's L2 penalty (added to the gradient, as ``torch.optim.Adam``
     does), not decoupled AdamW decay.
+
+    This loop is the one every recipe runs: a recipe that trains differently subclasses
+    :class:`Standard` and overrides :meth:`batch_loss` (the mini-batch objective), and may
+    set ``patience = None`` (no early stopping: every epoch runs and the last weights are
+    kept, reported as ``best_*``). The loop calls :meth:`Recipe.check` first and stops with a
+    FloatingPointError if the loss becomes NaN or infinite.
 
     Args:
         epochs: maximum number of epochs.
@@ -61,16 +66,32 @@ class Standard(Recipe):
         weight_decay: float = 0.0,
         patience: int = 10,
     ):
+        self._set_loop(epochs, lr, batch_size, weight_decay, patience)
+
+    def _set_loop(self, epochs: int, lr: float, batch_size: int, weight_decay: float, patience: int | None) -> None:
+        """Check and store the loop's settings (``patience=None``: no early stopping, keep the last epoch)."""
         check_positive_int(epochs, "epochs")
         check_positive(lr, "lr")
         check_positive_int(batch_size, "batch_size")
         check_positive(weight_decay, "weight_decay", allow_zero=True)
-        check_positive_int(patience, "patience")
+        if patience is not None:
+            check_positive_int(patience, "patience")
         self.epochs, self.lr, self.batch_size = epochs, float(lr), batch_size
         self.weight_decay, self.patience = float(weight_decay), patience
 
+    def batch_loss(
+        self, model: nn.Module, x: Tensor, y: Tensor, *, data: DataBundle, generator: torch.Generator
+    ) -> Tensor:
+        """The scalar loss one Adam step minimises on the mini-batch (x, y): here the mean cross-entropy.
+
+        Subclasses add their terms here (the one hook of the training loop); ``data`` gives them
+        the bundle's bounds and shapes, ``generator`` their random draws (seeded by ``seed``).
+        """
+        return F.cross_entropy(model(x), y)
+
     def fit(self, model: nn.Module, data: DataBundle, *, seed: int) -> dict[str, Any]:
         check_seed(seed)
+        self.check(model, data)
         device = model_device(model)
         x, y = data.train.x.to(device), data.train.y.to(device)
         generator = torch.Generator().manual_seed(seed)
@@ -78,9 +99,9 @@ class Standard(Recipe):
         best = (-1.0, math.inf)  # (validation accuracy, validation loss)
         best_state, best_epoch, train_loss = None, 0, math.nan
         for epoch in range(1, self.epochs + 1):
-            train_loss = self._epoch(model, optimiser, x, y, generator)
+            train_loss = self._epoch(model, optimiser, x, y, data, generator, epoch)
             accuracy, loss = evaluate(model, data.val)
-            if accuracy > best[0] or (accuracy == best[0] and loss < best[1]):
+            if self.patience is None or accuracy > best[0] or (accuracy == best[0] and loss < best[1]):
                 best, best_epoch = (accuracy, loss), epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             elif epoch - best_epoch >= self.patience:
@@ -96,16 +117,31 @@ class Standard(Recipe):
         }
 
     def _epoch(
-        self, model: nn.Module, optimiser: torch.optim.Optimizer, x: Tensor, y: Tensor, generator: torch.Generator
+        self,
+        model: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        x: Tensor,
+        y: Tensor,
+        data: DataBundle,
+        generator: torch.Generator,
+        epoch: int,
     ) -> float:
         """One pass over the shuffled training data; returns the mean training loss."""
         model.train()
         order = torch.randperm(len(y), generator=generator).to(x.device)
         total = 0.0
         for batch in order.split(self.batch_size):
-            loss = F.cross_entropy(model(x[batch]), y[batch])
+            loss = self.batch_loss(model, x[batch], y[batch], data=data, generator=generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"recipe {self._name()}: the training loss became {float(loss.detach())} in epoch {epoch}; "
+                    "lower lr or the regulariser's weight"
+                )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(batch)
         return total / len(y)
+
+    def _name(self) -> str:
+        return getattr(type(self), "registered_name", type(self).__name__)

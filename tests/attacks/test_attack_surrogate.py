@@ -57,7 +57,7 @@ def test_smooth_leaky_relu_tends_to_leaky_relu():
     assert torch.allclose(SmoothLeakyReLU(0.1, beta=1e4)(z), nn.functional.leaky_relu(z, 0.1), atol=1e-4)
 
 
-def test_surrogate_of_a_network_without_relu_modules_is_an_error():
+def test_surrogate_of_a_network_without_activation_modules_is_an_error():
     class FunctionalRelu(nn.Module):
         def __init__(self):
             super().__init__()
@@ -66,20 +66,21 @@ def test_surrogate_of_a_network_without_relu_modules_is_an_error():
         def forward(self, x):
             return torch.relu(self.fc(x))
 
-    for net in (nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), FunctionalRelu()):
-        with pytest.raises(ValueError, match="no nn.ReLU or nn.LeakyReLU module.*surrogate_beta=None"):
-            softplus_surrogate(net, beta=10.0)
+    with pytest.raises(ValueError, match="no nn.ReLU or nn.LeakyReLU module.*surrogate_beta=None"):
+        softplus_surrogate(FunctionalRelu(), beta=10.0)
 
 
-def test_attack_on_a_smooth_network_needs_surrogate_beta_none():
+def test_a_smooth_network_is_its_own_surrogate_so_one_attack_setting_serves_both():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2))
+    net = nn.Sequential(nn.Linear(6, 8), nn.Softplus(beta=2.0), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    surrogate = softplus_surrogate(net, beta=10.0)
+    assert surrogate is not net and [type(m) for m in surrogate] == [type(m) for m in net]
     x = torch.randn(5, 6)
+    assert torch.equal(surrogate(x), net(x))
     target = net(x).argmax(1)
-    with pytest.raises(ValueError, match="surrogate_beta=None"):
-        attacks.get("topk", k=2, eps=0.1, steps=2)(net, explainers.get("gradient"), x, target)
-    result = attacks.get("topk", k=2, eps=0.1, steps=2, surrogate_beta=None)(net, explainers.get("gradient"), x, target)
-    assert result.label_kept.all()
+    default = attacks.get("topk", k=2, eps=0.1, steps=3)(net, explainers.get("gradient"), x, target)
+    direct = attacks.get("topk", k=2, eps=0.1, steps=3, surrogate_beta=None)(net, explainers.get("gradient"), x, target)
+    assert default.label_kept.all() and torch.equal(default.x_adv, direct.x_adv)
 
 
 def test_without_the_surrogate_a_relu_network_gives_the_attack_no_gradient(blocks):

@@ -1,0 +1,47 @@
+"""Fine-tuning: recipes that start from the model another recipe trained (by default ``standard``)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from benchmarks import recipes
+from benchmarks.recipes.standard import Standard
+
+__all__ = ["FineTuning"]
+
+
+class FineTuning(Standard):
+    """Base class of recipes that fine-tune the cached ``standard`` model with an extra objective.
+
+    The robust-explanation papers fine-tune a trained ("vanilla", "pretrained") network rather
+    than train from scratch: R2ET and its baselines (Chen et al. 2024, authors'
+    ``batch_retrain.retrain``: Adam, lr 1e-5, 10 epochs from the pretrained model) and ID-ExpO
+    (Yoshikawa & Iwata 2024, ``IDExpOFinetuneGradCam`` from pretrained weights). A subclass
+    declares the base through :attr:`base_recipe` and takes the base recipe's parameters as
+    its ``base`` parameter; :func:`benchmarks.model_cache.trained_model` obtains that model
+    through the cache (trained once per data set, architecture, base parameters and seed, and
+    shared with the ``standard`` cells of a suite) and copies its weights into the model before
+    :meth:`fit`. Called directly, :meth:`fit` fine-tunes whatever model it is given.
+
+    The loop is :class:`~benchmarks.recipes.standard.Standard`'s (Adam, shuffled mini-batches
+    seeded by ``seed``) on the subclass's :meth:`batch_loss`, for exactly ``epochs`` epochs
+    without early stopping and without weight decay; the last weights are kept. Selecting the
+    epoch with the best validation accuracy would favour the epochs least changed by the
+    regulariser; the authors keep the last epoch that passes an accuracy threshold (R2ET) or
+    select on validation accuracy plus insertion/deletion (ID-ExpO). The clean accuracy of the
+    result is reported with every leaderboard.
+    """
+
+    base_recipe: ClassVar[str] = "standard"
+
+    def _set_finetuning(self, base: dict | None, epochs: int, lr: float, batch_size: int) -> None:
+        """Check and store the base recipe's parameters and the loop's settings."""
+        if base is not None and not isinstance(base, dict):
+            raise ValueError(f"base must be a table of {self.base_recipe!r} recipe parameters or None, got {base!r}")
+        self.base = recipes.validate_params(self.base_recipe, base)
+        recipes.get(self.base_recipe, **self.base)  # the base recipe checks its values (e.g. epochs >= 1)
+        self._set_loop(epochs, lr, batch_size, 0.0, None)
+
+    @property
+    def base_params(self) -> dict[str, Any]:
+        return self.base
