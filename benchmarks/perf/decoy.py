@@ -34,23 +34,13 @@ import torch
 import explainers
 from benchmarks.models.small_cnn import SmallCNN
 from explainers.decoys import DecoyGenerator
+from benchmarks.perf.timing import timed
 
 BOUNDS = (0.0, 1.0)
 SMOOTHGRAD = {"n_samples": 50, "seed": 0}
 CHEAP, CHEAP_CALLS = ("gradient", "smoothgrad"), 10
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds of ``fn()``: this process's CPU time on a CPU device, wall-clock time (synchronised) on CUDA."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - start
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
 
 
 def jobs(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, loop: bool) -> dict[str, Callable[[], object]]:
@@ -93,7 +83,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(args.repeats):
         for name, fn in fns.items():
-            times[name] += [timed(fn, device) for _ in range(CHEAP_CALLS if name in CHEAP else 1)]
+            times[name] += [timed(fn, device, cpu_time=True) for _ in range(CHEAP_CALLS if name in CHEAP else 1)]
     per_image = {name: min(values) * 1e3 / args.samples for name, values in times.items()}
 
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.samples} images "

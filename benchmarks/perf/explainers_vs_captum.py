@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -21,6 +20,7 @@ from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
 import explainers
+from benchmarks.perf.timing import timed
 
 BATCH, STEPS, SAMPLES, NOISE = 32, 50, 50, 0.15
 Workload = dict[str, Callable[[], torch.Tensor]]  # "ours" / "captum" / "bare" → a timed call
@@ -44,14 +44,6 @@ def bare_pass(model: nn.Module, rows: torch.Tensor, target: torch.Tensor) -> tor
     return grad
 
 
-def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def workloads(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, Workload]:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 import metrics
+from benchmarks.perf.timing import timed
 
 
 
@@ -53,14 +53,6 @@ def bare_forwards(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> No
             model(inputs[start : start + batch_size])
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def workload(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[dict[str, Callable[[], object]], int]:
