@@ -38,7 +38,7 @@ from torch import Tensor, nn
 import attacks
 from attacks.base import Attack, AttackResult, Bounds
 from attacks.surrogate import softplus_surrogate
-from attacks.threat_model import Norm, ThreatModel, check_norm, predicted_label, select
+from attacks.threat_model import Norm, ThreatModel, check_norm, label_verdict, predicted_label, select
 from explainers.validation import check_positive, check_positive_int, check_seed
 
 __all__ = [
@@ -169,12 +169,7 @@ class BoxSpace:
             problems.append("leaves its box")
         if not torch.equal(self.realise(z).detach(), x_adv):
             problems.append("is not the input its variables stand for")
-        kept = self.keeps_label(x_adv)
-        if not kept.all():
-            problems.append(f"changes the label of sample(s) {(~kept).nonzero().flatten().tolist()}")
-        if problems:
-            raise RuntimeError(f"bug in attack {attack}: its result {' and '.join(problems)}")
-        return kept
+        return label_verdict(self.keeps_label(x_adv), problems, attack)
 
     def _outside(self, z: Tensor) -> Tensor:
         return (z < self.low) | (z > self.high)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from attacks.base import Bounds
 
-__all__ = ["Norm", "NORMS", "ThreatModel", "check_norm", "predicted_label", "select"]
+__all__ = ["Norm", "NORMS", "ThreatModel", "check_norm", "label_verdict", "predicted_label", "select"]
 
 Norm = Literal["linf", "l2"]
 NORMS: tuple[str, ...] = typing.get_args(Norm)
@@ -29,6 +29,16 @@ def check_norm(norm: str) -> None:
     """``norm`` is one of :data:`NORMS`."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def label_verdict(kept: Tensor, problems: list[str], attack: str) -> Tensor:
+    """Add a changed label to the ``problems`` found in an attack's final result, raise if there
+    are any (a bug in the attack: every accepted step was checked), else return ``kept``."""
+    if not kept.all():
+        problems.append(f"changes the label of sample(s) {(~kept).nonzero().flatten().tolist()}")
+    if problems:
+        raise RuntimeError(f"bug in attack {attack}: its result {' and '.join(problems)}")
+    return kept
 
 
 @torch.no_grad()
@@ -159,9 +169,4 @@ class ThreatModel:
             problems.append(f"leaves the {self.norm} ball of radius {self.eps}")
         if self.bounds is not None and ((x_adv < self.bounds[0]) | (x_adv > self.bounds[1])).any():
             problems.append("leaves the bounds")
-        kept = self.keeps_label(x_adv)
-        if not kept.all():
-            problems.append(f"changes the label of sample(s) {(~kept).nonzero().flatten().tolist()}")
-        if problems:
-            raise RuntimeError(f"bug in attack {attack}: its result {' and '.join(problems)}")
-        return kept
+        return label_verdict(self.keeps_label(x_adv), problems, attack)
