@@ -54,4 +54,4 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> DataBundle:
     return bundle
 
 
-from benchmarks.datasets import medmnist, synthetic_blocks, wdbc  # noqa: E402,F401  (registers the built-ins)
+from benchmarks.datasets import drug_reviews, iu_xray_reports, medmnist, synthetic_blocks, wdbc  # noqa: E402,F401  (registers the built-ins)

@@ -1,5 +1,8 @@
 """What a data set loads into: three splits, the number of classes, the valid input range.
 
+Image and tabular inputs are float32 tensors; text inputs are long (N, 2, L) text tensors of
+token ids and word positions (:mod:`explainers.text_inputs`) with the bundle's vocabulary.
+
 A :class:`Dataset` is a registered component (typed ``__init__`` parameters) whose :meth:`load`
 returns a :class:`DataBundle`. The bundle checks its own consistency when it is built, so a
 third-party data set with mismatched shapes or labels fails at load time with a clear error
@@ -14,9 +17,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from explainers.text_inputs import Vocabulary, check_text_input
+
 __all__ = ["Split", "DataBundle", "Dataset"]
 
-MODALITIES = ("image", "tabular")
+MODALITIES = ("image", "tabular", "text")
 
 
 @dataclass(frozen=True)
@@ -24,12 +29,14 @@ class Split:
     """One split of a data set.
 
     Attributes:
-        x: float32 inputs, shape (N, *input_shape), N >= 1.
+        x: float32 inputs, shape (N, *input_shape), N >= 1; for text, a long (N, 2, L) text
+            tensor (token ids and word positions, see :mod:`explainers.text_inputs`).
         y: long class labels, shape (N,).
-        mask: bool ground-truth relevant features, shape of ``x`` (synthetic data), else None.
+        mask: bool ground-truth relevant features, shape of ``x`` (synthetic data), else None
+            (always None for text).
         reference: float32 reference images, shape (N, m, *input_shape): m >= 1 draws of the
             "normal" input for each sample (for tests against a reference, such as the
-            selective p-values of Miwa et al.), else None.
+            selective p-values of Miwa et al.), else None (always None for text).
     """
 
     x: Tensor
@@ -38,8 +45,15 @@ class Split:
     reference: Tensor | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.x, Tensor) or self.x.dtype != torch.float32 or self.x.dim() < 2:
-            raise TypeError(f"Split.x must be a float32 tensor of shape (N, *input_shape), got {_describe(self.x)}")
+        if self.is_text:
+            check_text_input(self.x, name="Split.x")
+            if self.mask is not None or self.reference is not None:
+                raise TypeError("Split.mask and Split.reference must be None for a text split (x is a long text tensor)")
+        elif not isinstance(self.x, Tensor) or self.x.dtype != torch.float32 or self.x.dim() < 2:
+            raise TypeError(
+                f"Split.x must be a float32 tensor of shape (N, *input_shape), or a long (N, 2, L) text tensor, "
+                f"got {_describe(self.x)}"
+            )
         if self.x.shape[0] == 0:
             raise ValueError("Split.x is empty; every split needs at least one sample")
         if not isinstance(self.y, Tensor) or self.y.dtype != torch.long or self.y.shape != self.x.shape[:1]:
@@ -64,6 +78,11 @@ class Split:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    @property
+    def is_text(self) -> bool:
+        """Whether ``x`` is a text tensor (a long tensor)."""
+        return isinstance(self.x, Tensor) and self.x.dtype == torch.long
+
 
 @dataclass(frozen=True)
 class DataBundle:
@@ -72,10 +91,13 @@ class DataBundle:
     Attributes:
         train, val, test: the splits; all have the same input shape.
         num_classes: number of classes (>= 2); every label lies in [0, num_classes).
-        modality: "image" (x is (N, C, H, W)) or "tabular" (x is (N, F)).
+        modality: "image" (x is (N, C, H, W)), "tabular" (x is (N, F)) or "text" (x is a long
+            (N, 2, L) text tensor; input_shape is (2, L)).
         bounds: valid input range (low, high), each a tensor broadcastable to one sample
-            (``input_shape``); None means unbounded. Attacks project onto it.
+            (``input_shape``); None means unbounded. Attacks project onto it. None for text.
         feature_names: one name per feature for tabular data, else None.
+        vocabulary: the vocabulary of the token ids, for and only for text; every id of every
+            split is < len(vocabulary).
 
     The tensors are shared by every user of a cached bundle: do not modify them in place.
     """
@@ -84,9 +106,10 @@ class DataBundle:
     val: Split
     test: Split
     num_classes: int
-    modality: Literal["image", "tabular"]
+    modality: Literal["image", "tabular", "text"]
     bounds: tuple[Tensor, Tensor] | None = None
     feature_names: tuple[str, ...] | None = None
+    vocabulary: Vocabulary | None = None
 
     def __post_init__(self) -> None:
         shape = self.input_shape
@@ -105,12 +128,36 @@ class DataBundle:
                 )
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        self._check_text()
         if self.bounds is not None:
             self._check_bounds(shape)
         if self.feature_names is not None and len(self.feature_names) != self.train.x[0].numel():
             raise ValueError(
                 f"feature_names has {len(self.feature_names)} names for {self.train.x[0].numel()} features"
             )
+
+    def _check_text(self) -> None:
+        text = self.modality == "text"
+        for name in ("train", "val", "test"):
+            if getattr(self, name).is_text != text:
+                raise TypeError(
+                    f"the {name} split's x is {_describe(getattr(self, name).x)}; modality {self.modality!r} needs "
+                    + ("a long (N, 2, L) text tensor" if text else "a float32 tensor")
+                )
+        if not text:
+            if self.vocabulary is not None:
+                raise ValueError(f"vocabulary must be None for modality {self.modality!r} (it is for text only)")
+            return
+        if not isinstance(self.vocabulary, Vocabulary):
+            raise TypeError(f"modality 'text' needs vocabulary, a Vocabulary, got {type(self.vocabulary).__name__}")
+        if self.bounds is not None or self.feature_names is not None:
+            raise ValueError("bounds and feature_names must be None for modality 'text'")
+        for name in ("train", "val", "test"):
+            top = getattr(self, name).x[:, 0].max().item()
+            if top >= len(self.vocabulary):
+                raise ValueError(
+                    f"the {name} split holds token id {top}, outside the vocabulary of {len(self.vocabulary)} words"
+                )
 
     def _check_bounds(self, shape: tuple[int, ...]) -> None:
         pair = isinstance(self.bounds, tuple) and len(self.bounds) == 2
@@ -129,7 +176,7 @@ class DataBundle:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one sample, e.g. (1, 28, 28) or (30,)."""
+        """Shape of one sample, e.g. (1, 28, 28), (30,) or (2, 128) for text."""
         return tuple(self.train.x.shape[1:])
 
 
