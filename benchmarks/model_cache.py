@@ -95,8 +95,9 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
     """The model trained with the seven inputs, from the cache or trained now (and cached).
 
     Returns the model (CPU, eval mode) and its meta: ``key``, the seven inputs (validated),
-    ``input_shape``, ``num_classes``, ``val_accuracy``, ``test_accuracy`` (clean accuracy),
-    ``training`` (the recipe's info), ``base_key``, ``versions``, ``train_seconds`` (this
+    ``input_shape``, ``num_classes``, ``vocab_size`` (``len(data.vocabulary)`` for text data,
+    which text architectures are built with; else None), ``val_accuracy``, ``test_accuracy``
+    (clean accuracy), ``training`` (the recipe's info), ``base_key``, ``versions``, ``train_seconds`` (this
     recipe's training only, not its base model's). The meta is the same dict (after a JSON
     round trip) whether the model was trained now or loaded.
 
@@ -123,7 +124,9 @@ def _load(key: str, weights: Path, meta_path: Path) -> tuple[nn.Module, dict[str
     meta = json.loads(meta_path.read_text())
     if meta.get("key") != key:
         raise ValueError(f"model cache entry {meta_path} is corrupt: it records key {meta.get('key')!r}, not {key!r}")
-    net = models.build(meta["model"], meta["model_params"], tuple(meta["input_shape"]), meta["num_classes"])
+    # entries written before text models carry no "vocab_size": they are not text models
+    vocab_size = meta.get("vocab_size")
+    net = models.build(meta["model"], meta["model_params"], tuple(meta["input_shape"]), meta["num_classes"], vocab_size)
     net = _recipe(meta).prepare(net)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return net.eval(), meta
@@ -132,9 +135,10 @@ def _load(key: str, weights: Path, meta_path: Path) -> tuple[nn.Module, dict[str
 def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module, dict[str, Any]]:
     data = datasets.load_dataset(inputs["dataset"], inputs["dataset_params"])
     recipe = _recipe(inputs)
+    vocab_size = len(data.vocabulary) if data.vocabulary is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(inputs["seed"])
-        net = models.build(inputs["model"], inputs["model_params"], data.input_shape, data.num_classes)
+        net = models.build(inputs["model"], inputs["model_params"], data.input_shape, data.num_classes, vocab_size)
     recipe.check(net, data)
     base_key = None
     if recipe.base_recipe is not None:
@@ -154,6 +158,7 @@ def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module
         **inputs,
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
+        "vocab_size": vocab_size,
         "val_accuracy": evaluate(net, data.val)[0],
         "test_accuracy": evaluate(net, data.test)[0],
         "training": info,

@@ -1,15 +1,20 @@
 """Model architectures: ``nn.Module`` classes built from a data set's input shape and class count.
 
 Every architecture's first two ``__init__`` parameters are ``input_shape: tuple[int, ...]``
-and ``num_classes: int``; the harness fills them in from the :class:`DataBundle`, so a suite
-or a cache key names only the architecture's own parameters. Architectures use ``nn.ReLU``
-modules (never ``F.relu``) so that attacks can swap them for ``nn.Softplus``.
+and ``num_classes: int``; a text architecture (see
+:class:`benchmarks.models.text_classifier.TextClassifier`) declares a third,
+``vocab_size: int``. The harness fills them in from the :class:`DataBundle` (``vocab_size``
+is ``len(bundle.vocabulary)``), so a suite or a cache key names only the architecture's own
+parameters. Architectures use ``nn.ReLU`` modules (never ``F.relu``) so that attacks can swap
+them for ``nn.Softplus``.
 
 Example:
     >>> from benchmarks import models
     >>> net = models.build("mlp", {"hidden": (8,)}, input_shape=(30,), num_classes=2)
     >>> models.validate_params("small_cnn", {"channels": [4, 8]})
     {'channels': (4, 8), 'kernel_size': 3, 'pool': True}
+    >>> models.build("text_cnn", {}, input_shape=(2, 16), num_classes=3, vocab_size=50).embedding
+    Embedding(50, 64, padding_idx=0)
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from benchmarks.registry import ParameterError, Registry, RegistryError
 from explainers.validation import check_positive_int
 
 __all__ = [
-    "registry", "register", "get", "names", "HARNESS_PARAMS", "validate_params", "build", "check_shape_and_classes",
+    "registry", "register", "get", "names", "HARNESS_PARAMS", "VOCAB_PARAM", "harness_params", "validate_params",
+    "build", "check_shape_and_classes",
 ]
 
 registry = Registry("model", group="salbench.models")
@@ -33,27 +39,62 @@ names = registry.names
 HARNESS_PARAMS = ("input_shape", "num_classes")
 """The leading ``__init__`` parameters of every architecture, filled in from the data set."""
 
+VOCAB_PARAM = "vocab_size"
+"""The third harness parameter, declared (right after :data:`HARNESS_PARAMS`) by text architectures only."""
+
+
+def harness_params(name: str) -> tuple[str, ...]:
+    """The parameters of architecture ``name`` that the harness fills in: :data:`HARNESS_PARAMS`, plus
+    :data:`VOCAB_PARAM` for a text architecture (one that declares it as its third parameter)."""
+    declared = tuple(p.name for p in registry.entry(name).params)
+    if declared[: len(HARNESS_PARAMS)] != HARNESS_PARAMS:
+        raise RegistryError(
+            f"model {name!r} must take {HARNESS_PARAMS} as its first __init__ parameters, "
+            f"got {declared[: len(HARNESS_PARAMS)]}"
+        )
+    text = declared[len(HARNESS_PARAMS) : len(HARNESS_PARAMS) + 1] == (VOCAB_PARAM,)
+    return HARNESS_PARAMS + (VOCAB_PARAM,) if text else HARNESS_PARAMS
+
 
 def validate_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The architecture's own parameters, validated and with defaults, without :data:`HARNESS_PARAMS`."""
+    """The architecture's own parameters, validated and with defaults, without its :func:`harness_params`."""
     given = dict(params or {})
-    clash = [p for p in HARNESS_PARAMS if p in given]
+    harness = harness_params(name)
+    clash = [p for p in harness if p in given]
     if clash:
         raise ParameterError(
             f"model {name!r}: parameter(s) {clash} come from the data set; remove them from the model's parameters"
         )
-    leading = tuple(p.name for p in registry.entry(name).params[: len(HARNESS_PARAMS)])
-    if leading != HARNESS_PARAMS:
-        raise RegistryError(
-            f"model {name!r} must take {HARNESS_PARAMS} as its first __init__ parameters, got {leading}"
+    placeholders = {"input_shape": (1,), "num_classes": 2, VOCAB_PARAM: 2}
+    full = registry.validate(name, {**given, **{p: placeholders[p] for p in harness}})
+    return {k: v for k, v in full.items() if k not in harness}
+
+
+def build(
+    name: str,
+    params: dict[str, Any] | None,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    vocab_size: int | None = None,
+) -> nn.Module:
+    """Architecture ``name`` with its own ``params`` for inputs of ``input_shape`` and ``num_classes`` classes.
+
+    ``vocab_size`` (the size of the data set's vocabulary) is required for a text architecture
+    and must be None for any other.
+    """
+    own = validate_params(name, params)
+    text = VOCAB_PARAM in harness_params(name)
+    if text and vocab_size is None:
+        raise ValueError(
+            f"model {name!r} is a text architecture: build needs vocab_size (the size of the data set's vocabulary)"
         )
-    full = registry.validate(name, {**given, "input_shape": (1,), "num_classes": 2})
-    return {k: v for k, v in full.items() if k not in HARNESS_PARAMS}
-
-
-def build(name: str, params: dict[str, Any] | None, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Architecture ``name`` with its own ``params`` for inputs of ``input_shape`` and ``num_classes`` classes."""
-    return registry.get(name, input_shape=tuple(input_shape), num_classes=num_classes, **validate_params(name, params))
+    if not text and vocab_size is not None:
+        raise ValueError(
+            f"model {name!r} is not a text architecture and takes no vocab_size; got vocab_size={vocab_size!r} "
+            "(pass None)"
+        )
+    vocab = {VOCAB_PARAM: vocab_size} if text else {}
+    return registry.get(name, input_shape=tuple(input_shape), num_classes=num_classes, **vocab, **own)
 
 
 def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank: int | None = None) -> None:
@@ -67,4 +108,10 @@ def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
 
-from benchmarks.models import miwa_cnn, mlp, small_cnn  # noqa: E402,F401  (registers the built-ins)
+from benchmarks.models import (  # noqa: E402,F401  (registers the built-ins)
+    miwa_cnn,
+    mlp,
+    small_cnn,
+    text_bigru,
+    text_cnn,
+)
