@@ -12,7 +12,9 @@ get = registry.get
 names = registry.names
 
 from metrics import (  # noqa: E402,F401  (registers the built-in metrics)
+    attribution_distance,
     center_of_mass,
+    dare_estimate,
     insertion_deletion,
     rank_correlation,
     selective_pvalue,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from explainers.base import Explainer
+
+if TYPE_CHECKING:
+    from explainers.text_inputs import Vocabulary
 
 __all__ = ["Case", "Metric", "MetricOutput", "PairMetric", "FaithfulnessMetric", "CATEGORIES"]
 
@@ -22,6 +26,11 @@ class Case:
     ``mask`` is a ground-truth relevance mask where the data set has one; ``reference`` holds
     (N, m, *input_shape) reference images per sample where the data set has them (e.g. the
     "normal" images of a selective test, see :mod:`metrics.selective_pvalue`).
+
+    For text (:mod:`explainers.text_inputs`), ``vocabulary`` decodes ``x``/``x_adv`` and
+    ``valid`` (bool, the shape of ``attr``) marks the positions that are real features, the
+    words of each text (``word_mask(x)``); robustness metrics compare only those
+    (:meth:`PairMetric.evaluate`). None elsewhere: every position is a feature.
     """
 
     model: nn.Module
@@ -33,6 +42,8 @@ class Case:
     attr_adv: Tensor | None = None
     mask: Tensor | None = None
     reference: Tensor | None = None
+    vocabulary: Vocabulary | None = None
+    valid: Tensor | None = None
 
 
 class MetricOutput(NamedTuple):
@@ -83,6 +94,10 @@ class PairMetric(Metric):
     """A robustness metric comparing the attribution of x with that of the attacked x′.
 
     ``metric(attr, attr_adv)`` → (N,). Subclasses implement :meth:`compare`.
+
+    With a ``valid`` mask (``Case.valid``, e.g. the words of texts of different lengths) each
+    sample is compared on its own valid positions only, as if its maps held just those
+    features in order: :meth:`compare_valid`.
     """
 
     category: ClassVar[str] = "robustness"
@@ -102,7 +117,68 @@ class PairMetric(Metric):
     def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None]:
         if case.attr_adv is None:
             raise ValueError(f"metric {type(self).__name__} compares two attributions and needs an attack (attr_adv)")
-        return self(case.attr, case.attr_adv), None
+        if case.valid is None:
+            return self(case.attr, case.attr_adv), None
+        _check_valid(case.valid, case.attr, case.attr_adv)
+        counts = case.valid.flatten(1).sum(1)
+        short = counts < self.min_positions
+        if not short.any():
+            return self.compare_valid(case.attr, case.attr_adv, case.valid), None
+        values = torch.full(counts.shape, float("nan"), dtype=torch.float64, device=counts.device)
+        if not short.all():
+            kept = ~short
+            values[kept] = self.compare_valid(case.attr[kept], case.attr_adv[kept], case.valid[kept]).double()
+        notes = [
+            f"{int(n)} valid positions (words), fewer than the {self.min_positions} this metric compares" if s else None
+            for n, s in zip(counts.tolist(), short.tolist())
+        ]
+        return MetricOutput(values, None, notes)
+
+    @property
+    def min_positions(self) -> int:
+        """Fewest valid positions a sample needs (e.g. k for a top-k metric); a sample of a
+        variable-length case (``Case.valid``) with fewer gets NaN and a note, not an error."""
+        return 1
+
+    def compare_valid(self, attr: Tensor, attr_adv: Tensor, valid: Tensor) -> Tensor:
+        """(N,): each sample's maps compared on the positions where ``valid`` is True.
+
+        The valid entries of a sample, in flat order, form its feature vector; samples with the
+        same number of valid positions are compared together in one batch (one call per distinct
+        count, not per sample). Errors raised by the comparison name samples within such a
+        group; the message says which samples of the batch the group holds.
+        """
+        _check_valid(valid, attr, attr_adv)
+        counts = valid.flatten(1).sum(1)
+        rows_seen, values = [], []
+        for count in counts.unique().tolist():
+            rows = (counts == count).nonzero().flatten()
+            keep = valid[rows].flatten(1)
+            part, part_adv = (a[rows].flatten(1)[keep].view(len(rows), count) for a in (attr, attr_adv))
+            try:
+                values.append(self(part, part_adv))
+            except ValueError as err:
+                raise ValueError(
+                    f"samples {rows.tolist()} of the batch (those with {count} valid positions; numbered from 0 "
+                    f"in what follows): {err}"
+                ) from err
+            rows_seen.append(rows)
+        out = torch.cat(values)
+        return torch.empty_like(out).index_copy_(0, torch.cat(rows_seen), out)
+
+
+def _check_valid(valid: Tensor, attr: Tensor, attr_adv: Tensor) -> None:
+    """``valid`` is a bool mask of the attributions' shape with >= 1 valid position per sample."""
+    from explainers.validation import check_same_shape
+
+    check_same_shape(valid, attr, ("valid", "attr"))
+    check_same_shape(valid, attr_adv, ("valid", "attr_adv"))
+    if valid.dtype != torch.bool:
+        raise TypeError(f"valid must be a bool tensor (True at real features), got dtype {valid.dtype}")
+    empty = ~valid.flatten(1).any(1)
+    if empty.any():
+        samples = empty.nonzero().flatten().tolist()
+        raise ValueError(f"valid has no valid position in sample(s) {samples}; each sample needs >= 1")
 
 
 class FaithfulnessMetric(Metric):

