@@ -1,7 +1,8 @@
 """Attacks on explanations that keep the model's prediction.
 
 ``attacks.get(name, **params)`` builds one; ``attack(model, explainer, x, target, bounds=...)``
-returns an :class:`attacks.base.AttackResult`. See :mod:`attacks.base`.
+returns an :class:`attacks.base.AttackResult` (text attacks also need ``data=``, the data bundle). See
+:mod:`attacks.base`.
 """
 
 from benchmarks.registry import Registry
@@ -11,4 +12,4 @@ register = registry.register
 get = registry.get
 names = registry.names
 
-from attacks import acquisition, clinical, ghorbani, r2et, random_noise  # noqa: E402,F401  (registers the built-in attacks)
+from attacks import acquisition, clinical, dare, ghorbani, r2et, random_noise, random_synonym  # noqa: E402,F401  (registers the built-in attacks)

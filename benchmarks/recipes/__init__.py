@@ -40,9 +40,11 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> dict[str
 from benchmarks.recipes import (  # noqa: E402,F401  (registers the built-in recipes)
     adversarial,
     est_hessian,
+    far,
     idexpo,
     r2et,
     softplus,
     standard,
+    text_adversarial,
     weight_decay,
 )

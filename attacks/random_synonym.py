@@ -1,0 +1,59 @@
+"""Random substitutions at DARE's budget: the baseline a word-substitution attack must beat."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attacks import register
+from attacks.substitution import SubstitutionAttack, SubstitutionResult
+from explainers.validation import check_seed
+
+__all__ = ["RandomSynonym"]
+
+
+@register("random_synonym")
+class RandomSynonym(SubstitutionAttack):
+    """Random words replaced by random label-keeping candidates at DARE's budget (Ivankay et al. 2023).
+
+    The random baseline of DARE (Ivankay, Rigotti, Frossard, ACL 2023; authors' code
+    IBM/domain-adaptive-attribution-robustness, ``explanationfooler.py`` with
+    ``random_word_importance=True, random_synonym=True``): the words are visited in a random
+    order, and each visited word (not a stop word, with candidates) is replaced by one of its
+    first k candidates drawn uniformly among those that keep the predicted label (and pass the
+    similarity floor, if any), until ⌊ρ_max · n⌋ words are replaced. The explainer is not used:
+    the baseline measures what plausible substitutions do to an explanation by themselves. Same
+    engine and candidate table as ``dare`` (:func:`attacks.substitution.greedy_substitution`).
+
+    The word order and the draws come from one ``torch.Generator`` seeded by ``seed``: the same
+    batch gives the same substitutions. Departures: see ``dare``.
+
+    Args:
+        source: registered candidate source (:mod:`attacks.candidates`).
+        k: candidates per word (>= 1, at most the source's ``max_candidates``).
+        rho_max: largest fraction of a text's words substituted, in (0, 1].
+        min_similarity: if given, every x̃ has sentence similarity >= it to x, in [0, 1].
+        seed: seed of the word order and the draws (>= 0).
+
+    Example:
+        >>> import attacks
+        >>> attacks.get("random_synonym", seed=3).k
+        5
+    """
+
+    def __init__(
+        self,
+        source: str = "domain_embedding",
+        k: int = 5,
+        rho_max: float = 0.15,
+        min_similarity: float | None = None,
+        seed: int = 0,
+    ):
+        check_seed(seed)
+        self._set_substitution(source, k, rho_max, min_similarity)
+        self.seed = seed
+
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, data) -> SubstitutionResult:
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.rand(x.shape[0], x.shape[2], generator=generator).to(x.device)
+        return self.search(model, x, data, order, generator=generator)
