@@ -18,7 +18,9 @@ backend is switched and nothing depends on a display), written atomically and de
   panel per data set setting (on null data valid p-values follow the diagonal).
 - ``examples_<dataset>_<explainer>_<attack>_<cell>.png``: for each (dataset, model, recipe, explainer,
   attack) at its lowest seed, the stored examples (``store/examples/<cell_id>.npz``) in
-  columns, rows input / explanation / attacked input / attacked explanation. The attack-free
+  columns, rows input / explanation / attacked input / attacked explanation (for text: the
+  original and attacked texts with words coloured by attribution, see
+  :mod:`benchmarks.text_figures`). The attack-free
   cell is drawn only for explainers without an attacked cell (whose figure shows the same
   clean rows).
 
@@ -50,6 +52,7 @@ from benchmarks.leaderboard import (
     CONFIDENCE, SIGNIFICANCE, clopper_pearson, label_components, rejection_indicators, summarize,
 )
 from benchmarks.store import atomic_write_bytes, read_examples
+from benchmarks.text_figures import text_example_figure
 
 __all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures", "significance_figures"]
 
@@ -276,12 +279,13 @@ def example_figures(records: pd.DataFrame, out_dir: str | Path) -> Iterator[tupl
             examples = read_examples(out_dir, cell.cell_id)
         except FileNotFoundError:
             continue
-        rows = [(key, name) for key, name in _ROWS if key in examples]
-        figure = _example_figure(examples, rows)
         attack = "" if cell.attack == "none" else f" under {cell.attack}"
-        figure.suptitle(
-            f"{cell.dataset} / {cell.model} / {cell.recipe}\n{cell.explainer}{attack} (seed {cell.seed})", fontsize=10
-        )
+        title = f"{cell.dataset} / {cell.model} / {cell.recipe}\n{cell.explainer}{attack} (seed {cell.seed})"
+        if "words" in examples:  # text: words on backgrounds coloured by their attribution
+            figure = text_example_figure(examples, title)
+        else:
+            figure = _example_figure(examples, [(key, name) for key, name in _ROWS if key in examples])
+            figure.suptitle(title, fontsize=10)
         parts = (cell.dataset, cell.explainer, cell.attack)
         yield "_".join(["examples", *map(_slug, parts), cell.cell_id[:12]]), figure
 
@@ -391,9 +395,11 @@ def comparison_figures(records: pd.DataFrame, out_dir: str | Path) -> Iterator[t
         loaded = []
         for cell in group.itertuples(index=False):
             try:
-                loaded.append((cell.explainer, read_examples(out_dir, cell.cell_id)))
+                examples = read_examples(out_dir, cell.cell_id)
             except FileNotFoundError:
                 continue
+            if "x" in examples:  # text cells have their own example figures, no side-by-side maps
+                loaded.append((cell.explainer, examples))
         if len(loaded) < 2:
             continue
         figure = _comparison_figure(loaded)

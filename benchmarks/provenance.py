@@ -16,7 +16,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks.store import atomic_write_bytes
+from benchmarks.commentary import PLACEHOLDER, fill
+from benchmarks.leaderboard import summarize
+from benchmarks.store import atomic_write_bytes, read_records
 
 __all__ = ["versions", "write_provenance"]
 
@@ -70,7 +72,7 @@ def write_readme(out_dir: Path) -> Path:
     info = json.loads((out_dir / "provenance.json").read_text())
     leaderboard = (out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").exists() else ""
     commentary = _commentary_path(info)
-    notes = commentary.read_text() if commentary is not None else ""
+    notes = _filled(commentary.read_text(), out_dir) if commentary is not None else ""
     figures = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").exists() else []
     cells = info["cells"]
     lines = [
@@ -103,6 +105,11 @@ def write_readme(out_dir: Path) -> Path:
     path = out_dir / "README.md"
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path
+
+
+def _filled(notes: str, out_dir: Path) -> str:
+    """The commentary with its ``{{ ... }}`` placeholders filled from the stored records."""
+    return fill(notes, summarize(read_records(out_dir))) if PLACEHOLDER.search(notes) else notes
 
 
 def _portable(source: str) -> str:

@@ -6,7 +6,9 @@
    parallel, into the trained-model cache (:func:`benchmarks.model_cache.trained_model`);
 2. run the cells. A cell loads its data set and its trained model, picks its evaluation samples
    (:func:`select_samples`, by the suite's ``select``), explains them in batches of the suite's ``batch_size``, attacks
-   them (attacked cells) and explains the attacked inputs, and scores every metric of the cell
+   them (attacked cells) and explains the attacked inputs (text cells explain words: the
+   registered explainer wrapped in :class:`explainers.word_attribution.WordAttribution`; text
+   attacks get the data bundle, for its vocabulary and training corpus), and scores every metric of the cell
    on a :class:`metrics.base.Case` (with the samples' reference images where the test split
    has them). Its records (one row per sample × metric, or × metric output for a metric with
    ``outputs``, stored as ``"<metric>.<output>"``; the columns of
@@ -63,6 +65,8 @@ from benchmarks.model_cache import cache_dir_path, canonical_json, model_key, tr
 from benchmarks.provenance import versions
 from benchmarks.store import RECORD_COLUMNS, store_dir, stored_cell_ids, write_cell, write_failure
 from benchmarks.suite import Cell, Suite, load_suite
+from explainers.text_inputs import Vocabulary, word_mask
+from explainers.word_attribution import WordAttribution
 from metrics.base import Case, MetricOutput
 
 __all__ = ["run_suite", "RunSummary", "select_samples", "BACKENDS", "EXAMPLES"]
@@ -368,13 +372,16 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
     model = model.to(_DEVICE).eval()
     chosen = select_samples(model, data.test, cell.samples, cell.seed, settings.batch_size, cell.select)
     explainer = explainers.get(cell.explainer.name, **cell.explainer.params)
+    if data.modality == "text":  # explain words: the explainer on the embeddings, pooled per word
+        explainer = WordAttribution(explainer)
     attack = attacks.get(cell.attack.name, **cell.attack.params) if cell.attack is not None else None
     scorers = [metrics.get(m.name, **m.params) for m in cell.metrics]
     batches = [
         _evaluate_batch(model, explainer, attack, scorers, data, indices)
         for indices in chosen.split(settings.batch_size)
     ]
-    return _records(cell, settings, meta, chosen, data.test.y[chosen], scorers, batches), _examples(chosen, batches)
+    records = _records(cell, settings, meta, chosen, data.test.y[chosen], scorers, batches)
+    return records, _examples(chosen, batches, data.vocabulary)
 
 
 def _evaluate_batch(model, explainer, attack, scorers, data, indices: Tensor) -> _Batch:
@@ -385,12 +392,12 @@ def _evaluate_batch(model, explainer, attack, scorers, data, indices: Tensor) ->
     attr = explainer(model, x, target).detach()
     result = x_adv = attr_adv = None
     if attack is not None:
-        result = attack(model, explainer, x, target, bounds=data.bounds)
+        result = attack(model, explainer, x, target, bounds=data.bounds, data=data)
         x_adv = result.x_adv.detach()
         attr_adv = explainer(model, x_adv, target).detach()
     case = Case(
         model=model, explainer=explainer, x=x, target=target, attr=attr, x_adv=x_adv, attr_adv=attr_adv, mask=mask,
-        reference=reference,
+        reference=reference, vocabulary=data.vocabulary, valid=word_mask(x) if data.modality == "text" else None,
     )
     scores = [_checked(scorer, scorer.evaluate(case), len(x)) for scorer in scorers]
     return _Batch(x, attr, x_adv, attr_adv, result, mask, scores)
@@ -473,12 +480,18 @@ def _versions_json() -> str:
     return canonical_json(versions())
 
 
-def _examples(chosen: Tensor, batches: list[_Batch]) -> dict[str, np.ndarray]:
-    """The first :data:`EXAMPLES` samples of the cell, as float32 arrays (mask as bool)."""
+def _examples(chosen: Tensor, batches: list[_Batch], vocabulary: Vocabulary | None) -> dict[str, np.ndarray]:
+    """The first :data:`EXAMPLES` samples of the cell, as float32 arrays (mask as bool; text
+    inputs as ``words``/``words_adv``: (n, L) strings by word position, see
+    :meth:`explainers.text_inputs.Vocabulary.words_by_position`)."""
     out = {"sample": chosen[:EXAMPLES].cpu().numpy()}
     for name in ("x", "attr", "x_adv", "attr_adv", "mask"):
         parts = [getattr(b, name) for b in batches]
-        if parts[0] is not None:
-            first = torch.cat(parts)[:EXAMPLES].cpu()
+        if parts[0] is None:
+            continue
+        first = torch.cat(parts)[:EXAMPLES].cpu()
+        if vocabulary is not None and name in ("x", "x_adv"):
+            out[name.replace("x", "words")] = np.array(vocabulary.words_by_position(first), dtype=str)
+        else:
             out[name] = (first if name == "mask" else first.float()).numpy()
     return out

@@ -204,7 +204,7 @@ def test_miwa2023_suite_loads_and_one_small_cell_runs(tmp_path):
     sizes = {(c.dataset.params["size"], c.dataset.params["test_delta"]): c.samples for c in suite.cells}
     assert sizes[(64, 0.0)] == 100 and sizes[(16, 3.0)] == 1000
     assert all(c.dataset.params["n_test"] >= c.samples for c in suite.cells)
-    text = (SUITES_DIR / "miwa2023.toml").read_text().replace("samples = 1000", "samples = 3")
+    text = (SUITES_DIR / "miwa2023.toml").read_text().replace("samples = 1000", "samples = 3").replace("samples = 2000", "samples = 3")
     text = text.replace("n_train = 1000", "n_train = 40").replace("epochs = 10", "epochs = 1")
     small = parse_suite(text)
     summary = run_suite(small, tmp_path, backend="sequential", limit=1, progress=False)
