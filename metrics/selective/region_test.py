@@ -51,9 +51,10 @@ batches only thrash the CPU caches); finished segments drop out and queued ones 
 place. With fewer images than fill a propagation, each image's search range is cut into up
 to ``_MAX_CHUNKS`` = 32 segments scanned side by side: the same pieces, found in fewer
 sequential steps. The leading affine layers (before the first ReLU or max-pool) are applied
-once per line. Exact ties at the evaluation point (equal values with different slopes, as in
-max-pool windows or min/max over constant backgrounds) are resolved towards the piece just
-right of it.
+once per line. The pieces found are written into buffers that double when full, so that
+memory stays flat over the thousands of steps of a scan (see ``_Found``). Exact ties at the
+evaluation point (equal values with different slopes, as in max-pool windows or min/max over
+constant backgrounds) are resolved towards the piece just right of it.
 
 Departures from the authors' code: the region is {score > τ} (the authors' code, and
 METHODS.md, use >=; the two differ only on ties, which for ReLU CAMs happen at score exactly 0
@@ -477,7 +478,7 @@ def _scan(
     """
     total = image.numel()
     steps = torch.zeros(region.shape[0], dtype=torch.long, device=start.device)
-    owners, pieces = [], []
+    found = _Found(start, capacity)
     queued = 0
     state: list[Tensor] = []  # segment ids, z, base, direction (after the head), observed region, end
     while queued < total or state[0].numel():
@@ -491,15 +492,56 @@ def _scan(
         ids, z, base, direction, target, end = state
         seen, lower, upper = _piece(propagator, event, base, direction, z)
         match = (seen == target).all(1)
-        owners.append(image[ids[match]])
-        pieces.append(torch.stack([torch.maximum(lower, start[ids]), torch.minimum(upper, end)], 1)[match])
+        clipped = torch.stack([torch.maximum(lower, start[ids]), torch.minimum(upper, end)], 1)
+        found.add(image[ids[match]], clipped[match])
         steps.index_add_(0, image[ids], torch.ones_like(ids))
         z = torch.maximum(upper, z) + STEP
         going = z < end
         state[1] = z
         if not bool(going.all()):
             state = [t[going] for t in state]
-    return (torch.cat(owners), torch.cat(pieces)), steps
+    return found.pieces(), steps
+
+
+class _Found:
+    """The pieces a scan has found, (image (K,), intervals (K, 2)), in buffers that double when full.
+
+    Not a list of every step's matches concatenated at the end: a scan takes one step per
+    linear piece, thousands per image at 64×64 (where a propagation carries one segment), and
+    such a list keeps a few small allocations per step alive until the scan ends. Each lands
+    between the large short-lived buffers of the following propagations, and glibc's malloc
+    (2.36) cannot reuse the holes they pin for the next buffers of the same size: PyTorch's
+    CPU allocator calls 64-byte aligned ``posix_memalign``, which asks for the size plus
+    alignment slack. The heap grew by up to ~1 MB per step (GBs per call, more or less from
+    run to run as the heap's layout before the scan varies). Buffers grown by doubling keep
+    O(log K) allocations alive.
+    """
+
+    def __init__(self, like: Tensor, size: int):
+        self.image = torch.empty(size, dtype=torch.long, device=like.device)
+        self.intervals = like.new_empty(size, 2)
+        self.count = 0
+
+    def add(self, image: Tensor, intervals: Tensor) -> None:
+        """Append pieces: their images (k,) and intervals (k, 2)."""
+        end = self.count + image.numel()
+        if end > self.image.numel():
+            size = max(2 * self.image.numel(), end)
+            self.image, self.intervals = (_grown(t, self.count, size) for t in (self.image, self.intervals))
+        self.image[self.count : end] = image
+        self.intervals[self.count : end] = intervals
+        self.count = end
+
+    def pieces(self) -> tuple[Tensor, Tensor]:
+        """(image (K,), intervals (K, 2)) of the pieces added, in order."""
+        return self.image[: self.count], self.intervals[: self.count]
+
+
+def _grown(buffer: Tensor, count: int, size: int) -> Tensor:
+    """A buffer of ``size`` rows holding the first ``count`` rows of ``buffer``."""
+    out = buffer.new_empty(size, *buffer.shape[1:])
+    out[:count] = buffer[:count]
+    return out
 
 
 def _merge(owner: Tensor, intervals: Tensor, tolerance: float) -> tuple[Tensor, Tensor]:
