@@ -75,6 +75,7 @@ BACKENDS = ("loky", "sequential", "dask", "ray")
 EXAMPLES = 4
 """How many of a cell's evaluation samples are kept as examples for figures."""
 
+_TEXT_EXAMPLES = {"x": "words", "x_adv": "words_adv"}  # text inputs are stored as their words by position
 _DEVICE = torch.device("cpu")
 _RAY_ROUND = 4  # ray's joblib backend cannot stream results: it gets rounds of this many tasks per job
 
@@ -490,8 +491,8 @@ def _examples(chosen: Tensor, batches: list[_Batch], vocabulary: Vocabulary | No
         if parts[0] is None:
             continue
         first = torch.cat(parts)[:EXAMPLES].cpu()
-        if vocabulary is not None and name in ("x", "x_adv"):
-            out[name.replace("x", "words")] = np.array(vocabulary.words_by_position(first), dtype=str)
+        if vocabulary is not None and name in _TEXT_EXAMPLES:
+            out[_TEXT_EXAMPLES[name]] = np.array(vocabulary.words_by_position(first), dtype=str)
         else:
             out[name] = (first if name == "mask" else first.float()).numpy()
     return out

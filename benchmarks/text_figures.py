@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 __all__ = ["text_example_figure"]
@@ -92,8 +94,5 @@ def _draw(ax: Axes, blocks: list[tuple[str, list]], height: float) -> None:
         y += 0.5
 
 
-def _scalar_mappable():
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
+def _scalar_mappable() -> ScalarMappable:
     return ScalarMappable(norm=Normalize(-1.0, 1.0), cmap=_CMAP)

@@ -28,7 +28,8 @@ class AttributionDistance(PairMetric):
     length) add nothing to a·b or the norms, so they do not change d_e; with ``Case.valid`` only
     the valid positions are used anyway.
 
-    cos is clamped to [−1, 1] against floating-point rounding (an excess of a few ulp), so that
+    Computed in float64 (in float32 the rounding of cos leaves d_e ≈ 1e-8 for two identical maps,
+    which the DARE estimate would divide by 1e-7). cos is clamped to [−1, 1] against floating-point rounding (an excess of a few ulp), so that
     d_e never leaves [0, 1]. A sample whose map is zero at every position has no direction and no
     cosine: its d_e is NaN, and :meth:`evaluate` attaches a note naming the zero map(s) (the
     grid stores it), rather than a made-up value. No parameters: the paper's d_e has none.
@@ -52,7 +53,7 @@ class AttributionDistance(PairMetric):
         return torch.where(norms > 0, (1.0 - cos) / 2.0, torch.nan)
 
     def evaluate(self, case: Case) -> MetricOutput:
-        values, _ = super().evaluate(case)
+        values = MetricOutput(*super().evaluate(case)).values
         return MetricOutput(values, None, zero_map_notes(case.attr, case.attr_adv, case.valid))
 
 
