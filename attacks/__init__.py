@@ -1,15 +1,23 @@
 """Attacks on explanations that keep the model's prediction.
 
 ``attacks.get(name, **params)`` builds one; ``attack(model, explainer, x, target, bounds=...)``
-returns an :class:`attacks.base.AttackResult` (text attacks also need ``data=``, the data bundle). See
-:mod:`attacks.base`.
+returns an :class:`salbench.attacks.base.AttackResult` (text attacks also need ``data=``, the data bundle). See
+:mod:`salbench.attacks.base`.
 """
 
-from benchmarks.registry import Registry
+from salbench.core.registry import Registry
 
 registry = Registry("attack", group="salbench.attacks")
 register = registry.register
 get = registry.get
 names = registry.names
 
-from attacks import acquisition, clinical, dare, ghorbani, r2et, random_noise, random_synonym  # noqa: E402,F401  (registers the built-in attacks)
+from salbench.attacks import (  # noqa: E402,F401  (registers the built-in attacks)
+    acquisition,
+    clinical,
+    dare,
+    ghorbani,
+    r2et,
+    random_noise,
+    random_synonym,
+)

@@ -5,25 +5,24 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from salbench.attacks import register
+from salbench.attacks.base import AttackResult, Bounds
+from salbench.attacks.pgd import BorrowedObjective, BoxSpace, Objective
+from salbench.attacks.profiles import check_channels, image_ranges
+from salbench.attacks.threat_model import _check_bounds
+from salbench.attacks.transforms import NAMES, NEUTRAL, AcquisitionModel
+from salbench.core.validation import check_positive
 from torch import Tensor, nn
-
-from attacks import register
-from attacks.base import AttackResult, Bounds
-from attacks.pgd import BorrowedObjective, BoxSpace, Objective
-from attacks.profiles import check_channels, image_ranges
-from attacks.threat_model import _check_bounds
-from attacks.transforms import NAMES, NEUTRAL, AcquisitionModel
-from explainers.validation import check_positive
 
 __all__ = ["AcquisitionAttack", "AcquisitionResult"]
 
 
 @dataclasses.dataclass
 class AcquisitionResult(AttackResult):
-    """An :class:`~attacks.base.AttackResult` with the acquisition parameters of each x_adv.
+    """An :class:`~salbench.attacks.base.AttackResult` with the acquisition parameters of each x_adv.
 
     Attributes:
-        parameters: (N, P), columns in the order of :data:`attacks.transforms.NAMES`;
+        parameters: (N, P), columns in the order of :data:`salbench.attacks.transforms.NAMES`;
             x_adv = T(x; parameters) with the attack's fixed noise draws.
     """
 
@@ -37,16 +36,16 @@ class AcquisitionAttack(BorrowedObjective):
     Where the ε-ball attacks (Ghorbani et al., AAAI 2019) may change every pixel
     independently, this attack may only change *how the image was acquired*: it searches
     the parameters θ of the differentiable acquisition model T(x; θ) of
-    :mod:`attacks.transforms` (rotation and shift, a smooth multiplicative bias field,
+    :mod:`salbench.attacks.transforms` (rotation and shift, a smooth multiplicative bias field,
     Gaussian blur, Poisson-like and Gaussian noise levels with fixed draws, gamma,
     contrast, brightness, clamp to the valid range), within the plausible ranges of a
-    profile (:mod:`attacks.profiles`), for the x′ = T(x; θ) that maximises the borrowed
-    objective (``topk`` or ``mse``, :class:`attacks.pgd.BorrowedObjective`) while the model
+    profile (:mod:`salbench.attacks.profiles`), for the x′ = T(x; θ) that maximises the borrowed
+    objective (``topk`` or ``mse``, :class:`salbench.attacks.pgd.BorrowedObjective`) while the model
     keeps its label:
 
         max_θ J(E(T(x; θ))),   θ_p ∈ [low_p, high_p],   argmax f(T(x; θ)) = argmax f(x).
 
-    It is the projected sign ascent of :mod:`attacks.pgd` in θ (a :class:`BoxSpace`): each
+    It is the projected sign ascent of :mod:`salbench.attacks.pgd` in θ (a :class:`BoxSpace`): each
     parameter moves by α·(high_p − low_p)/2·sign(∂J/∂θ_p) per step and is clipped to its
     range; the start is the neutral θ (T(x; θ) = x exactly) or a uniform draw of the ranges;
     a step that changes the label is rejected and the best x′ on the real model is kept.
@@ -54,16 +53,16 @@ class AcquisitionAttack(BorrowedObjective):
     means something to a clinician only if the perturbation is one the domain produces.
 
     Args:
-        profile: the image profile, a key of :data:`attacks.profiles.IMAGE_PROFILES`
+        profile: the image profile, a key of :data:`salbench.attacks.profiles.IMAGE_PROFILES`
             (``"chest_xray"``: grayscale radiographs; ``"generic"``: any image).
         ranges: overrides, parameter name → [low, high] (e.g. ``{"rotation": [0, 0]}`` fixes
             the rotation); each range must contain the parameter's neutral value.
-        foreground: intensity threshold (>= 0) of :func:`attacks.transforms.foreground_mask`
+        foreground: intensity threshold (>= 0) of :func:`salbench.attacks.transforms.foreground_mask`
             on the clean image; outside the mask the image is not changed, so that the
             background cannot carry the attack. None: the whole image.
         objective: ``"topk"`` or ``"mse"``; k: the top-k size (default 50, as ``topk``).
         steps, alpha, surrogate_beta, random_start, seed: see
-            :class:`attacks.pgd.BorrowedObjective`; α is in units of each range's half-width
+            :class:`salbench.attacks.pgd.BorrowedObjective`; α is in units of each range's half-width
             (default 2.5/steps). ``seed`` seeds the noise draws and the random start.
 
     Checks: the profile and the overrides when the attack is built; that the input is an
@@ -71,7 +70,8 @@ class AcquisitionAttack(BorrowedObjective):
     The result is an :class:`AcquisitionResult` with the parameters of each x′.
 
     Example:
-        >>> import attacks, explainers, torch
+        >>> from salbench import attacks, explainers
+        >>> import torch
         >>> _ = torch.manual_seed(0)
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
         >>> x = torch.rand(2, 1, 8, 8)

@@ -8,7 +8,7 @@ and ``success`` False.
 
 The runner passes every attack the data bundle (``data=``). Continuous attacks ignore it; text
 attacks (:class:`TextAttack`, word substitutions on the text tensors of
-:mod:`explainers.text_inputs`) need it, for its vocabulary and training corpus.
+:mod:`salbench.core.text`) need it, for its vocabulary and training corpus.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Attack:
         self, model: nn.Module, explainer, x: Tensor, target: Tensor | int, *, bounds: Bounds = None, data=None
     ) -> AttackResult:
         """Check the inputs and attack; ``data`` (the data bundle) is not used by continuous attacks."""
-        from explainers.validation import check_input, check_target
+        from salbench.core.validation import check_input, check_target
 
         check_input(x)
         target = check_target(target, x)
@@ -68,8 +68,8 @@ class Attack:
 class TextAttack(Attack):
     """Base class of attacks on text; subclasses implement ``attack(model, explainer, x, target, *, data)``.
 
-    ``x`` is a (N, 2, L) text tensor (:mod:`explainers.text_inputs`), ``explainer`` a word
-    attribution (:class:`explainers.word_attribution.WordAttribution`) and ``data`` the text
+    ``x`` is a (N, 2, L) text tensor (:mod:`salbench.core.text`), ``explainer`` a word
+    attribution (:class:`salbench.explainers.word_attribution.WordAttribution`) and ``data`` the text
     data bundle, required (its vocabulary decodes the ids; its training split is the corpus of
     the candidate sources). ``bounds`` has no meaning for text and must be None.
     """
@@ -77,8 +77,8 @@ class TextAttack(Attack):
     def __call__(
         self, model: nn.Module, explainer, x: Tensor, target: Tensor | int, *, bounds: Bounds = None, data=None
     ) -> AttackResult:
-        from explainers.text_inputs import check_text_input
-        from explainers.validation import check_target
+        from salbench.core.text import check_text_input
+        from salbench.core.validation import check_target
 
         name = getattr(type(self), "registered_name", type(self).__name__)
         check_text_input(x)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
+from salbench.attacks import register
+from salbench.attacks.base import Bounds
+from salbench.attacks.pgd import BorrowedObjective, BoxSpace, Objective
+from salbench.attacks.profiles import TableProfile, feature_fractions
+from salbench.attacks.threat_model import _check_bounds
 from torch import Tensor, nn
-
-from attacks import register
-from attacks.base import Bounds
-from attacks.pgd import BorrowedObjective, BoxSpace, Objective
-from attacks.profiles import TableProfile, feature_fractions
-from attacks.threat_model import _check_bounds
 
 __all__ = ["ClinicalAttack", "IntegerGrid"]
 
@@ -63,18 +62,18 @@ class ClinicalAttack(BorrowedObjective):
 
     The ε-ball attacks (Ghorbani et al., AAAI 2019) move every feature by the same ε in
     standardised units, age and sex included. Here a table profile
-    (:data:`attacks.profiles.TABLE_PROFILES`) says, per column, how far a repeated
+    (:data:`salbench.attacks.profiles.TABLE_PROFILES`) says, per column, how far a repeated
     measurement could move it: at most f_i·s_i, f_i the profile's fraction of the
     feature's training standard deviation s_i (a measurement-error model; f_i = 0 freezes
     an immutable feature), inside the observed range ``bounds`` (the data set's min/max),
     and on an integer grid for integer-valued features. It maximises the borrowed
-    objective (``topk`` or ``mse``, :class:`attacks.pgd.BorrowedObjective`) over that box
+    objective (``topk`` or ``mse``, :class:`salbench.attacks.pgd.BorrowedObjective`) over that box
     while the model keeps its label:
 
         max_{x′} J(E(x′)),   |x′_i − x_i| ≤ f_i·s_i,   low_i ≤ x′_i ≤ high_i,
         x′_i ∈ grid_i (integer features),   argmax f(x′) = argmax f(x),
 
-    by the projected sign ascent of :mod:`attacks.pgd` in a :class:`BoxSpace`: feature i
+    by the projected sign ascent of :mod:`salbench.attacks.pgd` in a :class:`BoxSpace`: feature i
     moves by α·f_i·s_i·sign(∂J/∂x′_i) per step (every feature crosses its own budget at the
     same pace), then is clipped to the box; integer features are rounded at every step
     (:class:`IntegerGrid`), so the label is checked, and the best x′ kept, after rounding.
@@ -86,18 +85,19 @@ class ClinicalAttack(BorrowedObjective):
     against scikit-learn's feature names) and overrides name features.
 
     Args:
-        profile: a key of :data:`attacks.profiles.TABLE_PROFILES` (``"wdbc"``).
+        profile: a key of :data:`salbench.attacks.profiles.TABLE_PROFILES` (``"wdbc"``).
         fractions: overrides, feature name → fraction of its std (>= 0; 0 freezes it).
         objective: ``"topk"`` or ``"mse"``; k: the top-k size (default 8, R2ET's tabular k).
         steps, alpha, surrogate_beta, random_start, seed: see
-            :class:`attacks.pgd.BorrowedObjective`; α is in units of each feature's budget
+            :class:`salbench.attacks.pgd.BorrowedObjective`; α is in units of each feature's budget
             (default 2.5/steps).
 
     Checks: the profile and the overrides when the attack is built; that x has one column
     per profile feature, lies inside ``bounds`` and on the integer grids before any work.
 
     Example:
-        >>> import attacks, explainers, torch
+        >>> from salbench import attacks, explainers
+        >>> import torch
         >>> _ = torch.manual_seed(0)
         >>> net = torch.nn.Sequential(torch.nn.Linear(30, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
         >>> x = torch.randn(4, 30)

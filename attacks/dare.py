@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from salbench.attacks import register
+from salbench.attacks.substitution import (
+    SubstitutionAttack,
+    SubstitutionResult,
+    explanation_distance,
+)
 from torch import Tensor, nn
-
-from attacks import register
-from attacks.substitution import SubstitutionAttack, SubstitutionResult, explanation_distance
 
 __all__ = ["Dare"]
 
@@ -17,14 +20,14 @@ class Dare(SubstitutionAttack):
     Ivankay, Rigotti, Frossard, "DARE: Towards Robust Text Explanations in Biomedical and
     Healthcare Applications", ACL 2023; authors' code IBM/domain-adaptive-attribution-robustness,
     ``attacks/explanationfooler.py``. With A the word attributions of the explainer under attack
-    (:class:`explainers.word_attribution.WordAttribution`) at ``target``, it maximises
+    (:class:`salbench.explainers.word_attribution.WordAttribution`) at ``target``, it maximises
 
         d_e(A(x), A(x̃)) = (1 − cos(A(x), A(x̃))) / 2
 
     over texts x̃ that replace at most ⌊ρ_max · n⌋ of the n words of x by substitutes from a
     domain candidate source, keeping the model's predicted label: words in decreasing |A(x)|,
     stop words and words without candidates skipped, each word's first k candidates tried and
-    the best kept if it raises d_e (the engine :func:`attacks.substitution.greedy_substitution`,
+    the best kept if it raises d_e (the engine :func:`salbench.attacks.substitution.greedy_substitution`,
     whose docstring lists the details and the departures from the authors' code). Defaults are
     the paper's: k = 5, ρ_max = 0.15, no sentence-similarity floor.
 
@@ -36,17 +39,17 @@ class Dare(SubstitutionAttack):
     gradients); (3) the optional floor on the sentence similarity of x and x̃ (the authors
     filter on the candidate model's score instead). The attack is deterministic: no seed.
 
-    The result is a :class:`~attacks.substitution.SubstitutionResult`: ``iterations`` counts the
+    The result is a :class:`~salbench.attacks.substitution.SubstitutionResult`: ``iterations`` counts the
     substituted words, ``substitutions`` lists them (position, original ids, substitute ids).
 
     Args:
-        source: registered candidate source (:mod:`attacks.candidates`).
+        source: registered candidate source (:mod:`salbench.attacks.candidates`).
         k: candidates tried per word (>= 1, at most the source's ``max_candidates``).
         rho_max: largest fraction of a text's words substituted, in (0, 1].
         min_similarity: if given, every x̃ has sentence similarity >= it to x, in [0, 1].
 
     Example:
-        >>> import attacks
+        >>> from salbench import attacks
         >>> attacks.get("dare", source="snomed", k=3).rho_max
         0.15
     """

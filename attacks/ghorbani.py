@@ -5,7 +5,7 @@ All three follow the authors' code (github.com/amiratag/InterpretationFragility,
 the explanation is turned into a normalised saliency map S = |E| / Σ|E| (the authors scale it
 by the number of pixels, a constant that does not change a sign step), the attack takes ℓ∞
 sign steps on a softplus surrogate and keeps the iterate that is best on the real network
-(:mod:`attacks.pgd`).
+(:mod:`salbench.attacks.pgd`).
 
 Departures shared by the three:
 - The authors reduce an RGB map to pixels (Σ over channels of |E|) before ranking; here the
@@ -21,13 +21,12 @@ Departures shared by the three:
 from __future__ import annotations
 
 import torch
+from salbench.attacks import register
+from salbench.attacks.pgd import ExplanationAttack
+from salbench.attacks.ranking import magnitudes, ranked_features
+from salbench.attacks.threat_model import Norm
+from salbench.core.validation import check_k, check_positive_int
 from torch import Tensor
-
-from attacks import register
-from attacks.pgd import ExplanationAttack
-from attacks.ranking import magnitudes, ranked_features
-from attacks.threat_model import Norm
-from explainers.validation import check_k, check_positive_int
 
 __all__ = ["TopKAttack", "TargetRegionAttack", "MassCenterAttack", "mass_share", "centre_of_mass"]
 
@@ -86,11 +85,12 @@ class TopKAttack(ExplanationAttack):
         k: number of top features (1 ≤ k ≤ features per sample); default 50 (R2ET's image k;
             the authors use 1000 of 227² ImageNet pixels).
         eps, norm, steps, alpha, surrogate_beta, random_start, seed: see
-            :class:`attacks.pgd.ExplanationAttack`; defaults ε = 8/255 (inputs in [0, 1]),
+            :class:`salbench.attacks.pgd.ExplanationAttack`; defaults ε = 8/255 (inputs in [0, 1]),
             ℓ∞, 50 steps, α = 2.5·ε/steps, softplus β = 10, start at x.
 
     Example:
-        >>> import attacks, explainers, torch
+        >>> from salbench import attacks, explainers
+        >>> import torch
         >>> _ = torch.manual_seed(0)
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
         >>> x = torch.rand(4, 1, 4, 4)
@@ -150,10 +150,10 @@ class TargetRegionAttack(ExplanationAttack):
             and signals (N, C, L). Required: no region is a sensible default. It must fit in
             the input (checked per call).
         eps, norm, steps, alpha, surrogate_beta, random_start, seed: see
-            :class:`attacks.pgd.ExplanationAttack`; defaults as for ``topk``.
+            :class:`salbench.attacks.pgd.ExplanationAttack`; defaults as for ``topk``.
 
     Example:
-        >>> import attacks
+        >>> from salbench import attacks
         >>> attacks.get("target_region", region=(0, 0, 4, 4)).region
         (0, 0, 4, 4)
     """
@@ -228,11 +228,11 @@ class MassCenterAttack(ExplanationAttack):
 
     Args:
         eps, norm, steps, alpha, surrogate_beta, random_start, seed: see
-            :class:`attacks.pgd.ExplanationAttack`; defaults as for ``topk`` except
+            :class:`salbench.attacks.pgd.ExplanationAttack`; defaults as for ``topk`` except
             ``random_start=True``.
 
     Example:
-        >>> import attacks
+        >>> from salbench import attacks
         >>> attacks.get("mass_center", steps=20).random_start
         True
     """

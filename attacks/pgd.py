@@ -33,13 +33,19 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal, Protocol
 
 import torch
+from salbench import attacks
+from salbench.attacks.base import Attack, AttackResult, Bounds
+from salbench.attacks.surrogate import softplus_surrogate
+from salbench.attacks.threat_model import (
+    Norm,
+    ThreatModel,
+    check_norm,
+    label_verdict,
+    predicted_label,
+    select,
+)
+from salbench.core.validation import check_positive, check_positive_int, check_seed
 from torch import Tensor, nn
-
-import attacks
-from attacks.base import Attack, AttackResult, Bounds
-from attacks.surrogate import softplus_surrogate
-from attacks.threat_model import Norm, ThreatModel, check_norm, label_verdict, predicted_label, select
-from explainers.validation import check_positive, check_positive_int, check_seed
 
 __all__ = [
     "SearchSpace",
@@ -354,8 +360,8 @@ class BorrowedObjective(ProjectedAscent):
 
     The objective, reference, score and reference source are those of the registered attack
     named ``objective``: ``topk`` (Ghorbani et al.'s top-k mass, kept by the lowest real top-k
-    intersection; :class:`attacks.ghorbani.TopKAttack`) or ``mse`` (R2ET's ‖E(x′) − E(x)‖₂²;
-    :class:`attacks.r2et.MSEAttack`), so that a domain-plausible attack and its ε-ball
+    intersection; :class:`salbench.attacks.ghorbani.TopKAttack`) or ``mse`` (R2ET's ‖E(x′) − E(x)‖₂²;
+    :class:`salbench.attacks.r2et.MSEAttack`), so that a domain-plausible attack and its ε-ball
     counterpart optimise exactly the same thing.
 
     Args (common to every subclass):

@@ -1,7 +1,7 @@
 """Data-set profiles of the domain-plausible attacks: what another acquisition or measurement may change.
 
 An **image profile** (:class:`ImageProfile`) gives, for acquisition parameters of
-:mod:`attacks.transforms`, the range [low, high] that a different machine, setting or
+:mod:`salbench.attacks.transforms`, the range [low, high] that a different machine, setting or
 patient positioning plausibly produces, each with its rationale; a parameter it leaves out
 stays at its neutral value. A **table profile** (:class:`TableProfile`) gives, for every
 column of a table in order, how far a repeated measurement may move it (a fraction of its
@@ -24,7 +24,7 @@ import difflib
 import math
 from collections.abc import Mapping
 
-from attacks.transforms import NAMES, NEUTRAL, PARAMETERS
+from salbench.attacks.transforms import NAMES, NEUTRAL, PARAMETERS
 
 __all__ = [
     "Range",

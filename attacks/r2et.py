@@ -4,7 +4,7 @@ the ranking attack (ERAttack, ``atk_method='topk'``) and the MSE attack (``'norm
 
 Both take normalised-gradient steps x′ ← x′ + α·∇J/‖∇J‖₂ (ascent on J, i.e. descent on the
 authors' loss −J) and stop a sample when its label would change; the loop is
-:mod:`attacks.pgd`. The authors' defaults are η = 5e-3, 100 steps, and a clip to an ℓ∞ box of
+:mod:`salbench.attacks.pgd`. The authors' defaults are η = 5e-3, 100 steps, and a clip to an ℓ∞ box of
 radius 100·η = 0.5 that the ℓ2 path (length ≤ 0.5) never reaches; here the defaults are the
 ℓ2 ball of radius 0.5 and 100 steps with α = 2.5·ε/steps. To reproduce the authors' budget
 exactly, pass ``eps=0.5, steps=100, alpha=5e-3``.
@@ -19,13 +19,12 @@ data; the explanation, e.g. the CE gradient, is the explainer's choice).
 from __future__ import annotations
 
 import torch
+from salbench.attacks import register
+from salbench.attacks.pgd import ExplanationAttack
+from salbench.attacks.ranking import magnitudes, ranked_features
+from salbench.attacks.threat_model import Norm
+from salbench.core.validation import check_positive_int
 from torch import Tensor
-
-from attacks import register
-from attacks.pgd import ExplanationAttack
-from attacks.ranking import magnitudes, ranked_features
-from attacks.threat_model import Norm
-from explainers.validation import check_positive_int
 
 __all__ = ["ERAttack", "MSEAttack", "ranking_pairs"]
 
@@ -59,11 +58,12 @@ class ERAttack(ExplanationAttack):
         k: the top-k size; ranks up to 2k are compared, so 1 ≤ k ≤ features/2 (checked per
             call). Default 50 (the authors' image setting; tabular data: 8).
         eps, norm, steps, alpha, surrogate_beta, random_start, seed: see
-            :class:`attacks.pgd.ExplanationAttack`; defaults ℓ2, ε = 0.5, 100 steps,
+            :class:`salbench.attacks.pgd.ExplanationAttack`; defaults ℓ2, ε = 0.5, 100 steps,
             α = 2.5·ε/steps, softplus β = 10, start at x.
 
     Example:
-        >>> import attacks, explainers, torch
+        >>> from salbench import attacks, explainers
+        >>> import torch
         >>> _ = torch.manual_seed(0)
         >>> net = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
         >>> x = torch.randn(4, 10)
@@ -123,11 +123,11 @@ class MSEAttack(ExplanationAttack):
 
     Args:
         eps, norm, steps, alpha, surrogate_beta, random_start, seed: see
-            :class:`attacks.pgd.ExplanationAttack`; defaults as for ``er_attack`` except
+            :class:`salbench.attacks.pgd.ExplanationAttack`; defaults as for ``er_attack`` except
             ``random_start=True``.
 
     Example:
-        >>> import attacks
+        >>> from salbench import attacks
         >>> attacks.get("mse").norm
         'l2'
     """

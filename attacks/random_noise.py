@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
+from salbench.attacks import register
+from salbench.attacks.base import Attack, AttackResult, Bounds
+from salbench.attacks.threat_model import Norm, ThreatModel, check_norm, select
+from salbench.core.validation import check_positive, check_positive_int, check_seed
 from torch import Tensor, nn
-
-from attacks import register
-from attacks.base import Attack, AttackResult, Bounds
-from attacks.threat_model import Norm, ThreatModel, check_norm, select
-from explainers.validation import check_positive, check_positive_int, check_seed
 
 __all__ = ["RandomNoise"]
 
@@ -38,7 +37,8 @@ class RandomNoise(Attack):
         seed: seed of the draws (the same batch gives the same noise).
 
     Example:
-        >>> import attacks, explainers, torch
+        >>> from salbench import attacks, explainers
+        >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
         >>> x = torch.rand(3, 1, 4, 4)
         >>> result = attacks.get("random_noise", eps=0.1)(net, explainers.get("gradient"), x, 0, bounds=(0.0, 1.0))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from salbench.attacks import register
+from salbench.attacks.substitution import SubstitutionAttack, SubstitutionResult
+from salbench.core.validation import check_seed
 from torch import Tensor, nn
-
-from attacks import register
-from attacks.substitution import SubstitutionAttack, SubstitutionResult
-from explainers.validation import check_seed
 
 __all__ = ["RandomSynonym"]
 
@@ -23,20 +22,20 @@ class RandomSynonym(SubstitutionAttack):
     first k candidates drawn uniformly among those that keep the predicted label (and pass the
     similarity floor, if any), until ⌊ρ_max · n⌋ words are replaced. The explainer is not used:
     the baseline measures what plausible substitutions do to an explanation by themselves. Same
-    engine and candidate table as ``dare`` (:func:`attacks.substitution.greedy_substitution`).
+    engine and candidate table as ``dare`` (:func:`salbench.attacks.substitution.greedy_substitution`).
 
     The word order and the draws come from one ``torch.Generator`` seeded by ``seed``: the same
     batch gives the same substitutions. Departures: see ``dare``.
 
     Args:
-        source: registered candidate source (:mod:`attacks.candidates`).
+        source: registered candidate source (:mod:`salbench.attacks.candidates`).
         k: candidates per word (>= 1, at most the source's ``max_candidates``).
         rho_max: largest fraction of a text's words substituted, in (0, 1].
         min_similarity: if given, every x̃ has sentence similarity >= it to x, in [0, 1].
         seed: seed of the word order and the draws (>= 0).
 
     Example:
-        >>> import attacks
+        >>> from salbench import attacks
         >>> attacks.get("random_synonym", seed=3).k
         5
     """

@@ -1,7 +1,7 @@
 """Feature magnitudes of an explanation and their ranking, as the ranking attacks see them.
 
 A map's features are all its non-batch elements, flattened, ranked by |E| — the definition of
-the top-k intersection metric (``metrics.topk_intersection``), so that the attacks optimise
+the top-k intersection metric (``salbench.metrics.topk_intersection``), so that the attacks optimise
 the ranking that metric scores. Ties go to the lower flat index (stable sort), as there.
 """
 

@@ -12,7 +12,7 @@ at a time):
 1. Rank the word positions by ``scores`` (higher first: the magnitude of the word attribution
    for DARE, a random draw for the random baseline). A position is attackable if it holds one
    token, that token is a vocabulary word (not PAD or UNK), not a stop word
-   (:data:`explainers.text_inputs.STOP_WORDS`) and has at least one candidate in the table;
+   (:data:`salbench.core.text.STOP_WORDS`) and has at least one candidate in the table;
    other positions are skipped and cost nothing.
 2. The budget is ⌊ρ_max · n⌋ substituted words for a text of n words (stop words included in
    n); a text with ρ_max · n < 1 is not attacked.
@@ -23,13 +23,13 @@ at a time):
    not applicable.
 4. Admissible candidates: (label constraint) the model predicts on the candidate text the label
    it predicts on the original; (similarity floor) the sentence similarity
-   (:func:`metrics.sentence_similarity.sentence_similarity`) of the decoded candidate and
+   (:func:`salbench.metrics.sentence_similarity.sentence_similarity`) of the decoded candidate and
    original texts is at least ``min_similarity``.
 5. Greedy (an ``objective``): the admissible candidate with the largest objective is kept if its
    objective exceeds the best value so far, which starts at the objective of the original text
    (a substitution that does not increase the objective is not made and costs nothing). A
    candidate whose objective is undefined (NaN: d_e of an all-zero attribution map, see
-   :mod:`metrics.attribution_distance`) is not admissible; a text whose own objective is NaN
+   :mod:`salbench.metrics.attribution_distance`) is not admissible; a text whose own objective is NaN
    gets no substitution.
    Random (no objective): a uniformly random admissible candidate is kept.
 
@@ -49,7 +49,7 @@ What the authors' code does, and where this departs from it:
   (``random_synonym=True``) always accepts a random label-keeping candidate, as here.
 - Candidates: the authors ask a masked language model at every step (in context, 5·k
   proposals filtered to k whole, non-stop, different words; single tokens only) and filter
-  by part of speech; here a static :class:`attacks.candidates` table gives each word's first
+  by part of speech; here a static :class:`salbench.attacks.candidates` table gives each word's first
   k candidates, which may be multi-word phrases (e.g. SNOMED CT synonyms).
 - Similarity: the authors' attack takes a ``min_sentence_sim`` argument but never uses it; it
   filters on the candidate source's own score. Here the optional floor is on the sentence
@@ -72,12 +72,18 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from salbench.attacks.base import AttackResult, TextAttack
+from salbench.core.text import (
+    PAD,
+    STOP_WORDS,
+    UNK,
+    Vocabulary,
+    check_text_input,
+    n_words,
+)
+from salbench.core.validation import check_fraction, check_positive_int
+from salbench.metrics.attribution_distance import AttributionDistance
 from torch import Tensor, nn
-
-from attacks.base import AttackResult, TextAttack
-from explainers.text_inputs import PAD, STOP_WORDS, UNK, Vocabulary, check_text_input, n_words
-from explainers.validation import check_fraction, check_positive_int
-from metrics.attribution_distance import AttributionDistance
 
 __all__ = [
     "Objective",
@@ -105,7 +111,7 @@ _D_E = AttributionDistance()
 
 @dataclasses.dataclass
 class SubstitutionResult(AttackResult):
-    """An :class:`~attacks.base.AttackResult` of a word-substitution attack.
+    """An :class:`~salbench.attacks.base.AttackResult` of a word-substitution attack.
 
     ``iterations`` is the number of substituted words of each text, ``success`` whether it has
     at least one.
@@ -120,7 +126,7 @@ class SubstitutionResult(AttackResult):
 def check_substitution_params(source: str, k: int, rho_max: float, min_similarity: float | None = None) -> None:
     """The parameters every user of the engine shares: a registered candidate source, k in
     [1, the source's ``max_candidates``], rho_max in (0, 1], min_similarity None or in [0, 1]."""
-    from attacks import candidates
+    from salbench.attacks import candidates
 
     if not isinstance(source, str) or source not in candidates.registry:
         raise ValueError(f"source must be a registered candidate source, one of {candidates.names()}, got {source!r}")
@@ -264,7 +270,7 @@ def greedy_substitution(
         model: text classifier ``model(x) -> logits`` (its train/eval mode is left as it is).
         x: (N, 2, L) text tensor; every id < ``len(vocabulary)``.
         vocabulary: decodes ids (stop words; texts for the similarity floor).
-        table: a candidate table (:mod:`attacks.candidates`): ``word in table``,
+        table: a candidate table (:mod:`salbench.attacks.candidates`): ``word in table``,
             ``table.candidates(word)`` best first.
         scores: (N, L) priority of each word position, higher first; finite at word positions.
         k: candidates tried per word (the table's first k).
@@ -378,7 +384,7 @@ class _Search:
         if self.keep_label and len(rows):
             keep = _predict(self.model, texts) == self.label[rows]
         if self.min_similarity is not None and keep.any():
-            from metrics import sentence_similarity as similarity
+            from salbench.metrics import sentence_similarity as similarity
 
             checked = keep.nonzero().squeeze(1)
             originals = [self.original_texts[i] for i in rows[checked].tolist()]
@@ -421,8 +427,8 @@ def class_loss(model: nn.Module, y: Tensor) -> Objective:
 
 def candidate_table(source: str, data):
     """The candidate table of ``source`` for the text bundle ``data`` (its vocabulary; its train
-    split as the corpus), built once per process by the source (:mod:`attacks.candidates`)."""
-    from attacks import candidates
+    split as the corpus), built once per process by the source (:mod:`salbench.attacks.candidates`)."""
+    from salbench.attacks import candidates
 
     return candidates.get(source).table(data.vocabulary, data.train.x)
 
@@ -431,7 +437,7 @@ class SubstitutionAttack(TextAttack):
     """Base of the word-substitution attacks: their shared parameters and candidate table.
 
     Args:
-        source: registered candidate source (:mod:`attacks.candidates`).
+        source: registered candidate source (:mod:`salbench.attacks.candidates`).
         k: candidates tried per word, at most the source's ``max_candidates`` (10 by default).
         rho_max: at most ⌊rho_max · n⌋ of a text's n words are substituted, in (0, 1].
         min_similarity: sentence-similarity floor in [0, 1] (None: none).

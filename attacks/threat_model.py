@@ -13,9 +13,8 @@ import typing
 from typing import Literal
 
 import torch
+from salbench.attacks.base import Bounds
 from torch import Tensor, nn
-
-from attacks.base import Bounds
 
 __all__ = ["Norm", "NORMS", "ThreatModel", "check_norm", "label_verdict", "predicted_label", "select"]
 

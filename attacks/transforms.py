@@ -1,6 +1,6 @@
 """Differentiable image-acquisition transforms, each exactly the identity at its neutral parameters.
 
-The acquisition model of the ``acquisition`` attack (:mod:`attacks.acquisition`) maps a clean
+The acquisition model of the ``acquisition`` attack (:mod:`salbench.attacks.acquisition`) maps a clean
 image x (N, C, H, W) and per-sample parameters θ to what another acquisition of the same
 patient could have produced, in the order of the imaging chain:
 

@@ -1,5 +1,5 @@
 """The salbench harness: registry, data sets, models and recipes, grid runner, leaderboards, CLI.
 
 Kept light on purpose: the plug-in packages (explainers, metrics, attacks) import
-``benchmarks.registry`` and nothing else from here, so this module imports nothing.
+``salbench.core.registry`` and nothing else from here, so this module imports nothing.
 """

@@ -19,12 +19,13 @@ __all__ = ["main", "KINDS"]
 
 # kind name on the command line -> module holding its registry
 KINDS = {
-    "explainers": "explainers",
-    "attacks": "attacks",
-    "metrics": "metrics",
-    "datasets": "benchmarks.datasets",
-    "models": "benchmarks.models",
-    "recipes": "benchmarks.recipes",
+    "explainers": "salbench.explainers",
+    "attacks": "salbench.attacks",
+    "metrics": "salbench.metrics",
+    "datasets": "salbench.datasets",
+    "models": "salbench.models",
+    "recipes": "salbench.recipes",
+    "candidate_sources": "salbench.attacks.candidates",
 }
 FORMATS = ("markdown", "csv", "latex", "html")
 
@@ -59,8 +60,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _write_outputs(out_dir: Path, formats: tuple[str, ...]) -> str:
     """Leaderboards in ``formats`` from the store; returns the Markdown leaderboard."""
-    from benchmarks.leaderboard import write_leaderboards
-    from benchmarks.store import read_records
+    from salbench.leaderboard import write_leaderboards
+    from salbench.store import read_records
 
     records = read_records(out_dir)
     if records.empty:
@@ -69,10 +70,10 @@ def _write_outputs(out_dir: Path, formats: tuple[str, ...]) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchmarks.provenance import write_provenance
-    from benchmarks.report import report
-    from benchmarks.runner import run_suite
-    from benchmarks.suite import load_suite
+    from salbench.provenance import write_provenance
+    from salbench.report import report
+    from salbench.runner import run_suite
+    from salbench.suite import load_suite
 
     started = time.perf_counter()
     suite = load_suite(args.suite)
@@ -98,8 +99,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.provenance import write_readme
-    from benchmarks.report import report
+    from salbench.provenance import write_readme
+    from salbench.report import report
 
     out_dir = Path(args.dir)
     _write_outputs(out_dir, FORMATS)
@@ -110,7 +111,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_fetch(args: argparse.Namespace) -> int:
-    from benchmarks.datasets.fetch import fetch
+    from salbench.datasets.fetch import fetch
 
     print(fetch(args.name, args.data_dir))
     return 0

@@ -5,7 +5,7 @@ numbers beside the published ones. It writes a placeholder where each goes::
 
     {{ dataset="synthetic_blocks(size=8, test_delta=0.0)" metric="selective_pvalue.naive(statistic=mean)" }}
 
-and :func:`fill` replaces it by the leaderboard entry (:func:`benchmarks.leaderboard.summarize`)
+and :func:`fill` replaces it by the leaderboard entry (:func:`salbench.leaderboard.summarize`)
 that matches every given key. Keys: the component labels exactly as the leaderboard prints them
 (``dataset``, ``model``, ``recipe``, ``explainer``, ``attack``, ``metric``; a component left out
 may take any value, but the match must be unique) and ``show``, one of ``mean`` (default: the
@@ -19,8 +19,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
-
-from benchmarks.leaderboard import COMPONENTS
+from salbench.leaderboard import COMPONENTS
 
 __all__ = ["fill", "PLACEHOLDER"]
 

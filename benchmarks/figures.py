@@ -20,7 +20,7 @@ backend is switched and nothing depends on a display), written atomically and de
   attack) at its lowest seed, the stored examples (``store/examples/<cell_id>.npz``) in
   columns, rows input / explanation / attacked input / attacked explanation (for text: the
   original and attacked texts with words coloured by attribution, see
-  :mod:`benchmarks.text_figures`). The attack-free
+  :mod:`salbench.text_figures`). The attack-free
   cell is drawn only for explainers without an attacked cell (whose figure shows the same
   clean rows).
 
@@ -46,13 +46,17 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from scipy import stats
-
-from benchmarks.leaderboard import (
-    CONFIDENCE, SIGNIFICANCE, clopper_pearson, label_components, rejection_indicators, summarize,
+from salbench.leaderboard import (
+    CONFIDENCE,
+    SIGNIFICANCE,
+    clopper_pearson,
+    label_components,
+    rejection_indicators,
+    summarize,
 )
-from benchmarks.store import atomic_write_bytes, read_examples
-from benchmarks.text_figures import text_example_figure
+from salbench.store import atomic_write_bytes, read_examples
+from salbench.text_figures import text_example_figure
+from scipy import stats
 
 __all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures", "significance_figures"]
 
@@ -141,7 +145,7 @@ def curve_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
 
     A curve of M+1 points is drawn at x = K·m/M (m = 0..M), the fraction of features inserted or
     deleted, where K is the metric's ``fraction`` parameter (1 if it has none): the schedule of
-    :mod:`metrics.insertion_deletion`, drawing a shorter last step as a full one.
+    :mod:`salbench.metrics.insertion_deletion`, drawing a shorter last step as a full one.
     """
     with_curves = records[records["curve"].notna()] if "curve" in records else records.iloc[:0]
     if with_curves.empty:

@@ -1,7 +1,7 @@
 """Leaderboards of a suite's records: mean ± 95% t interval, ranks and clean accuracy, in four formats.
 
 The records are the long format of the store (one row per sample × metric, see
-``benchmarks.store.read_records``). :func:`summarize` reduces them to one row per
+``salbench.store.read_records``). :func:`summarize` reduces them to one row per
 (dataset, model, recipe, explainer, attack, metric), :func:`accuracy_table` gives the clean test
 accuracy per (dataset, model, recipe), :func:`render` formats both as Markdown, CSV, LaTeX or
 HTML, and :func:`write_leaderboards` writes ``leaderboard.{md,csv,tex,html}`` atomically.
@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from salbench.metrics.base import CATEGORIES
+from salbench.store import atomic_write_bytes, read_failures
 from scipy import stats
-
-from benchmarks.store import atomic_write_bytes, read_failures
-from metrics.base import CATEGORIES
 
 __all__ = [
     "COMPONENTS",
@@ -116,11 +115,11 @@ def _compact(value: object) -> str:
 def _check_columns(records: pd.DataFrame) -> None:
     if not isinstance(records, pd.DataFrame):
         raise TypeError(
-            f"records must be a pandas DataFrame (benchmarks.store.read_records), got {type(records).__name__}"
+            f"records must be a pandas DataFrame (salbench.store.read_records), got {type(records).__name__}"
         )
     missing = [c for c in _NEEDED if c not in records.columns]
     if missing:
-        raise ValueError(f"records lack column(s) {missing}; expected the long format of benchmarks.store.read_records")
+        raise ValueError(f"records lack column(s) {missing}; expected the long format of salbench.store.read_records")
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -273,7 +272,7 @@ def accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
     frame = label_components(records)
     missing = [c for c in ("model_key", "clean_accuracy") if c not in frame.columns]
     if missing:
-        raise ValueError(f"records lack column(s) {missing}; expected the long format of benchmarks.store.read_records")
+        raise ValueError(f"records lack column(s) {missing}; expected the long format of salbench.store.read_records")
     models = frame[[*_BENCH, "seed", "model_key", "clean_accuracy"]].drop_duplicates()
     clash = models.duplicated([*_BENCH, "seed"], keep=False)
     if clash.any():
@@ -551,7 +550,7 @@ def write_leaderboards(
 ) -> str:
     """Write ``leaderboard.<ext>`` into ``out_dir`` for each of ``formats`` (md, csv, tex, html).
 
-    Failed cells are read with ``benchmarks.store.read_failures(out_dir)``. Each file is written
+    Failed cells are read with ``salbench.store.read_failures(out_dir)``. Each file is written
     atomically. Returns the Markdown leaderboard (also when "markdown" is not among ``formats``).
     """
     formats = list(formats)

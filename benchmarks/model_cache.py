@@ -9,7 +9,7 @@ information, versions, training time). Both are written atomically (temporary fi
 rename), the JSON last: it marks the entry as complete, so a run killed mid-write leaves no
 entry that is later read, only one that is trained again.
 
-Fine-tuning recipes (those with a ``base_recipe``, see :class:`benchmarks.recipes.base.Recipe`)
+Fine-tuning recipes (those with a ``base_recipe``, see :class:`salbench.recipes.base.Recipe`)
 start from the model of their base recipe, obtained through the cache itself with the same data
 set, architecture and seed: it is trained once and shared with every recipe that fine-tunes it
 (and with the suite's own cells of the base recipe). The base parameters are part of the
@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -37,22 +36,16 @@ from typing import Any
 
 import platformdirs
 import torch
+from salbench import datasets, models, recipes
+from salbench.core.hashing import digest, versions
+from salbench.core.validation import check_seed
+from salbench.recipes.base import evaluate
+from salbench.store import atomic_write_bytes
 from torch import nn
 
-from explainers.validation import check_seed
-from benchmarks import datasets, models, recipes
-from benchmarks.provenance import versions
-from benchmarks.recipes.base import evaluate
-from benchmarks.store import atomic_write_bytes
-
-__all__ = ["CACHE_ENV_VAR", "canonical_json", "model_key", "trained_model", "cache_dir_path"]
+__all__ = ["CACHE_ENV_VAR", "model_key", "trained_model", "cache_dir_path"]
 
 CACHE_ENV_VAR = "SALBENCH_CACHE_DIR"
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no insignificant whitespace: equal values give equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _inputs(dataset: str, dataset_params: dict, model: str, model_params: dict,
@@ -70,14 +63,10 @@ def _inputs(dataset: str, dataset_params: dict, model: str, model_params: dict,
     }
 
 
-def _key(inputs: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
-
-
 def model_key(dataset: str, dataset_params: dict, model: str, model_params: dict,
               recipe: str, recipe_params: dict, seed: int) -> str:
     """SHA-256 hex of the canonical JSON of the seven (validated) inputs: the model's cache key."""
-    return _key(_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed))
+    return digest(_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed))
 
 
 def cache_dir_path(cache_dir: str | Path | None = None) -> Path:
@@ -108,7 +97,7 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
     Loading builds the architecture, applies ``recipe.prepare`` and loads the weights.
     """
     inputs = _inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed)
-    key = _key(inputs)
+    key = digest(inputs)
     directory = cache_dir_path(cache_dir)
     weights, meta_path = directory / f"{key}.pt", directory / f"{key}.json"
     if weights.is_file() and meta_path.is_file():

@@ -13,28 +13,14 @@ import json
 import os
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 
-from benchmarks.commentary import PLACEHOLDER, fill
-from benchmarks.leaderboard import summarize
-from benchmarks.store import atomic_write_bytes, read_records
+from salbench.commentary import PLACEHOLDER, fill
+from salbench.core.hashing import versions
+from salbench.leaderboard import summarize
+from salbench.store import atomic_write_bytes, read_records
 
 __all__ = ["versions", "write_provenance"]
-
-_PACKAGES = ("salbench", "torch", "numpy", "scipy", "pandas", "joblib", "scikit-learn", "seaborn")
-
-
-def versions() -> dict[str, str]:
-    """Python and the versions of the packages a result depends on."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
 
 def _machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}"
@@ -114,7 +100,7 @@ def _filled(notes: str, out_dir: Path) -> str:
 
 def _portable(source: str) -> str:
     """A built-in suite's path relative to the repository (the same in every checkout); others as given."""
-    from benchmarks.suite import SUITES_DIR
+    from salbench.suite import SUITES_DIR
 
     path = Path(source).resolve()
     if path.parent == SUITES_DIR.resolve():
@@ -125,7 +111,7 @@ def _portable(source: str) -> str:
 def _commentary_path(info: dict) -> Path | None:
     """``benchmarks/suites/<name>.md`` beside the suite's TOML (looked up by name if the recorded
     source path is from another checkout)."""
-    from benchmarks.suite import SUITES_DIR
+    from salbench.suite import SUITES_DIR
 
     for candidate in (Path(info.get("source", "")).with_suffix(".md"), SUITES_DIR / f"{info['suite']}.md"):
         if candidate.is_file():

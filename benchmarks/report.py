@@ -18,10 +18,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-
-from benchmarks.figures import write_figures
-from benchmarks.leaderboard import accuracy_table, html_body, html_page, summarize
-from benchmarks.store import atomic_write_bytes, read_failures, read_records
+from salbench.figures import write_figures
+from salbench.leaderboard import accuracy_table, html_body, html_page, summarize
+from salbench.store import atomic_write_bytes, read_failures, read_records
 
 __all__ = ["report"]
 

@@ -3,16 +3,16 @@
 ``run_suite(suite, out_dir)`` works in two phases, both through joblib:
 
 1. train every distinct model that the cells to run need (data set, model, recipe, seed), in
-   parallel, into the trained-model cache (:func:`benchmarks.model_cache.trained_model`);
+   parallel, into the trained-model cache (:func:`salbench.model_cache.trained_model`);
 2. run the cells. A cell loads its data set and its trained model, picks its evaluation samples
    (:func:`select_samples`, by the suite's ``select``), explains them in batches of the suite's ``batch_size``, attacks
    them (attacked cells) and explains the attacked inputs (text cells explain words: the
-   registered explainer wrapped in :class:`explainers.word_attribution.WordAttribution`; text
+   registered explainer wrapped in :class:`salbench.explainers.word_attribution.WordAttribution`; text
    attacks get the data bundle, for its vocabulary and training corpus), and scores every metric of the cell
-   on a :class:`metrics.base.Case` (with the samples' reference images where the test split
+   on a :class:`salbench.metrics.base.Case` (with the samples' reference images where the test split
    has them). Its records (one row per sample × metric, or × metric output for a metric with
    ``outputs``, stored as ``"<metric>.<output>"``; the columns of
-   :data:`benchmarks.store.RECORD_SCHEMA`, with the metric's per-sample ``note`` saying why a
+   :data:`salbench.store.RECORD_SCHEMA`, with the metric's per-sample ``note`` saying why a
    value is missing) and examples go to the store as soon as it finishes.
 
 Cells already in the store are skipped, so an interrupted run resumes where it stopped and
@@ -24,7 +24,7 @@ failure.
 Reproducibility: each cell runs on the CPU with ``torch.set_num_threads(suite.threads)`` and
 ``torch.manual_seed(cell.seed)`` set first, so its records are bitwise identical whatever the
 backend and the number of jobs. The cell seed also reaches every explainer and attack that
-declares ``seed`` (see :mod:`benchmarks.suite`).
+declares ``seed`` (see :mod:`salbench.suite`).
 
 Backends: ``"loky"`` (local processes, the default), ``"sequential"`` (in this process),
 ``"dask"`` (an existing dask.distributed cluster at ``scheduler``; its workers set the
@@ -54,20 +54,23 @@ import numpy as np
 import pandas as pd
 import torch
 from joblib import Parallel, delayed, parallel_config
+from salbench import attacks, explainers, metrics
+from salbench.core.hashing import canonical_json, versions
+from salbench.core.text import Vocabulary, word_mask
+from salbench.datasets import Split, load_dataset
+from salbench.explainers.word_attribution import WordAttribution
+from salbench.metrics.base import Case, MetricOutput
+from salbench.model_cache import cache_dir_path, model_key, trained_model
+from salbench.store import (
+    RECORD_COLUMNS,
+    store_dir,
+    stored_cell_ids,
+    write_cell,
+    write_failure,
+)
+from salbench.suite import Cell, Suite, load_suite
 from torch import Tensor, nn
 from tqdm.auto import tqdm
-
-import attacks
-import explainers
-import metrics
-from benchmarks.datasets import Split, load_dataset
-from benchmarks.model_cache import cache_dir_path, canonical_json, model_key, trained_model
-from benchmarks.provenance import versions
-from benchmarks.store import RECORD_COLUMNS, store_dir, stored_cell_ids, write_cell, write_failure
-from benchmarks.suite import Cell, Suite, load_suite
-from explainers.text_inputs import Vocabulary, word_mask
-from explainers.word_attribution import WordAttribution
-from metrics.base import Case, MetricOutput
 
 __all__ = ["run_suite", "RunSummary", "select_samples", "BACKENDS", "EXAMPLES"]
 
@@ -142,8 +145,8 @@ def run_suite(
     """Run the cells of ``suite`` that are not stored under ``out_dir`` yet.
 
     Args:
-        suite: a :class:`~benchmarks.suite.Suite`, or a suite name or TOML path for
-            :func:`~benchmarks.suite.load_suite`.
+        suite: a :class:`~salbench.suite.Suite`, or a suite name or TOML path for
+            :func:`~salbench.suite.load_suite`.
         out_dir: results directory; the store goes to ``out_dir/store``.
         jobs: parallel workers of loky and ray; must be 1 with sequential, and with dask,
             whose cluster decides.
@@ -361,7 +364,7 @@ class _Batch:
     attr: Tensor
     x_adv: Tensor | None
     attr_adv: Tensor | None
-    attack: Any  # attacks.base.AttackResult | None
+    attack: Any  # salbench.attacks.base.AttackResult | None
     mask: Tensor | None
     scores: list[MetricOutput]
 
@@ -484,7 +487,7 @@ def _versions_json() -> str:
 def _examples(chosen: Tensor, batches: list[_Batch], vocabulary: Vocabulary | None) -> dict[str, np.ndarray]:
     """The first :data:`EXAMPLES` samples of the cell, as float32 arrays (mask as bool; text
     inputs as ``words``/``words_adv``: (n, L) strings by word position, see
-    :meth:`explainers.text_inputs.Vocabulary.words_by_position`)."""
+    :meth:`salbench.core.text.Vocabulary.words_by_position`)."""
     out = {"sample": chosen[:EXAMPLES].cpu().numpy()}
     for name in ("x", "attr", "x_adv", "attr_adv", "mask"):
         parts = [getattr(b, name) for b in batches]

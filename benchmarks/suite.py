@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import itertools
 import sys
 import types
@@ -59,12 +58,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-import attacks
-import explainers
-import metrics
-from benchmarks import datasets, models, recipes
-from benchmarks.model_cache import canonical_json
-from benchmarks.registry import Registry, RegistryError
+from salbench import attacks, datasets, explainers, metrics, models, recipes
+from salbench.core.hashing import canonical_json, digest
+from salbench.core.registry import Registry, RegistryError
 
 __all__ = [
     "Component",
@@ -93,11 +89,6 @@ class SuiteError(ValueError):
     """A malformed suite file; the message names the field and what is allowed."""
 
 
-def digest(obj: Any) -> str:
-    """SHA-256 hex digest of :func:`canonical_json` of ``obj``."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
-
-
 @dataclasses.dataclass(frozen=True)
 class Component:
     """A registered component: its name and its full validated parameters (defaults included)."""
@@ -119,7 +110,7 @@ class Cell:
 
     ``model.params`` leave out ``input_shape`` and ``num_classes``, which the harness takes
     from the data set. ``attack`` is None in the cell that evaluates the attack-free metrics.
-    ``select`` says which test samples are drawn (see :func:`benchmarks.runner.select_samples`).
+    ``select`` says which test samples are drawn (see :func:`salbench.runner.select_samples`).
     """
 
     dataset: Component
@@ -154,7 +145,7 @@ class Cell:
 
     @property
     def model_inputs(self) -> tuple[str, dict, str, dict, str, dict, int]:
-        """The arguments of :func:`benchmarks.model_cache.trained_model` (without cache_dir)."""
+        """The arguments of :func:`salbench.model_cache.trained_model` (without cache_dir)."""
         return (
             self.dataset.name, self.dataset.params, self.model.name, self.model.params,
             self.recipe.name, self.recipe.params, self.seed,

@@ -1,17 +1,17 @@
 """Saliency methods (feature attributions) for PyTorch models.
 
 ``explainers.get(name, **params)`` builds one; ``explainer(model, x, target)`` returns an
-attribution of the shape of ``x``. See :class:`explainers.base.Explainer`.
+attribution of the shape of ``x``. See :class:`salbench.explainers.base.Explainer`.
 """
 
-from benchmarks.registry import Registry
+from salbench.core.registry import Registry
 
 registry = Registry("explainer", group="salbench.explainers")
 register = registry.register
 get = registry.get
 names = registry.names
 
-from explainers import (  # noqa: E402,F401  (registers the built-in explainers)
+from salbench.explainers import (  # noqa: E402,F401  (registers the built-in explainers)
     cam,
     captum_adapter,
     decoy,

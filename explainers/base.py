@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+from salbench.core.validation import check_input, check_logits_target, check_target
 from torch import Tensor, nn
-
-from explainers.validation import check_input, check_logits_target, check_target
 
 __all__ = ["Explainer", "output_gradient"]
 

@@ -6,12 +6,16 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
+from salbench.core.validation import check_logits_target
+from salbench.explainers import register
+from salbench.explainers.base import Explainer
+from salbench.explainers.layers import (
+    capture_output,
+    conv_type,
+    find_layer,
+    to_input_shape,
+)
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer
-from explainers.layers import capture_output, conv_type, find_layer, to_input_shape
-from explainers.validation import check_logits_target
 
 # fc(mean_s A) must reproduce the logits to this relative precision (float32 sums of K·Z terms).
 _HEAD_RTOL = 1e-3
@@ -74,7 +78,8 @@ class CAM(Explainer):
         upsample: resize to the input's shape (see above).
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         ...                       nn.Flatten(), nn.Linear(4, 3))

@@ -6,11 +6,10 @@ import inspect
 from typing import Any
 
 import torch
+from salbench.core.validation import check_logits_target
+from salbench.explainers import register
+from salbench.explainers.base import Explainer
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer
-from explainers.validation import check_logits_target
 
 # Captum's abstract classes: constructible from a model, but without an attribute() of their own.
 _ABSTRACT = ("Attribution", "GradientAttribution", "PerturbationAttribution")
@@ -63,7 +62,8 @@ class CaptumMethod(Explainer):
             ``{"sliding_window_shapes": (1, 4, 4)}`` for Occlusion.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> sal = explainers.get("captum:Saliency", kwargs={"abs": False})
         >>> sal(torch.nn.Linear(3, 2), torch.ones(4, 3), 1).shape
         torch.Size([4, 3])

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
+from salbench import explainers
+from salbench.explainers import register
+from salbench.explainers.base import Explainer
+from salbench.explainers.decoys import DecoyGenerator, Decoys, DecoyStats
 from torch import Tensor, nn
-
-import explainers
-from explainers import register
-from explainers.base import Explainer
-from explainers.decoys import Decoys, DecoyGenerator, DecoyStats
 
 
 @register("decoy")
@@ -21,7 +20,7 @@ class DecoyEnhanced(Explainer):
     reference implementation.
 
     1. Decoys x̃_1 … x̃_J of x at layer ℓ (J = 2 × number of patch masks), by
-       :class:`explainers.decoys.DecoyGenerator` (its parameters are this explainer's
+       :class:`salbench.explainers.decoys.DecoyGenerator` (its parameters are this explainer's
        ``layer`` … ``batch_size``). Decoys that fail the layer constraint are discarded;
        their per-sample count is in :attr:`last_stats` after each call.
     2. The base explainer E (``base``, built by ``explainers.get(base, **base_params)``) on
@@ -61,7 +60,7 @@ class DecoyEnhanced(Explainer):
         base: name of the registered base explainer E.
         base_params: parameters of the base explainer (None: its defaults).
         layer, eps, patch, stride, steps, lr, penalty, backtrack, bounds, batch_size:
-            decoy generation, see :class:`explainers.decoys.DecoyGenerator`.
+            decoy generation, see :class:`salbench.explainers.decoys.DecoyGenerator`.
         include_input: add x to the decoys the range is taken over.
         channel_max: maximum over channels (x must have a channel dimension: (N, C, H, W)).
         winsorize: clip each map at its ``percentile``-th percentile.
@@ -69,7 +68,8 @@ class DecoyEnhanced(Explainer):
         normalize: divide each map by its maximum.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2))
         >>> decoy = explainers.get("decoy", layer="0", bounds=(0.0, 1.0), steps=5)

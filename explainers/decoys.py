@@ -6,10 +6,9 @@ import dataclasses
 import math
 
 import torch
+from salbench.core.validation import check_input, check_positive, check_positive_int
+from salbench.explainers.layers import find_layer
 from torch import Tensor, nn
-
-from explainers.layers import find_layer
-from explainers.validation import check_input, check_positive, check_positive_int
 
 __all__ = ["Decoys", "DecoyStats", "DecoyGenerator", "patch_masks", "layer_output"]
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.validation import check_logits_target
+from salbench.explainers import register
+from salbench.explainers.base import Explainer
+from salbench.explainers.layers import (
+    capture_output,
+    conv_type,
+    find_layer,
+    to_input_shape,
+)
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer
-from explainers.layers import capture_output, conv_type, find_layer, to_input_shape
-from explainers.validation import check_logits_target
 
 
 @register("gradcam")
@@ -39,7 +43,8 @@ class GradCAM(Explainer):
         upsample: resize to the input's shape (see above).
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         ...                       nn.Flatten(), nn.Linear(4, 3))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from salbench.explainers import register
+from salbench.explainers.base import Explainer, output_gradient
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer, output_gradient
 
 
 @register("gradient")
@@ -21,7 +20,8 @@ class Gradient(Explainer):
         absolute: return the absolute gradient.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> model = torch.nn.Linear(3, 2)
         >>> explainers.get("gradient")(model, torch.ones(4, 3), torch.tensor([0, 1, 0, 1])).shape
         torch.Size([4, 3])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from salbench.explainers import register
+from salbench.explainers.base import Explainer, output_gradient
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer, output_gradient
 
 
 @register("gradient_x_input")
@@ -18,7 +17,8 @@ class GradientXInput(Explainer):
     Captum's ``InputXGradient``. No parameters.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> model = torch.nn.Linear(3, 2)
         >>> explainers.get("gradient_x_input")(model, torch.ones(4, 3), 0).shape
         torch.Size([4, 3])

@@ -8,11 +8,10 @@ from typing import Literal
 
 import numpy as np
 import torch
+from salbench.core.validation import check_positive_int
+from salbench.explainers import register
+from salbench.explainers.base import Explainer, output_gradient
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer, output_gradient
-from explainers.validation import check_positive_int
 
 Method = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"]
 METHODS = typing.get_args(Method)
@@ -66,7 +65,8 @@ class IntegratedGradients(Explainer):
         internal_batch_size: rows per forward/backward pass (>= 1), or None for all.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
         >>> x = torch.randn(5, 3, dtype=torch.float64)
         >>> attr = explainers.get("integrated_gradients", steps=32)(model, x, 0)

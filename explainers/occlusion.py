@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+from salbench.core.validation import check_logits_target, check_positive_int
+from salbench.explainers import register
+from salbench.explainers.base import Explainer
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer
-from explainers.validation import check_logits_target, check_positive_int
 
 
 @register("occlusion")
@@ -41,7 +40,8 @@ class Occlusion(Explainer):
         batch_size: occluded inputs per forward pass (>= 1), or None for all.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> model = torch.nn.Linear(4, 2)
         >>> attr = explainers.get("occlusion")(model, torch.ones(1, 4), 0)
         >>> bool(torch.allclose(attr, model.weight[0:1]))

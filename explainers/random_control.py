@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from salbench.explainers import register
+from salbench.explainers.base import Explainer
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer
 
 
 @register("random")
@@ -29,7 +28,8 @@ class RandomAttribution(Explainer):
         seed: seed of the generator.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> rnd = explainers.get("random", seed=3)
         >>> a = rnd(torch.nn.Identity(), torch.zeros(2, 5), 0)
         >>> bool((a == rnd(torch.nn.Identity(), torch.zeros(2, 5), 0)).all())

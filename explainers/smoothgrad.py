@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from salbench.core.validation import check_positive, check_positive_int
+from salbench.explainers import register
+from salbench.explainers.base import Explainer, output_gradient
 from torch import Tensor, nn
-
-from explainers import register
-from explainers.base import Explainer, output_gradient
-from explainers.validation import check_positive, check_positive_int
 
 
 @register("smoothgrad")
@@ -49,7 +48,8 @@ class SmoothGrad(Explainer):
         absolute: take |g_j| before combining.
 
     Example:
-        >>> import explainers, torch
+        >>> from salbench import explainers
+        >>> import torch
         >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
         >>> sg = explainers.get("smoothgrad", n_samples=8, seed=1)
         >>> sg(model, torch.randn(5, 3), 1).shape

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.text import check_text_input
+from salbench.core.validation import check_target
+from salbench.explainers.base import Explainer
 from torch import Tensor, nn
-
-from explainers.base import Explainer
-from explainers.text_inputs import check_text_input
-from explainers.validation import check_target
 
 __all__ = ["WordAttribution"]
 
@@ -19,8 +18,8 @@ class WordAttribution(Explainer):
     explanations in biomedical and healthcare applications", ACL 2023; authors' code
     IBM/domain-adaptive-attribution-robustness, ``explainers/__init__.py``), there with
     Captum's Saliency, Integrated Gradients and DeepLift on the embeddings. For a text
-    tensor x (N, 2, L) (:mod:`explainers.text_inputs`) and a text classifier with ``embed``
-    and ``classify`` (:class:`benchmarks.models.text_classifier.TextClassifier`):
+    tensor x (N, 2, L) (:mod:`salbench.core.text`) and a text classifier with ``embed``
+    and ``classify`` (:class:`salbench.models.text_classifier.TextClassifier`):
 
     1. e = model.embed(x[:, 0]) (N, L, E); the model seen as a function of the embeddings,
        g(e) = model.classify(e, x[:, 0]) (the ids only mark PAD);
@@ -38,7 +37,7 @@ class WordAttribution(Explainer):
     (completeness: for a text of one token per word, Σ_j A_j = f_c(x) − g_c(0)). The other
     common choice, the embedding of PAD at every token (e.g. Captum's
     ``LayerIntegratedGradients`` with a PAD-id baseline), coincides with it for the models of
-    :mod:`benchmarks.models`, whose PAD embedding row is 0 and never trained (``padding_idx``);
+    :mod:`salbench.models`, whose PAD embedding row is 0 and never trained (``padding_idx``);
     the zero baseline needs nothing model-specific.
 
     Batching: base explainers evaluate g on R = m·N rows with row r belonging to sample
@@ -55,9 +54,10 @@ class WordAttribution(Explainer):
         base: the explainer applied to the embeddings.
 
     Example:
-        >>> import explainers, torch
-        >>> from benchmarks import models
-        >>> from explainers.word_attribution import WordAttribution
+        >>> from salbench import explainers
+        >>> import torch
+        >>> from salbench import models
+        >>> from salbench.explainers.word_attribution import WordAttribution
         >>> net = models.build("text_cnn", {}, (2, 5), 2, vocab_size=10).eval()
         >>> x = torch.tensor([[[4, 7, 7, 2, 0], [0, 1, 1, 2, -1]]])  # 3 words; word 1 became 2 tokens
         >>> attr = WordAttribution(explainers.get("integrated_gradients", steps=16))(net, x, 1)
@@ -85,7 +85,7 @@ class WordAttribution(Explainer):
         if not (callable(getattr(model, "embed", None)) and callable(getattr(model, "classify", None))):
             raise TypeError(
                 f"model must be a text classifier with embed(ids) and classify(emb, ids) methods "
-                f"(e.g. benchmarks.models.text_classifier.TextClassifier), got {type(model).__name__}"
+                f"(e.g. salbench.models.text_classifier.TextClassifier), got {type(model).__name__}"
             )
         check_text_input(x)
         target = check_target(target, x)

@@ -1,17 +1,17 @@
 """Metrics of saliency maps: robustness, faithfulness, significance, localisation.
 
 ``metrics.get(name, **params)`` builds one; each returns one value per sample and declares
-``category`` and ``higher_is_better``. See :mod:`metrics.base`.
+``category`` and ``higher_is_better``. See :mod:`salbench.metrics.base`.
 """
 
-from benchmarks.registry import Registry
+from salbench.core.registry import Registry
 
 registry = Registry("metric", group="salbench.metrics", attributes=("category", "higher_is_better"))
 register = registry.register
 get = registry.get
 names = registry.names
 
-from metrics import (  # noqa: E402,F401  (registers the built-in metrics)
+from salbench.metrics import (  # noqa: E402,F401  (registers the built-in metrics)
     attribution_distance,
     center_of_mass,
     dare_estimate,

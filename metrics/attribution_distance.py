@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
+from salbench.metrics import register
+from salbench.metrics.base import Case, MetricOutput, PairMetric
 from torch import Tensor
-
-from metrics import register
-from metrics.base import Case, MetricOutput, PairMetric
 
 __all__ = ["AttributionDistance", "zero_map_notes"]
 
@@ -24,7 +23,7 @@ class AttributionDistance(PairMetric):
     [0, 1]: 0 for maps pointing the same way (any positive rescaling), 1/2 for orthogonal maps, 1
     for opposite maps (A(x′) = −c·A(x)); lower is better (a robust explanation does not move). It
     is the objective of the DARE attack and enters the robustness estimate
-    :mod:`metrics.dare_estimate`. Positions where both maps are zero (PAD words beyond a text's
+    :mod:`salbench.metrics.dare_estimate`. Positions where both maps are zero (PAD words beyond a text's
     length) add nothing to a·b or the norms, so they do not change d_e; with ``Case.valid`` only
     the valid positions are used anyway.
 
@@ -35,7 +34,8 @@ class AttributionDistance(PairMetric):
     grid stores it), rather than a made-up value. No parameters: the paper's d_e has none.
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> a = torch.tensor([[1.0, 0.0], [1.0, 2.0], [3.0, 0.0]])
         >>> b = torch.tensor([[0.0, 1.0], [-1.0, -2.0], [6.0, 0.0]])
         >>> metrics.get("attribution_distance")(a, b)

@@ -6,12 +6,11 @@ import dataclasses
 from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
 import torch
+from salbench.explainers.base import Explainer
 from torch import Tensor, nn
 
-from explainers.base import Explainer
-
 if TYPE_CHECKING:
-    from explainers.text_inputs import Vocabulary
+    from salbench.core.text import Vocabulary
 
 __all__ = ["Case", "Metric", "MetricOutput", "PairMetric", "FaithfulnessMetric", "CATEGORIES"]
 
@@ -25,9 +24,9 @@ class Case:
     ``x_adv``/``attr_adv`` are the attacked input and its attribution (None before an attack);
     ``mask`` is a ground-truth relevance mask where the data set has one; ``reference`` holds
     (N, m, *input_shape) reference images per sample where the data set has them (e.g. the
-    "normal" images of a selective test, see :mod:`metrics.selective_pvalue`).
+    "normal" images of a selective test, see :mod:`salbench.metrics.selective_pvalue`).
 
-    For text (:mod:`explainers.text_inputs`), ``vocabulary`` decodes ``x``/``x_adv`` and
+    For text (:mod:`salbench.core.text`), ``vocabulary`` decodes ``x``/``x_adv`` and
     ``valid`` (bool, the shape of ``attr``) marks the positions that are real features, the
     words of each text (``word_mask(x)``); robustness metrics compare only those
     (:meth:`PairMetric.evaluate`). None elsewhere: every position is a feature.
@@ -104,7 +103,7 @@ class PairMetric(Metric):
     needs_attack: ClassVar[bool] = True
 
     def __call__(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
-        from explainers.validation import check_input, check_same_shape
+        from salbench.core.validation import check_input, check_same_shape
 
         check_input(attr, "attr")
         check_input(attr_adv, "attr_adv")
@@ -169,7 +168,7 @@ class PairMetric(Metric):
 
 def _check_valid(valid: Tensor, attr: Tensor, attr_adv: Tensor) -> None:
     """``valid`` is a bool mask of the attributions' shape with >= 1 valid position per sample."""
-    from explainers.validation import check_same_shape
+    from salbench.core.validation import check_same_shape
 
     check_same_shape(valid, attr, ("valid", "attr"))
     check_same_shape(valid, attr_adv, ("valid", "attr_adv"))

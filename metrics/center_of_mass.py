@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
+from salbench.metrics import register
+from salbench.metrics.base import PairMetric
 from torch import Tensor
-
-from metrics import register
-from metrics.base import PairMetric
 
 __all__ = ["CenterOfMassShift", "center_of_mass"]
 
@@ -53,7 +52,8 @@ class CenterOfMassShift(PairMetric):
     everywhere has no centre of mass and is an error.
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> a = torch.zeros(1, 1, 3, 3); a[0, 0, 0, 0] = 1.0
         >>> b = torch.zeros(1, 1, 3, 3); b[0, 0, 2, 2] = 1.0
         >>> metrics.get("center_of_mass_shift")(a, b)

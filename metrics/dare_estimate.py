@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+from salbench.core.validation import check_positive_int
+from salbench.metrics import register
+from salbench.metrics.attribution_distance import AttributionDistance
+from salbench.metrics.base import Case, Metric, MetricOutput
+from salbench.metrics.sentence_similarity import sentence_similarity
 from torch import Tensor
-
-from explainers.validation import check_positive_int
-from metrics import register
-from metrics.attribution_distance import AttributionDistance
-from metrics.base import Case, Metric, MetricOutput
-from metrics.sentence_similarity import sentence_similarity
 
 __all__ = ["DareEstimate", "SIMILARITY_EPS"]
 
@@ -29,9 +28,9 @@ class DareEstimate(Metric):
 
         r(x, x′) = d_e(A(x), A(x′)) / (1 − s(x, x′) + 1e-7)
 
-    d_e = (1 − cos(A(x), A(x′)))/2 is :mod:`metrics.attribution_distance` (on the valid word
+    d_e = (1 − cos(A(x), A(x′)))/2 is :mod:`salbench.metrics.attribution_distance` (on the valid word
     positions when ``Case.valid`` is given) and s the cosine similarity of the all-MiniLM-L6-v2
-    sentence embeddings of the two texts (:mod:`metrics.sentence_similarity`), decoded from the
+    sentence embeddings of the two texts (:mod:`salbench.metrics.sentence_similarity`), decoded from the
     text tensors with ``Case.vocabulary``. A large r means a small change of meaning moved the
     explanation a lot; lower is better. An unattacked sample (x′ = x) has d_e = 0 and s = 1, so
     r = 0.
@@ -41,13 +40,14 @@ class DareEstimate(Metric):
     a word outside the vocabulary, identically in x and x′) and the encoder is
     all-MiniLM-L6-v2. s may fall slightly below 0 for unrelated texts (the paper assumes
     s ∈ [0, 1]); it is not clipped. A sample whose d_e is undefined (an all-zero attribution)
-    gets NaN with the note of :class:`~metrics.attribution_distance.AttributionDistance`.
+    gets NaN with the note of :class:`~salbench.metrics.attribution_distance.AttributionDistance`.
 
     Args:
         batch_size: texts per forward pass of the sentence encoder, >= 1.
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> a = torch.tensor([[1.0, 0.0]]); b = torch.tensor([[0.0, 1.0]])
         >>> metrics.get("dare_estimate")(a, b, ["the heart is normal"], ["the heart is enlarged"])  # d_e = 0.5
         tensor([1.5490], dtype=torch.float64)

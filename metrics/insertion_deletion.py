@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from torch import Tensor, nn
-
-from explainers.validation import (
+from salbench.core.validation import (
     check_fraction,
     check_input,
     check_logits_target,
@@ -15,9 +13,9 @@ from explainers.validation import (
     check_same_shape,
     check_target,
 )
-from metrics import register
-from metrics.base import Case, FaithfulnessMetric
-from metrics.perturbation import (
+from salbench.metrics import register
+from salbench.metrics.base import Case, FaithfulnessMetric
+from salbench.metrics.perturbation import (
     baseline_input,
     check_baseline,
     check_unit,
@@ -27,6 +25,7 @@ from metrics.perturbation import (
     unit_mask_shape,
     unit_scores,
 )
+from torch import Tensor, nn
 
 __all__ = ["Insertion", "Deletion", "curve_area"]
 
@@ -146,7 +145,7 @@ class Insertion(_PerturbationCurve):
     Models", BMVC 2018, §4 (causal metrics); schedule and channel-mean baseline as in ID-ExpO
     (Yoshikawa & Iwata, AISTATS 2024, code yuyay/idexpo).
 
-    Units (features, or pixels of (N, C, H, W) images: see :mod:`metrics.perturbation`) are
+    Units (features, or pixels of (N, C, H, W) images: see :mod:`salbench.metrics.perturbation`) are
     sorted by attribution, descending (|E| with ``absolute``; ties keep index order). With U
     units, n_K = round(K·U) (K = ``fraction``) and step s, point m = 0..M has c_m = min(m·s, n_K)
     units; the insertion input x_ins,m takes the top c_m units from x and the rest from the
@@ -178,7 +177,8 @@ class Insertion(_PerturbationCurve):
         batch_size: inputs per model call.
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> model = torch.nn.Linear(4, 2)
         >>> x = torch.randn(3, 4); attr = torch.randn(3, 4)
         >>> areas, curves = metrics.get("insertion", step=2).evaluate_curve(model, x, attr, 0)
@@ -201,7 +201,8 @@ class Deletion(_PerturbationCurve):
     Departures: as for :class:`Insertion`; RISE's deletion baseline is 0 (the default here).
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> model = torch.nn.Linear(4, 2)
         >>> metrics.get("deletion", baseline="mean")(model, torch.randn(3, 4), torch.randn(3, 4), 1).shape
         torch.Size([3])

@@ -1,7 +1,7 @@
 """Building blocks of insertion/deletion-style perturbation: feature units, baselines, step schedules.
 
-Shared by the exact insertion/deletion metrics (:mod:`metrics.insertion_deletion`) and their
-differentiable versions (:mod:`metrics.soft_insertion_deletion`), so that both perturb the same
+Shared by the exact insertion/deletion metrics (:mod:`salbench.metrics.insertion_deletion`) and their
+differentiable versions (:mod:`salbench.metrics.soft_insertion_deletion`), so that both perturb the same
 units towards the same baseline along the same schedule.
 
 - A *unit* is what moves as one: a ``"feature"`` is one element of a sample; a ``"pixel"`` of an
@@ -21,9 +21,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from salbench.core.validation import check_positive
 from torch import Tensor
-
-from explainers.validation import check_positive
 
 __all__ = [
     "Unit",

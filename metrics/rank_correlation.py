@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from salbench.metrics import register
+from salbench.metrics.base import PairMetric
+from salbench.metrics.ranking import average_ranks, check_not_constant, feature_scores
 from torch import Tensor
-
-from metrics import register
-from metrics.base import PairMetric
-from metrics.ranking import average_ranks, check_not_constant, feature_scores
 
 _PAIR_BLOCK_ELEMENTS = 1 << 22  # pairwise sign entries held at once by kendall_tau (≈ 4 M)
 
@@ -52,7 +51,8 @@ class Spearman(_RankCorrelation):
         absolute: rank features by |E| rather than by E.
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> a = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
         >>> metrics.get("spearman", absolute=False)(a, -a)
         tensor([-1.])
@@ -87,7 +87,8 @@ class KendallTau(_RankCorrelation):
         absolute: rank features by |E| rather than by E.
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> a = torch.tensor([[1.0, 2.0, 3.0, 4.0]]); b = torch.tensor([[1.0, 3.0, 2.0, 4.0]])
         >>> metrics.get("kendall_tau")(a, b)
         tensor([0.6667])

@@ -6,12 +6,11 @@ import math
 from typing import ClassVar, Literal
 
 import torch
+from salbench.core.validation import check_positive
+from salbench.metrics import register
+from salbench.metrics.base import Case, Metric, MetricOutput
+from salbench.metrics.selective import cam_saliency, salient_region_test
 from torch import Tensor
-
-from explainers.validation import check_positive
-from metrics import register
-from metrics.base import Case, Metric, MetricOutput
-from metrics.selective import cam_saliency, salient_region_test
 
 __all__ = ["SelectivePValue"]
 
@@ -29,7 +28,7 @@ class SelectivePValue(Metric):
     with target class c the region is S(x) = {i : CAM_c(x)_i > threshold} (after min-max
     normalisation if ``normalize``) and the test of T = ηᵀY ("back": mean over S minus mean
     over the complement; "mean": mean over S of x − x_ref; "abs": mean over S of |x − x_ref|)
-    conditions on the selection: see :func:`metrics.selective.salient_region_test`, which this
+    conditions on the selection: see :func:`salbench.metrics.selective.salient_region_test`, which this
     metric calls with ``on_invalid="record"``.
 
     Outputs, one stored metric each (``selective_pvalue.<output>``): ``selective`` (the p-value
@@ -47,7 +46,7 @@ class SelectivePValue(Metric):
     m is used). A sample without a valid region (empty, or for "back" the whole image) gets NaN
     in every output and the reason as its note.
 
-    Departures: as in :mod:`metrics.selective.region_test` (region {> τ} rather than {>= τ};
+    Departures: as in :mod:`salbench.metrics.selective.region_test` (region {> τ} rather than {>= τ};
     the reference variance in the naive test). ``alpha`` does not change the p-values; it is
     recorded with them for the leaderboard.
 
@@ -63,7 +62,7 @@ class SelectivePValue(Metric):
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from metrics.base import Case
+        >>> from salbench.metrics.base import Case
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         ...                     nn.Flatten(), nn.Linear(2, 2)).double()
         >>> x = torch.randn(3, 1, 8, 8, dtype=torch.float64)

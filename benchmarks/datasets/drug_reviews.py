@@ -8,11 +8,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from benchmarks.datasets import register
-from benchmarks.datasets.base import DataBundle, Dataset
-from benchmarks.datasets.data_dir import ENV_VAR, find_data_file
-from benchmarks.datasets.text import build_text_bundle, check_text_params, stratified_holdout
-from explainers.text_inputs import tokenize
+from salbench.core.text import tokenize
+from salbench.datasets import register
+from salbench.datasets.base import DataBundle, Dataset
+from salbench.datasets.data_dir import ENV_VAR, find_data_file
+from salbench.datasets.text import (
+    build_text_bundle,
+    check_text_params,
+    stratified_holdout,
+)
 
 __all__ = ["DrugReviews", "RATINGS", "MEMBERS", "read_reviews"]
 
@@ -45,7 +49,7 @@ class DrugReviews(Dataset):
     95 / 36 / 248. Splits: test is the test file; val is ``val_fraction`` of the train file,
     stratified by label (``sklearn.model_selection.train_test_split``, ``random_state=seed``),
     train the rest: 480 / 120 / 379 at the defaults. The vocabulary is built from the train
-    split (:func:`~benchmarks.datasets.text.build_text_bundle`; 2,132 words, PAD and UNK
+    split (:func:`~salbench.datasets.text.build_text_bundle`; 2,132 words, PAD and UNK
     included, at the defaults). Review lengths in words (both files): median 86, 95th
     percentile 145, 99th percentile 156, maximum 377; the default ``max_len=160`` truncates
     8 of the 979 reviews (0.8 %).
@@ -53,7 +57,7 @@ class DrugReviews(Dataset):
     Read with the HuggingFace ``datasets`` library (its packaged "csv" builder on each of the
     two files, every column as text, extracted to a temporary directory that also holds its
     cache; local files only, nothing is downloaded). Where the archive is looked for: see
-    :mod:`benchmarks.datasets.data_dir`.
+    :mod:`salbench.datasets.data_dir`.
 
     Args:
         file: the archive's file name looked up in the data directory, or a path.
@@ -125,7 +129,11 @@ def _load_tsv(file: str, cache_dir: str):
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the "csv" builder reads local files; never go online
     import datasets
     from datasets.exceptions import DatasetGenerationError
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from datasets.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     bars_were_off = are_progress_bars_disabled()
     disable_progress_bars()

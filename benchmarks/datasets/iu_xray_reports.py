@@ -9,11 +9,15 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.datasets import register
-from benchmarks.datasets.base import DataBundle, Dataset
-from benchmarks.datasets.data_dir import ENV_VAR, find_data_file
-from benchmarks.datasets.text import build_text_bundle, check_text_params, stratified_holdout
-from explainers.text_inputs import tokenize
+from salbench.core.text import tokenize
+from salbench.datasets import register
+from salbench.datasets.base import DataBundle, Dataset
+from salbench.datasets.data_dir import ENV_VAR, find_data_file
+from salbench.datasets.text import (
+    build_text_bundle,
+    check_text_params,
+    stratified_holdout,
+)
 
 __all__ = ["IUXrayReports", "Reports", "read_reports", "report_label"]
 
@@ -62,12 +66,12 @@ class IUXrayReports(Dataset):
     ``random_state=seed``): ``test_fraction`` of all kept reports into test, then
     ``val_fraction`` of all (``val_fraction / (1 - test_fraction)`` of the rest) into val; with
     the defaults 2,677 / 383 / 766. The vocabulary is built from the train split
-    (:func:`~benchmarks.datasets.text.build_text_bundle`; 1,322 words, PAD and UNK included, at
+    (:func:`~salbench.datasets.text.build_text_bundle`; 1,322 words, PAD and UNK included, at
     the defaults). Text lengths in words: median 34, 95th percentile 78, 99th percentile 110,
     maximum 231; the default ``max_len=128`` truncates 17 of the 3,826 reports (0.4 %).
 
     Where the file is looked for: ``data_dir`` / ``$SALBENCH_DATA_DIR`` / ``../shared/data``
-    (:mod:`benchmarks.datasets.data_dir`); with no explicit setting, also the copy shipped in
+    (:mod:`salbench.datasets.data_dir`); with no explicit setting, also the copy shipped in
     the torchxrayvision wheel (``torchxrayvision/data/NLMCXR_reports.tgz``). Nothing is
     downloaded.
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from salbench.datasets import register
+from salbench.datasets.base import DataBundle, Dataset, Split
+from salbench.datasets.data_dir import ENV_VAR, find_data_file
+from salbench.datasets.fetch import SOURCES
 from torch import Tensor
-
-from benchmarks.datasets import register
-from benchmarks.datasets.base import DataBundle, Dataset, Split
-from benchmarks.datasets.data_dir import ENV_VAR, find_data_file
-from benchmarks.datasets.fetch import SOURCES
 
 __all__ = ["MedMNIST", "PneumoniaMNIST"]
 
@@ -35,7 +34,7 @@ class MedMNIST(Dataset):
     (labels (N, k), k > 1, e.g. ChestMNIST) and 3D volumes are rejected: the harness
     classifies one label per 2D image.
 
-    Where the file is looked for: see :mod:`benchmarks.datasets.data_dir`. Nothing is
+    Where the file is looked for: see :mod:`salbench.datasets.data_dir`. Nothing is
     downloaded here; ``salbench data fetch NAME --data-dir DIR`` downloads the official file.
 
     Args:

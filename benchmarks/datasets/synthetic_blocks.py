@@ -6,12 +6,10 @@ import dataclasses
 from typing import Literal
 
 import torch
+from salbench.core.validation import check_positive, check_positive_int, check_seed
+from salbench.datasets import register
+from salbench.datasets.base import DataBundle, Dataset, Split
 from torch import Tensor
-
-from explainers.validation import check_seed
-from benchmarks.datasets import register
-from benchmarks.datasets.base import DataBundle, Dataset, Split
-from explainers.validation import check_positive, check_positive_int
 
 __all__ = ["SyntheticBlocks", "block_masks"]
 

@@ -2,7 +2,7 @@
 
 The vocabulary is built from the TRAIN split only (so nothing of val/test leaks into it; their
 words outside it become UNK), then every split is encoded into a long (N, 2, max_len) text
-tensor (:mod:`explainers.text_inputs`). Texts longer than ``max_len`` words are truncated to
+tensor (:mod:`salbench.core.text`). Texts longer than ``max_len`` words are truncated to
 their first ``max_len`` words; each loader chooses a default ``max_len`` that covers nearly all
 of its texts and says how many it cuts.
 
@@ -20,12 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from salbench.core.text import Vocabulary, tokenize
+from salbench.core.validation import check_fraction, check_positive_int, check_seed
+from salbench.datasets.base import DataBundle, Split
 from sklearn.model_selection import train_test_split
 from torch import Tensor
-
-from benchmarks.datasets.base import DataBundle, Split
-from explainers.text_inputs import Vocabulary, tokenize
-from explainers.validation import check_fraction, check_positive_int, check_seed
 
 __all__ = ["SPLITS", "build_text_bundle", "stratified_holdout", "check_text_params"]
 

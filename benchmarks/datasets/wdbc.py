@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.validation import check_fraction, check_seed
+from salbench.datasets import register
+from salbench.datasets.base import DataBundle, Dataset, Split
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
-
-from explainers.validation import check_seed
-from benchmarks.datasets import register
-from benchmarks.datasets.base import DataBundle, Dataset, Split
-from explainers.validation import check_fraction
 
 __all__ = ["WDBC"]
 

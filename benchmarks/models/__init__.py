@@ -2,14 +2,14 @@
 
 Every architecture's first two ``__init__`` parameters are ``input_shape: tuple[int, ...]``
 and ``num_classes: int``; a text architecture (see
-:class:`benchmarks.models.text_classifier.TextClassifier`) declares a third,
+:class:`salbench.models.text_classifier.TextClassifier`) declares a third,
 ``vocab_size: int``. The harness fills them in from the :class:`DataBundle` (``vocab_size``
 is ``len(bundle.vocabulary)``), so a suite or a cache key names only the architecture's own
 parameters. Architectures use ``nn.ReLU`` modules (never ``F.relu``) so that attacks can swap
 them for ``nn.Softplus``.
 
 Example:
-    >>> from benchmarks import models
+    >>> from salbench import models
     >>> net = models.build("mlp", {"hidden": (8,)}, input_shape=(30,), num_classes=2)
     >>> models.validate_params("small_cnn", {"channels": [4, 8]})
     {'channels': (4, 8), 'kernel_size': 3, 'pool': True}
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from salbench.core.registry import ParameterError, Registry, RegistryError
+from salbench.core.validation import check_positive_int
 from torch import nn
-
-from benchmarks.registry import ParameterError, Registry, RegistryError
-from explainers.validation import check_positive_int
 
 __all__ = [
     "registry", "register", "get", "names", "HARNESS_PARAMS", "VOCAB_PARAM", "harness_params", "validate_params",
@@ -108,7 +107,7 @@ def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
 
-from benchmarks.models import (  # noqa: E402,F401  (registers the built-ins)
+from salbench.models import (  # noqa: E402,F401  (registers the built-ins)
     miwa_cnn,
     mlp,
     small_cnn,

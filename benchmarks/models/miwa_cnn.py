@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from salbench.core.validation import check_positive_int
+from salbench.models import check_shape_and_classes, register
 from torch import Tensor, nn
-
-from benchmarks.models import check_shape_and_classes, register
-from explainers.validation import check_positive_int
 
 __all__ = ["MiwaCNN"]
 
@@ -20,7 +19,7 @@ class MiwaCNN(nn.Module):
     with ``channels`` channels, then AdaptiveAvgPool2d(1) → Flatten → Linear(channels,
     num_classes). The CAM is CAM_c(x) = Σ_k w_{c,k} A_k(x) with A the upsampled last feature
     maps, exact for this model and made only of modules that
-    :class:`metrics.selective.LinePropagator` propagates exactly (ReLU modules, max-pool,
+    :class:`salbench.metrics.selective.LinePropagator` propagates exactly (ReLU modules, max-pool,
     nearest upsampling).
 
     Named parts: ``features`` (the Sequential up to and including the upsampling), ``pool``,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
+from salbench.core.validation import check_positive_int
+from salbench.models import check_shape_and_classes, register
 from torch import Tensor, nn
-
-from benchmarks.models import check_shape_and_classes, register
-from explainers.validation import check_positive_int
 
 __all__ = ["MLP"]
 

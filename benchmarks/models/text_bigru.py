@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.validation import check_positive_int
+from salbench.models import register
+from salbench.models.text_classifier import (
+    TextClassifier,
+    cut_after_longest,
+    token_mask,
+)
 from torch import Tensor, nn
-
-from benchmarks.models import register
-from benchmarks.models.text_classifier import TextClassifier, cut_after_longest, token_mask
-from explainers.validation import check_positive_int
 
 __all__ = ["TextBiGRU"]
 
@@ -31,7 +34,7 @@ class TextBiGRU(TextClassifier):
     The logits therefore depend neither on PAD embeddings nor on how much PAD follows a
     text, and gradients at PAD positions are 0. The batch is cut after its longest text
     (PAD-only columns cannot matter). Tokens must come first and PAD after (as
-    :func:`explainers.text_inputs.check_text_input` requires).
+    :func:`salbench.core.text.check_text_input` requires).
 
     Double backward: gradient explanations trained against (``create_graph=True``, e.g. FAR
     training) differentiate through the GRU twice. PyTorch's native GRU supports that on CPU

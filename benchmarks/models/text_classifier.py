@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from salbench.core.text import PAD
+from salbench.core.validation import check_positive_int
+from salbench.models import check_shape_and_classes
 from torch import Tensor, nn
-
-from benchmarks.models import check_shape_and_classes
-from explainers.text_inputs import PAD
-from explainers.validation import check_positive_int
 
 __all__ = ["TextClassifier", "token_mask", "cut_after_longest"]
 
@@ -29,10 +28,10 @@ def cut_after_longest(emb: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
 class TextClassifier(nn.Module):
     """Base of text classifiers: ``forward(x) = classify(embed(x[:, 0]), x[:, 0])``.
 
-    A text batch is the (N, 2, L) long tensor of :mod:`explainers.text_inputs` (row 0 the token
+    A text batch is the (N, 2, L) long tensor of :mod:`salbench.core.text` (row 0 the token
     ids, tokens first and PAD after; row 1 the word positions, unused by the model). The model
     is split in two so that explainers can work on the embeddings
-    (:class:`explainers.word_attribution.WordAttribution`):
+    (:class:`salbench.explainers.word_attribution.WordAttribution`):
 
     - :meth:`embed`: ids (N, L) → embeddings (N, L, E), an ``nn.Embedding`` whose PAD row is
       initialised to 0 and never trained (``padding_idx``);
@@ -41,7 +40,7 @@ class TextClassifier(nn.Module):
       depend on anything at PAD positions (neither their embeddings nor how many there are).
 
     Subclasses register with the harness parameters ``input_shape`` (= (2, L)),
-    ``num_classes`` and ``vocab_size`` (see :mod:`benchmarks.models`). The models accept any
+    ``num_classes`` and ``vocab_size`` (see :mod:`salbench.models`). The models accept any
     length L, not only the one of ``input_shape``.
 
     Args:

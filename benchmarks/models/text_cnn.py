@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.validation import check_positive_int
+from salbench.models import register
+from salbench.models.text_classifier import (
+    TextClassifier,
+    cut_after_longest,
+    token_mask,
+)
 from torch import Tensor, nn
-
-from benchmarks.models import register
-from benchmarks.models.text_classifier import TextClassifier, cut_after_longest, token_mask
-from explainers.validation import check_positive_int
 
 __all__ = ["TextCNN"]
 

@@ -1,6 +1,6 @@
 """Cost of decoy-enhanced saliency relative to its base explainers, on a small CNN with 1×28×28 inputs.
 
-Run: ``python -m benchmarks.perf.decoy [--samples N] [--repeats R] [--loop] [--device cpu|cuda]``.
+Run: ``python -m salbench.perf.decoy [--samples N] [--repeats R] [--loop] [--device cpu|cuda]``.
 
 Workload: the project's ``small_cnn`` (conv 16 → ReLU → max-pool → conv 32 → ReLU → global
 average pool → linear, 2 classes; random initialisation, seed 0) on N images drawn uniformly
@@ -26,15 +26,13 @@ meaningful.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
-
-import explainers
-from benchmarks.models.small_cnn import SmallCNN
-from explainers.decoys import DecoyGenerator
-from benchmarks.perf.timing import timed
+from salbench import explainers
+from salbench.explainers.decoys import DecoyGenerator
+from salbench.models.small_cnn import SmallCNN
+from salbench.perf.timing import timed
 
 BOUNDS = (0.0, 1.0)
 SMOOTHGRAD = {"n_samples": 50, "seed": 0}

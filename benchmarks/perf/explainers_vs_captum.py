@@ -1,6 +1,6 @@
 """Speed of salbench's integrated gradients and SmoothGrad against Captum's, on the same work.
 
-Run: ``python -m benchmarks.perf.explainers_vs_captum [--repeats R] [--device cpu|cuda]``.
+Run: ``python -m salbench.perf.explainers_vs_captum [--repeats R] [--device cpu|cuda]``.
 
 A small CNN on 1×28×28 inputs, a batch of 32; IG with 50 Gauss–Legendre steps and SmoothGrad
 with 50 noise copies, each evaluated in one batched forward/backward pass of 32 × 50 rows by
@@ -17,10 +17,9 @@ from collections.abc import Callable
 
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+from salbench import explainers
+from salbench.perf.timing import timed
 from torch import nn
-
-import explainers
-from benchmarks.perf.timing import timed
 
 BATCH, STEPS, SAMPLES, NOISE = 32, 50, 50, 0.15
 Workload = dict[str, Callable[[], torch.Tensor]]  # "ours" / "captum" / "bare" → a timed call

@@ -1,6 +1,6 @@
 """Speed-up of a grid run on a dask.distributed cluster with N worker processes over 1.
 
-    python -m benchmarks.perf.grid_scaleout [--workers 2] [--samples 64]
+    python -m salbench.perf.grid_scaleout [--workers 2] [--samples 64]
 
 Runs the same suite (synthetic 16×16 blocks, small CNN, two explainers × the top-k attack at
 six budgets = 12 cells of similar cost) on a LocalCluster of 1 worker and on one of N workers
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
-from benchmarks.model_cache import model_key, trained_model
-from benchmarks.runner import run_suite
-from benchmarks.store import comparable, read_records
-from benchmarks.suite import Suite, parse_suite
+from salbench.model_cache import model_key, trained_model
+from salbench.runner import run_suite
+from salbench.store import comparable, read_records
+from salbench.suite import Suite, parse_suite
 
 SUITE = """
 [suite]
@@ -96,7 +95,7 @@ def timed_run(suite: Suite, out_dir: Path, workers: int) -> tuple[float, float]:
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster.scheduler_address) as client:
-            client.run(importlib.import_module, "benchmarks.runner")  # imports happen before the clock
+            client.run(importlib.import_module, "salbench.runner")  # imports happen before the clock
         start = time.perf_counter()
         summary = run_suite(suite, out_dir, backend="dask", scheduler=cluster.scheduler_address, progress=False)
         elapsed = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """Speed of the insertion + deletion metrics against the bare forward passes they cannot avoid.
 
-Run: ``python -m benchmarks.perf.insertion_deletion [--repeats R] [--device cpu|cuda]``.
+Run: ``python -m salbench.perf.insertion_deletion [--repeats R] [--device cpu|cuda]``.
 
 Three workloads: a small CNN on a batch of 32 1×28×28 inputs (pixel units, default step
 ⌈784/64⌉ = 13 → 62 curve points) and an MLP on 30 features (step 1 → 31 points) with batches of
@@ -23,11 +23,9 @@ import statistics
 from collections.abc import Callable
 
 import torch
+from salbench import metrics
+from salbench.perf.timing import timed
 from torch import nn
-
-import metrics
-from benchmarks.perf.timing import timed
-
 
 
 def small_cnn() -> nn.Module:

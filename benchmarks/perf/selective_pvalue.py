@@ -1,6 +1,6 @@
 """Speed of exact selective p-values (parametric homotopy) for CAM salient regions.
 
-Run: ``python -m benchmarks.perf.selective_pvalue [--images N] [--sizes 16 32 64] [--threads T]``.
+Run: ``python -m salbench.perf.selective_pvalue [--images N] [--sizes 16 32 64] [--threads T]``.
 
 The CNN of Miwa, Duy & Takeuchi (ICLR 2023): conv-conv-maxpool-conv-conv-upsample-GAP-linear
 with 4 channels and PyTorch's default random initialisation (seed 0); being fully
@@ -28,10 +28,9 @@ import statistics
 import time
 
 import torch
+from salbench.metrics.selective import LinePropagator, cam_saliency, salient_region_test
+from salbench.metrics.selective.region_test import _capacity, _RegionEvent
 from torch import nn
-
-from metrics.selective import LinePropagator, cam_saliency, salient_region_test
-from metrics.selective.region_test import _capacity, _RegionEvent
 
 
 def paper_cnn(channels: int = 4) -> nn.Sequential:

@@ -1,12 +1,12 @@
 """Training recipes: how a model is fitted to a data set (optimiser, schedule, regularisers).
 
 ``recipes.get(name, **params)`` builds one; ``recipe.fit(model, data, seed=...)`` trains the
-model in place and returns training information. See :class:`benchmarks.recipes.base.Recipe`.
-Fine-tuning recipes (:class:`benchmarks.recipes.finetuning.FineTuning`) start from the model
+model in place and returns training information. See :class:`salbench.recipes.base.Recipe`.
+Fine-tuning recipes (:class:`salbench.recipes.finetuning.FineTuning`) start from the model
 another recipe trained; :func:`validate_params` gives their parameters in canonical form.
 
 Example:
-    >>> from benchmarks import recipes
+    >>> from salbench import recipes
     >>> recipes.validate_params("r2et", {"k": 8, "base": {"epochs": 30}})["base"]["epochs"]
     30
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.registry import Registry
+from salbench.core.registry import Registry
 
 __all__ = ["registry", "register", "get", "names", "validate_params"]
 
@@ -37,7 +37,7 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> dict[str
     return full
 
 
-from benchmarks.recipes import (  # noqa: E402,F401  (registers the built-in recipes)
+from salbench.recipes import (  # noqa: E402,F401  (registers the built-in recipes)
     adversarial,
     est_hessian,
     far,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from salbench.attacks.pgd import ALPHA_PER_STEP
+from salbench.attacks.threat_model import Norm, ThreatModel, check_norm
+from salbench.core.validation import check_positive, check_positive_int
+from salbench.datasets.base import DataBundle
+from salbench.recipes import register
+from salbench.recipes.finetuning import FineTuning
 from torch import Tensor, nn
-
-from attacks.pgd import ALPHA_PER_STEP
-from attacks.threat_model import Norm, ThreatModel, check_norm
-from benchmarks.datasets.base import DataBundle
-from benchmarks.recipes import register
-from benchmarks.recipes.finetuning import FineTuning
-from explainers.validation import check_positive, check_positive_int
 
 __all__ = ["Adversarial"]
 
@@ -29,9 +28,9 @@ class Adversarial(FineTuning):
         x′^{t+1} = Π(x′^t + α·d(∇_{x′} CE)),  d = sign for ℓ∞, g/‖g‖₂ for ℓ2,
 
     ``steps`` times, α = 2.5·ε/steps unless given (the projection, step direction and uniform
-    start are :class:`attacks.threat_model.ThreatModel`'s), then one Adam step on
+    start are :class:`salbench.attacks.threat_model.ThreatModel`'s), then one Adam step on
     CE(f(x′), y). The random start draws from the training generator (seeded by ``seed``).
-    Fine-tunes the cached ``standard`` model (:class:`~benchmarks.recipes.finetuning.FineTuning`),
+    Fine-tunes the cached ``standard`` model (:class:`~salbench.recipes.finetuning.FineTuning`),
     as the authors of R2ET fine-tune every baseline.
 
     Departure from R2ET's "AT": the authors' code perturbs each sample, one at a time, with one
@@ -45,10 +44,10 @@ class Adversarial(FineTuning):
         steps: PGD steps per mini-batch (>= 1).
         alpha: PGD step size (> 0); None gives 2.5·eps/steps.
         random_start: start PGD from a uniform point of the ball.
-        base, epochs, lr, batch_size: see :class:`~benchmarks.recipes.est_hessian.EstHessian`.
+        base, epochs, lr, batch_size: see :class:`~salbench.recipes.est_hessian.EstHessian`.
 
     Example:
-        >>> from benchmarks import recipes
+        >>> from salbench import recipes
         >>> recipes.get("adversarial", eps=0.05, steps=5).alpha is None
         True
     """

@@ -6,9 +6,8 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from salbench.datasets.base import DataBundle, Split
 from torch import nn
-
-from benchmarks.datasets.base import DataBundle, Split
 
 __all__ = ["Recipe", "evaluate", "model_device"]
 
@@ -24,7 +23,7 @@ class Recipe:
     weights are the caller's business (the model cache seeds ``torch.manual_seed`` before it
     builds the model).
 
-    Three hooks let the model cache (:func:`benchmarks.model_cache.trained_model`) handle every
+    Three hooks let the model cache (:func:`salbench.model_cache.trained_model`) handle every
     recipe alike:
 
     - :meth:`check` rejects parameters that do not fit the data or the architecture (a top-k

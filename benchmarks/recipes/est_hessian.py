@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from salbench.core.validation import check_positive
+from salbench.datasets.base import DataBundle
+from salbench.recipes import register
+from salbench.recipes.finetuning import FineTuning
+from salbench.recipes.penalties import hessian_norm, loss_gradient, penalty_term
 from torch import Tensor, nn
-
-from benchmarks.datasets.base import DataBundle
-from benchmarks.recipes import register
-from benchmarks.recipes.finetuning import FineTuning
-from benchmarks.recipes.penalties import hessian_norm, loss_gradient, penalty_term
-from explainers.validation import check_positive
 
 __all__ = ["EstHessian"]
 
@@ -27,9 +26,9 @@ class EstHessian(FineTuning):
         loss = CE + λ_eff · mean_i ‖(∇L(x_i + h·sign(∇L(x_i))/d) − ∇L(x_i)) / h‖₂,
 
     L the cross-entropy, d the features per sample, h = 1e-3
-    (:func:`~benchmarks.recipes.penalties.hessian_norm`), λ_eff = |λ (CE + 1) / ‖Ĥ‖| the
+    (:func:`~salbench.recipes.penalties.hessian_norm`), λ_eff = |λ (CE + 1) / ‖Ĥ‖| the
     authors' adaptive weight (``adaptive=False``: λ_eff = λ). Fine-tunes the cached
-    ``standard`` model (see :class:`~benchmarks.recipes.finetuning.FineTuning`).
+    ``standard`` model (see :class:`~salbench.recipes.finetuning.FineTuning`).
 
     Departures: per-sample norms averaged (see ``hessian_norm``); Adam with lr 1e-3 for the
     few epochs a CPU benchmark affords (the authors: lr 1e-5, 10 epochs on CIFAR-10).
@@ -45,7 +44,7 @@ class EstHessian(FineTuning):
         batch_size: mini-batch size.
 
     Example:
-        >>> from benchmarks import recipes
+        >>> from salbench import recipes
         >>> recipes.get("est_hessian", lam=0.1, base={"epochs": 20}).base_params["epochs"]
         20
     """

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from salbench import explainers
+from salbench.attacks.substitution import Objective, class_loss, explanation_distance
+from salbench.core.validation import check_positive
+from salbench.datasets.base import DataBundle
+from salbench.explainers.word_attribution import WordAttribution
+from salbench.metrics.attribution_distance import AttributionDistance
+from salbench.recipes import register
+from salbench.recipes.text_adversarial import TextAdversarial, eval_mode
 from torch import Tensor, nn
-
-import explainers
-from attacks.substitution import Objective, class_loss, explanation_distance
-from benchmarks.datasets.base import DataBundle
-from benchmarks.recipes import register
-from benchmarks.recipes.text_adversarial import TextAdversarial, eval_mode
-from explainers.validation import check_positive
-from explainers.word_attribution import WordAttribution
-from metrics.attribution_distance import AttributionDistance
 
 __all__ = ["FAR"]
 
@@ -28,19 +27,19 @@ class FAR(TextAdversarial):
     Healthcare Applications", ACL 2023, §5; authors' code IBM/domain-adaptive-attribution-robustness,
     ``scripts/far_train.py`` (``FARClassifier.training_step``) with the attack
     ``attacks/explanationfooler.py``. With A the word attributions of ``explainer``
-    (:class:`explainers.word_attribution.WordAttribution`) at the true label y, per mini-batch:
+    (:class:`salbench.explainers.word_attribution.WordAttribution`) at the true label y, per mini-batch:
 
     1. round(``fraction`` · batch size) samples are drawn with the recipe's generator;
     2. for each, x̃ maximises δ·d_e(A(x), A(x̃)) + CE(f(x̃), y) over texts with at most
        ⌊ρ_max · n⌋ words replaced by candidates of ``source`` (the engine
-       :func:`attacks.substitution.greedy_substitution`: words in decreasing |A(x)|, k
+       :func:`salbench.attacks.substitution.greedy_substitution`: words in decreasing |A(x)|, k
        candidates per word, a substitution kept only if it raises the objective, no label
        constraint), in eval mode and without gradient;
     3. with x′ the batch with the attacked samples replaced by x̃,
 
            loss = CE(f(x′), y) + δ · (1/B) Σ_{i attacked} d_e(A(x_i), A(x̃_i)),
 
-       d_e = (1 − cos)/2 (:mod:`metrics.attribution_distance`), both attributions computed with
+       d_e = (1 − cos)/2 (:mod:`salbench.metrics.attribution_distance`), both attributions computed with
        ``create_graph=True``, so the d_e term is differentiated through the explanations
        (double backpropagation) and acts on the weights. The sum over the attacked samples
        divided by the batch size B is the authors' mean over the batch (a sample that is not
@@ -53,13 +52,13 @@ class FAR(TextAdversarial):
     weights; here it does, as the paper's loss states; (2) the d_e term is computed with the
     model in eval mode (the explanations the benchmark measures, free of dropout noise), the CE
     term in training mode; the authors compute both in training mode; (3) a sample whose A(x)
-    or A(x̃) is zero at every word has no d_e (:mod:`metrics.attribution_distance`) and is left
+    or A(x̃) is zero at every word has no d_e (:mod:`salbench.metrics.attribution_distance`) and is left
     out of the term, where the authors' cosine with ε = 1e-8 gives it d_e = 1/2; (4) the
     search keeps a substitution only if it raises δ·d_e + CE above its value at the current
     text, starting from CE(f(x), y) (the authors start from 0, and their FAR script in fact
     runs the attack with ``adversarial_preds=False``, i.e. on d_e with the label constraint;
     the paper and METHODS.md specify δ·d_e + CE, as here); (5) the departures of
-    :class:`~benchmarks.recipes.text_adversarial.TextAdversarial` (exact attacked count, static
+    :class:`~salbench.recipes.text_adversarial.TextAdversarial` (exact attacked count, static
     candidate table, a word-level CNN or GRU fine-tuned from the cached ``standard`` model).
 
     Args:
@@ -67,10 +66,10 @@ class FAR(TextAdversarial):
         explainer: registered differentiable explainer applied to the embeddings.
         explainer_params: its parameters (None: its defaults).
         fraction, source, k, rho_max, base, epochs, lr, batch_size: see
-            :class:`~benchmarks.recipes.text_adversarial.TextAdversarial`.
+            :class:`~salbench.recipes.text_adversarial.TextAdversarial`.
 
     Example:
-        >>> from benchmarks import recipes
+        >>> from salbench import recipes
         >>> recipe = recipes.get("far")
         >>> recipe.delta, recipe.fraction, recipe.explainer
         (0.5, 0.75, 'gradient')

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from benchmarks import recipes
-from benchmarks.recipes.standard import Standard
+from salbench import recipes
+from salbench.recipes.standard import Standard
 
 __all__ = ["FineTuning"]
 
@@ -18,12 +18,12 @@ class FineTuning(Standard):
     ``batch_retrain.retrain``: Adam, lr 1e-5, 10 epochs from the pretrained model) and ID-ExpO
     (Yoshikawa & Iwata 2024, ``IDExpOFinetuneGradCam`` from pretrained weights). A subclass
     declares the base through :attr:`base_recipe` and takes the base recipe's parameters as
-    its ``base`` parameter; :func:`benchmarks.model_cache.trained_model` obtains that model
+    its ``base`` parameter; :func:`salbench.model_cache.trained_model` obtains that model
     through the cache (trained once per data set, architecture, base parameters and seed, and
     shared with the ``standard`` cells of a suite) and copies its weights into the model before
     :meth:`fit`. Called directly, :meth:`fit` fine-tunes whatever model it is given.
 
-    The loop is :class:`~benchmarks.recipes.standard.Standard`'s (Adam, shuffled mini-batches
+    The loop is :class:`~salbench.recipes.standard.Standard`'s (Adam, shuffled mini-batches
     seeded by ``seed``) on the subclass's :meth:`batch_loss`, for exactly ``epochs`` epochs
     without early stopping and without weight decay; the last weights are kept. Selecting the
     epoch with the best validation accuracy would favour the epochs least changed by the

@@ -6,16 +6,15 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from salbench import explainers
+from salbench.core.validation import check_fraction, check_positive, check_positive_int
+from salbench.datasets.base import DataBundle
+from salbench.metrics.perturbation import check_baseline
+from salbench.metrics.soft_insertion_deletion import soft_insertion_deletion
+from salbench.recipes import register
+from salbench.recipes.base import model_device
+from salbench.recipes.finetuning import FineTuning
 from torch import Tensor, nn
-
-import explainers
-from benchmarks.datasets.base import DataBundle
-from benchmarks.recipes import register
-from benchmarks.recipes.base import model_device
-from benchmarks.recipes.finetuning import FineTuning
-from explainers.validation import check_fraction, check_positive, check_positive_int
-from metrics.perturbation import check_baseline
-from metrics.soft_insertion_deletion import soft_insertion_deletion
 
 __all__ = ["IDExpO"]
 
@@ -36,7 +35,7 @@ class IDExpO(FineTuning):
         loss = CE(f(x), y) + λ₁ · mean_i [cIns_i + cDel_i] + λ₂ · ‖E‖² / numel(E)
 
     cIns, cDel the soft insertion/deletion costs of
-    :func:`metrics.soft_insertion_deletion.soft_insertion_deletion` (M = ``steps`` points over
+    :func:`salbench.metrics.soft_insertion_deletion.soft_insertion_deletion` (M = ``steps`` points over
     all units, the first fraction K of the curve, temperature T, the ``baseline`` input; the
     differentiable costs converge to the exact insertion/deletion as T grows — tested in
     ``tests/metrics/test_metric_soft_insertion_deletion.py``). Defaults are the authors':
@@ -44,7 +43,7 @@ class IDExpO(FineTuning):
     mean (the authors use the data set's channel mean; here ``"mean"`` is each image's own
     channel mean, as the ``insertion``/``deletion`` metrics take it). The labels y are the
     true labels, as in the authors' training step. Fine-tunes the cached ``standard`` model
-    (:class:`~benchmarks.recipes.finetuning.FineTuning`).
+    (:class:`~salbench.recipes.finetuning.FineTuning`).
 
     The explainer must be differentiable (``gradient``, ``gradcam``, ``integrated_gradients``,
     ``smoothgrad``, ... — not ``occlusion`` or ``random``): that is checked when the recipe
@@ -66,10 +65,10 @@ class IDExpO(FineTuning):
         fraction: K in (0, 1].
         temperature: T (> 0).
         baseline: a constant, ``"mean"`` or ``"blur"`` (see the soft costs).
-        base, epochs, lr, batch_size: see :class:`~benchmarks.recipes.est_hessian.EstHessian`.
+        base, epochs, lr, batch_size: see :class:`~salbench.recipes.est_hessian.EstHessian`.
 
     Example:
-        >>> from benchmarks import recipes
+        >>> from salbench import recipes
         >>> recipes.get("idexpo", explainer="gradient").lam_insdel
         0.01
     """

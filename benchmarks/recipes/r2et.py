@@ -6,14 +6,13 @@ import math
 
 import torch
 import torch.nn.functional as F
+from salbench.attacks.r2et import ranking_pairs
+from salbench.core.validation import check_positive, check_positive_int
+from salbench.datasets.base import DataBundle
+from salbench.recipes import register
+from salbench.recipes.finetuning import FineTuning
+from salbench.recipes.penalties import hessian_norm, loss_gradient, penalty_term
 from torch import Tensor, nn
-
-from attacks.r2et import ranking_pairs
-from benchmarks.datasets.base import DataBundle
-from benchmarks.recipes import register
-from benchmarks.recipes.finetuning import FineTuning
-from benchmarks.recipes.penalties import hessian_norm, loss_gradient, penalty_term
-from explainers.validation import check_positive, check_positive_int
 
 __all__ = ["R2ET", "explanation_mass", "ranking_regulariser", "explained_features"]
 
@@ -37,7 +36,7 @@ def ranking_regulariser(mass: Tensor, k: int, mm_terms: int | None = None) -> Te
     constant for autograd, their values are not). Pairs of ranks (0-based):
 
     - ``mm_terms=None`` (R2ET): {(i, k−1) : i < k−1} ∪ {(k−1, k+j) : j < k}
-      (:func:`attacks.r2et.ranking_pairs`, the authors' ``topk_pair``), so
+      (:func:`salbench.attacks.r2et.ranking_pairs`, the authors' ``topk_pair``), so
       R = Σ_{k ≤ r < 2k} I_(r) − Σ_{r < k} I_(r);
     - ``mm_terms=n`` (R2ET-mm): the n largest values below the top k minus the n smallest in
       it, R = Σ_{k ≤ r < k+n} I_(r) − Σ_{k−n ≤ r < k} I_(r); n = 1 is the minimal margin
@@ -68,12 +67,12 @@ class R2ET(FineTuning):
 
     R the ranking regulariser over pairs of the current ranking (:func:`ranking_regulariser`;
     the -mm form with ``mm_terms``), ‖Ĥ‖ the finite-difference Hessian norm with step h
-    (:func:`~benchmarks.recipes.penalties.hessian_norm`). Each term has the authors' adaptive
+    (:func:`~salbench.recipes.penalties.hessian_norm`). Each term has the authors' adaptive
     weight λ_R = |λ (CE + 1) / mean R|, λ_H = |λ (CE + 1) / mean ‖Ĥ‖| (constants for autograd;
     ``adaptive=False``: both λ), with one λ for both terms as in the authors' script. The
     variants of the paper: R2ET (defaults), R2ET-mm (``mm_terms=n``), R2ET\\H (``hessian=False``),
     R2ET-mm\\H (both). Fine-tunes the cached ``standard`` model
-    (:class:`~benchmarks.recipes.finetuning.FineTuning`). With the adaptive weights each term's
+    (:class:`~salbench.recipes.finetuning.FineTuning`). With the adaptive weights each term's
     value is ±λ(CE + 1) by construction, so the reported ``last_train_loss`` says little; the
     terms act through their gradients, λ(CE + 1)·∇R/|R|.
 
@@ -94,7 +93,7 @@ class R2ET(FineTuning):
         hessian: add the Hessian-norm term (False: the "\\H" variants).
         h: finite-difference step of the Hessian term (> 0; used only with ``hessian``).
         adaptive: use the adaptive weights.
-        base, epochs, lr, batch_size: see :class:`~benchmarks.recipes.est_hessian.EstHessian`.
+        base, epochs, lr, batch_size: see :class:`~salbench.recipes.est_hessian.EstHessian`.
 
     Example:
         >>> import torch

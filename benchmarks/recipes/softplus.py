@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from salbench.attacks.surrogate import softplus_surrogate
+from salbench.core.validation import check_positive
+from salbench.recipes import register
+from salbench.recipes.standard import Standard
 from torch import nn
-
-from attacks.surrogate import softplus_surrogate
-from benchmarks.recipes import register
-from benchmarks.recipes.standard import Standard
-from explainers.validation import check_positive
 
 __all__ = ["Softplus"]
 
@@ -21,11 +20,11 @@ class Softplus(Standard):
     (Dombrowski et al., "Explanations can be manipulated and geometry is to blame", NeurIPS
     2019); Chen et al. (R2ET, NeurIPS 2024) use it as the "SP" baseline (authors' code:
     ``replace_relu_to_sp``). The replacement is the attacks' softplus surrogate
-    (:func:`attacks.surrogate.softplus_surrogate`: ``nn.ReLU`` → ``nn.Softplus(beta)``,
+    (:func:`salbench.attacks.surrogate.softplus_surrogate`: ``nn.ReLU`` → ``nn.Softplus(beta)``,
     ``nn.LeakyReLU`` → its smooth version), applied by :meth:`prepare`, so the model is
     *trained and evaluated* with softplus: the model cache rebuilds the architecture and
     applies the replacement again when it loads the weights (softplus has no parameters, the
-    state_dict is the architecture's). Then :class:`~benchmarks.recipes.standard.Standard`'s
+    state_dict is the architecture's). Then :class:`~salbench.recipes.standard.Standard`'s
     loop (Adam on cross-entropy, early stopping).
 
     Departures: the authors swap the activations of the pretrained ReLU model and fine-tune
@@ -43,7 +42,7 @@ class Softplus(Standard):
 
     Example:
         >>> import torch
-        >>> from benchmarks import models, recipes
+        >>> from salbench import models, recipes
         >>> net = recipes.get("softplus", beta=2.0).prepare(models.build("mlp", {"hidden": (4,)}, (3,), 2))
         >>> [type(m).__name__ for m in net.layers]
         ['Flatten', 'Linear', 'Softplus', 'Linear']

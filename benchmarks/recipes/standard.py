@@ -7,12 +7,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from salbench.core.validation import check_positive, check_positive_int, check_seed
+from salbench.datasets.base import DataBundle
+from salbench.recipes import register
+from salbench.recipes.base import Recipe, evaluate, model_device
 from torch import Tensor, nn
-
-from benchmarks.datasets.base import DataBundle
-from benchmarks.recipes import register
-from benchmarks.recipes.base import Recipe, evaluate, model_device
-from explainers.validation import check_positive, check_positive_int, check_seed
 
 __all__ = ["Standard"]
 
@@ -47,8 +46,8 @@ class Standard(Recipe):
 
     Example:
         >>> import torch
-        >>> from benchmarks import models
-        >>> from benchmarks.datasets import load_dataset
+        >>> from salbench import models
+        >>> from salbench.datasets import load_dataset
         >>> data = load_dataset("wdbc", {})
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>

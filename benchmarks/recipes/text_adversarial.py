@@ -7,16 +7,21 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+from salbench import explainers
+from salbench.attacks.base import check_text_data
+from salbench.attacks.substitution import (
+    Objective,
+    candidate_table,
+    check_substitution_params,
+    class_loss,
+    greedy_substitution,
+)
+from salbench.core.validation import check_fraction
+from salbench.datasets.base import DataBundle
+from salbench.explainers.word_attribution import WordAttribution
+from salbench.recipes import register
+from salbench.recipes.finetuning import FineTuning
 from torch import Tensor, nn
-
-import explainers
-from attacks.base import check_text_data
-from attacks.substitution import Objective, candidate_table, check_substitution_params, class_loss, greedy_substitution
-from benchmarks.datasets.base import DataBundle
-from benchmarks.recipes import register
-from benchmarks.recipes.finetuning import FineTuning
-from explainers.validation import check_fraction
-from explainers.word_attribution import WordAttribution
 
 __all__ = ["TextAdversarial", "eval_mode"]
 
@@ -44,14 +49,14 @@ class TextAdversarial(FineTuning):
        recipe's generator (seeded by ``seed``);
     2. for each, x̃ maximises CE(f(x̃), y) over texts with at most ⌊ρ_max · n⌋ of the n words
        replaced by candidates of ``source`` (the engine
-       :func:`attacks.substitution.greedy_substitution`: words in decreasing |A(x)| with A the
+       :func:`salbench.attacks.substitution.greedy_substitution`: words in decreasing |A(x)| with A the
        gradient word attributions at y, k candidates per word, a substitution kept only if it
        raises the loss; no label constraint). The search runs in eval mode and contributes no
        gradient;
     3. the Adam step minimises CE(f(x′), y) over the batch, x′ the batch with the attacked
        samples replaced by x̃ (the model in its training mode).
 
-    It fine-tunes the cached ``standard`` model (:class:`~benchmarks.recipes.finetuning.FineTuning`:
+    It fine-tunes the cached ``standard`` model (:class:`~salbench.recipes.finetuning.FineTuning`:
     exactly ``epochs`` epochs, the last weights kept), as the authors fine-tune a pretrained
     classifier. Defaults: the paper's 75% of each batch attacked, k = 5, ρ_max = 0.15; 3 epochs.
 
@@ -65,14 +70,14 @@ class TextAdversarial(FineTuning):
 
     Args:
         fraction: share of each mini-batch that is attacked, in (0, 1].
-        source: registered candidate source (:mod:`attacks.candidates`).
+        source: registered candidate source (:mod:`salbench.attacks.candidates`).
         k: candidates tried per word (>= 1, at most the source's ``max_candidates``).
         rho_max: largest fraction of a text's words substituted, in (0, 1].
         base: parameters of the ``standard`` recipe that trains the model fine-tuned here.
-        epochs, lr, batch_size: the fine-tuning loop's (see :class:`~benchmarks.recipes.finetuning.FineTuning`).
+        epochs, lr, batch_size: the fine-tuning loop's (see :class:`~salbench.recipes.finetuning.FineTuning`).
 
     Example:
-        >>> from benchmarks import recipes
+        >>> from salbench import recipes
         >>> recipes.get("text_adversarial", k=3).fraction
         0.75
     """

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks.recipes import register
-from benchmarks.recipes.standard import Standard
-from explainers.validation import check_positive
+from salbench.core.validation import check_positive
+from salbench.recipes import register
+from salbench.recipes.standard import Standard
 
 __all__ = ["WeightDecay"]
 
@@ -15,7 +15,7 @@ class WeightDecay(Standard):
 
     Chen et al., "Training for Stable Explanation for Free", NeurIPS 2024, compare R2ET with
     weight decay because a smaller weight norm bounds the input Hessian and so the change of a
-    gradient explanation. The recipe is :class:`~benchmarks.recipes.standard.Standard` (Adam
+    gradient explanation. The recipe is :class:`~salbench.recipes.standard.Standard` (Adam
     on cross-entropy, early stopping on validation accuracy) with ``weight_decay`` > 0 as
     Adam's L2 term: loss gradient + weight_decay·θ. It exists as a recipe of its own so that
     tables name the baseline; ``standard`` with the same ``weight_decay`` trains the same model
@@ -30,7 +30,7 @@ class WeightDecay(Standard):
         epochs, lr, batch_size, patience: as for ``standard``.
 
     Example:
-        >>> from benchmarks import recipes
+        >>> from salbench import recipes
         >>> recipes.get("weight_decay", weight_decay=1e-3).weight_decay
         0.001
     """

@@ -2,13 +2,20 @@
 
 ``salient_region_test(saliency_model, x, threshold=..., statistic=...)`` returns, per image, a
 p-value for the region {score > threshold} of the saliency map that stays valid although the
-region was chosen by looking at the same data. See :mod:`metrics.selective.region_test`.
+region was chosen by looking at the same data. See :mod:`salbench.metrics.selective.region_test`.
 """
 
-from metrics.selective.piecewise import LinePropagator, UnsupportedModuleError
-from metrics.selective.region_test import RegionTestResult, ScanDiagnostics, salient_region_test
-from metrics.selective.saliency import cam_saliency
-from metrics.selective.truncated_normal import log_truncated_normal_pvalue, truncated_normal_pvalue
+from salbench.metrics.selective.piecewise import LinePropagator, UnsupportedModuleError
+from salbench.metrics.selective.region_test import (
+    RegionTestResult,
+    ScanDiagnostics,
+    salient_region_test,
+)
+from salbench.metrics.selective.saliency import cam_saliency
+from salbench.metrics.selective.truncated_normal import (
+    log_truncated_normal_pvalue,
+    truncated_normal_pvalue,
+)
 
 __all__ = [
     "salient_region_test",

@@ -20,7 +20,7 @@ standardised statistic is Z = T/σ_T.
 Selective inference. Condition on the nuisance q = Y − Ση Z/σ_T: along the line
 Y(z) = q + d·z, d = Ση/σ_T, the truncation set is 𝒵 = {z : S(Y(z)) = S_obs (and g_S(Y(z)) =
 g_S,obs for "abs")}, and under H0: ηᵀE[Y] = 0, Z | 𝒵 is a standard normal truncated to 𝒵. The
-network is piecewise linear in z (:class:`~metrics.selective.piecewise.LinePropagator`); so are
+network is piecewise linear in z (:class:`~salbench.metrics.selective.piecewise.LinePropagator`); so are
 the threshold decisions, including min-max normalisation: given max > min,
 (s_i − min)/(max − min) > τ ⇔ s_i − (1 − τ)·min − τ·max > 0, with the identities of the
 arg-min and arg-max pixels made part of the piece. A final Sigmoid is monotone: the
@@ -37,7 +37,7 @@ normalisation, whose decision would not be piecewise linear).
   the activation pattern; valid but less powerful). Reported in parametric mode too, as it
   costs one propagation.
 
-p = P(|Z| >= |z_obs| | Z ∈ 𝒵) in log space (:mod:`metrics.selective.truncated_normal`). The
+p = P(|Z| >= |z_obs| | Z ∈ 𝒵) in log space (:mod:`salbench.metrics.selective.truncated_normal`). The
 baselines beside it: the naive z-test 2Φ(−|z_obs|) (ignores selection; uses σ_T with the
 reference variance included — the authors' code leaves out the reference variance in its
 naive test), and Bonferroni over all possible selections: min(1, naive·2^n) for n pixels
@@ -70,11 +70,13 @@ import math
 from typing import Literal
 
 import torch
+from salbench.core.validation import check_input, check_positive
+from salbench.metrics.selective.piecewise import LinePropagator, decision_bounds
+from salbench.metrics.selective.truncated_normal import (
+    log_truncated_normal_pvalue,
+    log_two_sided_normal_pvalue,
+)
 from torch import Tensor, nn
-
-from explainers.validation import check_input, check_positive
-from metrics.selective.piecewise import LinePropagator, decision_bounds
-from metrics.selective.truncated_normal import log_truncated_normal_pvalue, log_two_sided_normal_pvalue
 
 __all__ = ["salient_region_test", "RegionTestResult", "ScanDiagnostics", "STEP", "SEARCH_WIDTH"]
 
@@ -203,7 +205,7 @@ def salient_region_test(
     Args:
         saliency_model: a piecewise-linear network (see :class:`LinePropagator`) mapping
             (N, C, H, W) images to (N, 1, H, W) or (N, H, W) score maps, e.g. from
-            :func:`~metrics.selective.saliency.cam_saliency`.
+            :func:`~salbench.metrics.selective.saliency.cam_saliency`.
         x: images (N, C, H, W); computed in float64.
         x_ref: reference images for "mean" and "abs": (N, C, H, W) (one per image) or
             (N, m, C, H, W) (m per image, averaged); must be None for "back".

@@ -28,7 +28,7 @@ def cam_saliency(
     entering the pooling, upsampled to the input size. The result is
     ``Sequential(features=<the layers before the pooling>, cam=Conv2d(K, 1, 1) holding w_c,
     [resize=...], [upsample=Upsample(size=(H, W), mode)])`` and returns maps of shape
-    (N, 1, H, W), a network :class:`~metrics.selective.piecewise.LinePropagator` accepts when the
+    (N, 1, H, W), a network :class:`~salbench.metrics.selective.piecewise.LinePropagator` accepts when the
     features are made of supported modules (the registered ``cam`` explainer computes the same
     map by hooks, for any architecture); the
     upsampling is left out when the features already have the input's size (as in Miwa et
@@ -46,7 +46,7 @@ def cam_saliency(
             [, Sigmoid | Softmax | LogSoftmax | Identity])``, or a module with attributes
             ``features`` and ``classifier`` (an ``nn.Linear``) whose logits are
             classifier(global average pool(features(x))) (checked on a random probe), such as
-            ``benchmarks.models.small_cnn.SmallCNN``.
+            ``salbench.models.small_cnn.SmallCNN``.
         target: the class whose map is built, in [0, classes).
         input_shape: (C, H, W) of the classifier's inputs.
         upsample: interpolation used to bring the map to (H, W) when needed.

@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 import scipy.special
 import torch
+from salbench import attacks, explainers, metrics
+from salbench.attacks import profiles, transforms
+from salbench.attacks.acquisition import AcquisitionAttack
+from salbench.attacks.profiles import ImageProfile, Range
+from salbench.attacks.transforms import NAMES, NEUTRAL, AcquisitionModel
 from torch import nn
-
-import attacks
-import explainers
-import metrics
-from attacks import profiles, transforms
-from attacks.acquisition import AcquisitionAttack
-from attacks.profiles import ImageProfile, Range
-from attacks.transforms import NAMES, NEUTRAL, AcquisitionModel
 
 GRADIENT = explainers.get("gradient")
 UNIT = (torch.tensor(0.0), torch.tensor(1.0))
@@ -343,7 +340,7 @@ def test_the_mse_objective_raises_the_explanation_change_over_random_draws(block
 
 
 def test_the_plausible_suite_pairs_each_plausible_attack_with_its_data():
-    from benchmarks.suite import load_suite
+    from salbench.suite import load_suite
 
     suite = load_suite("plausible")
     pairs = {(c.dataset.name, c.attack_name) for c in suite.cells}

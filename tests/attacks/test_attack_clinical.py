@@ -8,15 +8,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from salbench import attacks, explainers, metrics
+from salbench.attacks import profiles
+from salbench.attacks.clinical import IntegerGrid
+from salbench.attacks.profiles import FeatureRule, TableProfile
 from sklearn.datasets import load_breast_cancer
 from torch import nn
-
-import attacks
-import explainers
-import metrics
-from attacks import profiles
-from attacks.clinical import IntegerGrid
-from attacks.profiles import FeatureRule, TableProfile
 
 GRADIENT = explainers.get("gradient")
 
@@ -80,7 +77,7 @@ def toy() -> Table:
 
 @pytest.fixture(scope="module")
 def wdbc() -> Table:
-    from benchmarks.datasets import load_dataset
+    from salbench.datasets import load_dataset
 
     data = load_dataset("wdbc", {})
     torch.manual_seed(0)

@@ -7,11 +7,8 @@ import dataclasses
 
 import pytest
 import torch
-
-import attacks
-import explainers
-import metrics
-from explainers.base import Explainer
+from salbench import attacks, explainers, metrics
+from salbench.explainers.base import Explainer
 
 GRADIENT = explainers.get("gradient")
 ITERATIVE = ["topk", "target_region", "mass_center", "er_attack", "mse"]

@@ -6,11 +6,9 @@ import itertools
 
 import pytest
 import torch
-
-import attacks
-import metrics
-from attacks.ghorbani import centre_of_mass, mass_share
-from attacks.r2et import ranking_pairs
+from salbench import attacks, metrics
+from salbench.attacks.ghorbani import centre_of_mass, mass_share
+from salbench.attacks.r2et import ranking_pairs
 
 
 def test_mass_share_is_the_normalised_magnitude_and_zero_for_a_zero_map():
@@ -140,7 +138,7 @@ def test_every_objective_is_differentiable_in_the_explanation(name):
 
 
 def test_centre_of_mass_agrees_with_the_metric_packages():
-    from metrics.center_of_mass import center_of_mass
+    from salbench.metrics.center_of_mass import center_of_mass
 
     gen = torch.Generator().manual_seed(3)
     for shape in [(4, 3, 5, 6), (4, 7), (4, 2, 9)]:

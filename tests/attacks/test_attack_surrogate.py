@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from salbench import attacks, explainers
+from salbench.attacks.surrogate import SmoothLeakyReLU, softplus_surrogate
 from torch import nn
-
-import attacks
-import explainers
-from attacks.surrogate import SmoothLeakyReLU, softplus_surrogate
 
 
 def second_order_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

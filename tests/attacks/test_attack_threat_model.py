@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
+from salbench.attacks.threat_model import ThreatModel
 from torch import nn
-
-from attacks.threat_model import ThreatModel
 
 
 class Sign(nn.Module):

@@ -8,19 +8,21 @@ on the real candidate sources' data.
 
 from __future__ import annotations
 
-import doctest
 import math
 import random
 
 import pytest
 import torch
+from salbench import explainers
+from salbench.attacks.substitution import (
+    class_loss,
+    explanation_distance,
+    greedy_substitution,
+    substitute,
+)
+from salbench.core.text import PAD, STOP_WORDS, Vocabulary
+from salbench.explainers.word_attribution import WordAttribution
 from torch import Tensor, nn
-
-import explainers
-from attacks import substitution
-from attacks.substitution import class_loss, explanation_distance, greedy_substitution, substitute
-from explainers.text_inputs import PAD, STOP_WORDS, Vocabulary
-from explainers.word_attribution import WordAttribution
 
 WORDS = (
     "<pad>", "<unk>", "the", "is", "no", "heart", "lung", "normal", "enlarged", "large", "big", "cardiac",
@@ -128,10 +130,6 @@ def apply(x: Tensor, substitutions) -> Tensor:
     for token, (i, p) in enumerate(flat):
         out[0, token], out[1, token] = i, p
     return out
-
-
-def test_docstring_example():
-    assert doctest.testmod(substitution).failed == 0
 
 
 # -- layout ----------------------------------------------------------------------------------------
@@ -368,7 +366,7 @@ def test_random_mode_is_seeded_and_uses_the_budget(batch):
 
 
 def test_similarity_floor(monkeypatch):
-    from metrics import sentence_similarity
+    from salbench.metrics import sentence_similarity
 
     calls = []
 

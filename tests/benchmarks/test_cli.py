@@ -6,11 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-import attacks
-import explainers
-import metrics
-from benchmarks.cli import KINDS, main
+from salbench import attacks, explainers, metrics
+from salbench.cli import KINDS, main
 
 TINY = Path(__file__).parent / "suites" / "tiny.toml"
 

@@ -2,8 +2,7 @@
 
 import pandas as pd
 import pytest
-
-from benchmarks.commentary import fill
+from salbench.commentary import fill
 
 
 def summary() -> pd.DataFrame:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from benchmarks import datasets
-from benchmarks.datasets import load_dataset
-from benchmarks.datasets.data_dir import ENV_VAR
-from benchmarks.datasets.drug_reviews import read_reviews
-from explainers.text_inputs import tokenize
+from salbench import datasets
+from salbench.core.text import tokenize
+from salbench.datasets import load_dataset
+from salbench.datasets.data_dir import ENV_VAR
+from salbench.datasets.drug_reviews import read_reviews
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 REAL = SHARED / "drugsCom.zip"

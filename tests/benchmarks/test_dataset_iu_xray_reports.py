@@ -8,14 +8,13 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
+import salbench.datasets.data_dir as data_dir_module
 import torch
-
-import benchmarks.datasets.data_dir as data_dir_module
-from benchmarks import datasets
-from benchmarks.datasets import load_dataset
-from benchmarks.datasets.data_dir import ENV_VAR
-from benchmarks.datasets.iu_xray_reports import read_reports, report_label
-from explainers.text_inputs import tokenize
+from salbench import datasets
+from salbench.core.text import tokenize
+from salbench.datasets import load_dataset
+from salbench.datasets.data_dir import ENV_VAR
+from salbench.datasets.iu_xray_reports import read_reports, report_label
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 REAL = SHARED / "NLMCXR_reports.tgz"

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import salbench.datasets.fetch as fetch_module
+import salbench.datasets.medmnist as medmnist_module
 import torch
-
-import benchmarks.datasets.fetch as fetch_module
-import benchmarks.datasets.medmnist as medmnist_module
-from benchmarks import datasets
-from benchmarks.datasets import load_dataset
-from benchmarks.datasets.base import DataBundle, Split
-from benchmarks.datasets.data_dir import ENV_VAR, search_dirs
-from benchmarks.registry import ParameterError, UnknownNameError
+from salbench import datasets
+from salbench.core.registry import ParameterError, UnknownNameError
+from salbench.datasets import load_dataset
+from salbench.datasets.base import DataBundle, Split
+from salbench.datasets.data_dir import ENV_VAR, search_dirs
 
 SHARED_PNEUMONIA = Path(__file__).resolve().parents[3] / "shared" / "data" / "pneumoniamnist.npz"
 

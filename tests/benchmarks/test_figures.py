@@ -9,9 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection, PolyCollection
-
-from benchmarks.figures import comparison_figures, curve_figures, example_figures, heatmap_figures, write_figures
-from benchmarks.store import RECORD_COLUMNS, read_records, write_cell
+from salbench.figures import (
+    comparison_figures,
+    curve_figures,
+    example_figures,
+    heatmap_figures,
+    write_figures,
+)
+from salbench.store import RECORD_COLUMNS, read_records, write_cell
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METRICS = {"topk_intersection": ("robustness", True), "sensitivity": ("robustness", False),

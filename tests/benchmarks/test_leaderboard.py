@@ -10,16 +10,15 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
-
-from benchmarks.leaderboard import (
+from salbench.leaderboard import (
     accuracy_table,
     label_components,
     render,
     summarize,
     write_leaderboards,
 )
-from benchmarks.store import RECORD_COLUMNS, write_failure
+from salbench.store import RECORD_COLUMNS, write_failure
+from scipy import stats
 
 METRICS = {  # name -> (category, higher_is_better)
     "topk_intersection": ("robustness", True),

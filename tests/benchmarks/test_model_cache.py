@@ -8,13 +8,12 @@ from pathlib import Path
 
 import platformdirs
 import pytest
+import salbench.model_cache as model_cache
 import torch
-
-import benchmarks.model_cache as model_cache
-from benchmarks import datasets, recipes
-from benchmarks.model_cache import CACHE_ENV_VAR, cache_dir_path, model_key, trained_model
-from benchmarks.recipes.standard import Standard
-from benchmarks.registry import ParameterError, UnknownNameError
+from salbench import datasets, recipes
+from salbench.core.registry import ParameterError, UnknownNameError
+from salbench.model_cache import CACHE_ENV_VAR, cache_dir_path, model_key, trained_model
+from salbench.recipes.standard import Standard
 
 DATA = {"size": 8, "delta": 3.0, "n_train": 32, "n_val": 8, "n_test": 8}
 MODEL = {"channels": [2, 2]}

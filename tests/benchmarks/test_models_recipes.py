@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import salbench.recipes.standard as standard_module
 import torch
+from salbench import models, recipes
+from salbench.core.registry import ParameterError
+from salbench.datasets import load_dataset
+from salbench.recipes.base import evaluate
 from torch import nn
-
-import benchmarks.recipes.standard as standard_module
-from benchmarks import models, recipes
-from benchmarks.datasets import load_dataset
-from benchmarks.recipes.base import evaluate
-from benchmarks.registry import ParameterError
 
 
 def swap_relus(model: nn.Module, replacement: type[nn.Module]) -> nn.Module:

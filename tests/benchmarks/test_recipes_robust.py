@@ -14,17 +14,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from salbench import datasets, models, recipes
+from salbench.core.hashing import canonical_json
+from salbench.core.registry import ParameterError
+from salbench.datasets import load_dataset
+from salbench.model_cache import model_key, trained_model
+from salbench.recipes.est_hessian import EstHessian
+from salbench.recipes.penalties import adaptive_weight, hessian_norm, loss_gradient
+from salbench.recipes.r2et import R2ET, explanation_mass, ranking_regulariser
+from salbench.recipes.standard import Standard
 from torch import nn
 from torch.func import functional_call
-
-from benchmarks import datasets, models, recipes
-from benchmarks.datasets import load_dataset
-from benchmarks.model_cache import canonical_json, model_key, trained_model
-from benchmarks.recipes.est_hessian import EstHessian
-from benchmarks.recipes.penalties import adaptive_weight, hessian_norm, loss_gradient
-from benchmarks.recipes.r2et import R2ET, explanation_mass, ranking_regulariser
-from benchmarks.recipes.standard import Standard
-from benchmarks.registry import ParameterError
 
 BLOCKS = {"size": 8, "delta": 3.0, "n_train": 48, "n_val": 16, "n_test": 16}
 CNN = {"channels": (3, 4)}

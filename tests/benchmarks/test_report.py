@@ -8,9 +8,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
-from benchmarks.report import report
-from benchmarks.store import RECORD_COLUMNS, write_cell, write_failure
+from salbench.report import report
+from salbench.store import RECORD_COLUMNS, write_cell, write_failure
 
 BASE = {
     "suite": "mini", "config_hash": "9" * 64, "dataset": "synthetic_blocks", "dataset_params": "{}",

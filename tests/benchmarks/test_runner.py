@@ -19,16 +19,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from salbench import attacks, explainers, metrics
+from salbench.datasets import Split, load_dataset
+from salbench.model_cache import trained_model
+from salbench.runner import RunSummary, run_suite, select_samples
+from salbench.store import (
+    comparable,
+    read_examples,
+    read_failures,
+    read_records,
+    stored_cell_ids,
+)
+from salbench.suite import load_suite, parse_suite
 from torch import nn
-
-import attacks
-import explainers
-import metrics
-from benchmarks.datasets import Split, load_dataset
-from benchmarks.model_cache import trained_model
-from benchmarks.runner import RunSummary, run_suite, select_samples
-from benchmarks.store import comparable, read_examples, read_failures, read_records, stored_cell_ids
-from benchmarks.suite import load_suite, parse_suite
 
 TINY = Path(__file__).parent / "suites" / "tiny.toml"
 pytestmark = pytest.mark.usefixtures("salbench_cache_dir")
@@ -211,7 +214,7 @@ def test_fresh_deletes_the_store(tiny, tmp_path):
 
 def test_killed_run_resumes_without_lost_or_duplicated_rows(tiny, reference, tmp_path):
     code = (
-        "from benchmarks.runner import run_suite; "
+        "from salbench.runner import run_suite; "
         f"run_suite({str(TINY)!r}, {str(tmp_path)!r}, jobs=1, progress=False)"
     )
     process = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())

@@ -6,23 +6,21 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from salbench import metrics
+from salbench.datasets import Split, load_dataset
+from salbench.datasets.synthetic_blocks import SyntheticBlocks
+from salbench.figures import write_figures
+from salbench.leaderboard import accuracy_table, clopper_pearson, render, summarize
+from salbench.metrics.base import Case
+from salbench.metrics.selective import cam_saliency, salient_region_test
+from salbench.model_cache import trained_model
+from salbench.runner import run_suite, select_samples
+from salbench.store import read_records
+from salbench.suite import SUITES_DIR, load_suite, parse_suite
 from scipy import stats
 from torch import nn
-
-import metrics
-from benchmarks.datasets import Split, load_dataset
-from benchmarks.datasets.synthetic_blocks import SyntheticBlocks
-from benchmarks.figures import write_figures
-from benchmarks.leaderboard import accuracy_table, clopper_pearson, render, summarize
-from benchmarks.model_cache import trained_model
-from benchmarks.runner import run_suite, select_samples
-from benchmarks.store import read_records
-from benchmarks.suite import SUITES_DIR, load_suite, parse_suite
-from metrics.base import Case
-from metrics.selective import cam_saliency, salient_region_test
 
 pytestmark = pytest.mark.usefixtures("salbench_cache_dir")
 

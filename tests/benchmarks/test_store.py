@@ -8,9 +8,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-
-from benchmarks import store
-from benchmarks.store import (
+from salbench import store
+from salbench.store import (
     RECORD_COLUMNS,
     VOLATILE_COLUMNS,
     atomic_write_bytes,

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from benchmarks.model_cache import canonical_json
-from benchmarks.suite import Cell, SuiteError, load_suite, parse_suite, suite_names
+from salbench.core.hashing import canonical_json
+from salbench.suite import Cell, SuiteError, load_suite, parse_suite, suite_names
 
 TINY = Path(__file__).parent / "suites" / "tiny.toml"
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
-
-from benchmarks.datasets import text as text_module
-from benchmarks.datasets.base import DataBundle, Split
-from benchmarks.datasets.text import build_text_bundle, check_text_params, stratified_holdout
-from explainers.text_inputs import PAD, UNK, Vocabulary
+from salbench.core.text import PAD, UNK, Vocabulary
+from salbench.datasets.base import DataBundle, Split
+from salbench.datasets.text import (
+    build_text_bundle,
+    check_text_params,
+    stratified_holdout,
+)
 
 TRAIN = (["Heart is normal.", "heart enlarged", "lungs clear; heart normal", "Lungs: clear"], [0, 1, 0, 1])
 VAL = (["heart effusion"], [1])
@@ -20,10 +20,6 @@ TEST = (["normal lungs", "clear"], [0, 0])
 def bundle(**kwargs):
     splits = {"train": TRAIN, "val": VAL, "test": TEST, **kwargs.pop("splits", {})}
     return build_text_bundle(splits, **{"num_classes": 2, "max_len": 4, **kwargs})
-
-
-def test_docstring_example():
-    assert doctest.testmod(text_module).failed == 0
 
 
 def test_hand_worked_bundle_with_a_train_only_vocabulary():

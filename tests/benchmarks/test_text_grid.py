@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from benchmarks import datasets
-from benchmarks.datasets import load_dataset
-from benchmarks.figures import write_figures
-from benchmarks.model_cache import trained_model
-from benchmarks.runner import run_suite
-from benchmarks.store import read_examples, read_records
-from benchmarks.suite import parse_suite
+from salbench import datasets
+from salbench.datasets import load_dataset
+from salbench.figures import write_figures
+from salbench.model_cache import trained_model
+from salbench.runner import run_suite
+from salbench.store import read_examples, read_records
+from salbench.suite import parse_suite
 
 GOOD = ["great", "excellent", "wonderful", "helpful", "effective"]
 BAD = ["terrible", "awful", "useless", "painful", "horrible"]

@@ -14,8 +14,7 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
-
-import explainers
+from salbench import explainers
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from salbench import explainers
+from salbench.core.registry import UnknownNameError
+from salbench.explainers.decoys import DecoyGenerator, Decoys, patch_masks
 from torch import nn
-
-import explainers
-from benchmarks.registry import UnknownNameError
-from explainers.decoys import DecoyGenerator, Decoys, patch_masks
 
 BOUNDS = (0.0, 1.0)
 FAST = dict(steps=8, lr=0.05, bounds=BOUNDS)  # short optimisation: each test takes about a second
@@ -296,7 +295,7 @@ def test_input_outside_bounds_or_not_an_image(model, x):
 
 
 def test_attacks_on_decoy_maps_optimise_against_the_base_explainer():
-    import attacks
+    from salbench import attacks
 
     seen = []
 

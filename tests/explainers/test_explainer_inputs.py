@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from salbench import explainers
+from salbench.core.registry import ParameterError
 from torch import nn
-
-import explainers
-from benchmarks.registry import ParameterError
 
 ALL = {
     "gradient": {},

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from salbench import explainers
 from torch import nn
-
-import explainers
 
 DIFFERENTIABLE = {
     "gradient": {},

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 import torch
+from salbench import explainers, models
+from salbench.core.text import PAD, n_words, word_mask
+from salbench.explainers.word_attribution import WordAttribution
 from torch import Tensor, nn
 from torch.func import functional_call
-
-import explainers
-from benchmarks import models
-from explainers.text_inputs import PAD, n_words, word_mask
-from explainers import word_attribution
-from explainers.word_attribution import WordAttribution
 
 ARCHS = ["text_cnn", "text_bigru"]
 TINY = {
@@ -162,10 +157,6 @@ def test_smoothgrad_base_and_the_attack_proxy():
     wrapped = WordAttribution(decoy)
     assert not wrapped.differentiable
     assert isinstance(wrapped.attack_proxy, WordAttribution) and wrapped.attack_proxy.base is decoy.attack_proxy
-
-
-def test_docstring_example():
-    assert doctest.testmod(word_attribution).failed == 0
 
 
 def test_bad_arguments_are_named():

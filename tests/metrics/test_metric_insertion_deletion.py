@@ -9,10 +9,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from salbench import metrics
+from salbench.metrics.base import Case
 from torch import nn
-
-import metrics
-from metrics.base import Case
 
 # A 2-class linear model on 4 features: logit_0 = w·z, logit_1 = 0, so p_0(z) = sigmoid(w·z).
 W = [1.0, -1.0, 0.5, 2.0]

@@ -6,9 +6,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from salbench.metrics.perturbation import (
+    baseline_input,
+    default_step,
+    resolve_unit,
+    step_counts,
+    unit_scores,
+)
 from scipy.ndimage import gaussian_filter
-
-from metrics.perturbation import baseline_input, default_step, resolve_unit, step_counts, unit_scores
 
 
 @pytest.mark.parametrize(

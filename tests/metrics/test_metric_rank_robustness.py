@@ -10,11 +10,10 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from salbench import metrics
+from salbench.metrics import rank_correlation
+from salbench.metrics.center_of_mass import center_of_mass
 from scipy import stats
-
-import metrics
-from metrics import rank_correlation
-from metrics.center_of_mass import center_of_mass
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -6,9 +6,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import metrics
-from metrics.base import Case
+from salbench import metrics
+from salbench.metrics.base import Case
 
 
 def test_declared_direction():

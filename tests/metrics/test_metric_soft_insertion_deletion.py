@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
+from salbench import metrics
+from salbench.metrics.soft_insertion_deletion import soft_insertion_deletion
 from torch import nn
-
-import metrics
-from metrics.soft_insertion_deletion import soft_insertion_deletion
 
 TEMPERATURES = (1.0, 10.0, 100.0, 1000.0)
 

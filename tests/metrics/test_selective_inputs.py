@@ -6,11 +6,13 @@ import math
 
 import pytest
 import torch
+from salbench.metrics.selective import (
+    LinePropagator,
+    UnsupportedModuleError,
+    cam_saliency,
+    salient_region_test,
+)
 from torch import nn
-
-from metrics.selective import LinePropagator, UnsupportedModuleError, cam_saliency, salient_region_test
-
-
 
 
 def _net() -> nn.Sequential:

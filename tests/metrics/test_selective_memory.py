@@ -15,9 +15,8 @@ from __future__ import annotations
 import gc
 
 import torch
+from salbench.metrics.selective import LinePropagator, salient_region_test
 from torch import nn
-
-from metrics.selective import LinePropagator, salient_region_test
 
 
 def _live_tensors() -> int:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from salbench.metrics.selective import LinePropagator, cam_saliency, salient_region_test
 from torch import nn
-
-from metrics.selective import LinePropagator, cam_saliency, salient_region_test
 
 GRID = 20001
 

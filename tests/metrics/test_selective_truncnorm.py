@@ -7,8 +7,7 @@ import math
 import mpmath
 import pytest
 import torch
-
-from metrics.selective.truncated_normal import (
+from salbench.metrics.selective.truncated_normal import (
     log_normal_mass,
     log_truncated_normal_pvalue,
     log_two_sided_normal_pvalue,

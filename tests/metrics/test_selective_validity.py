@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from salbench.metrics.selective import cam_saliency, salient_region_test
 from scipy import stats
 from torch import nn
-
-from metrics.selective import cam_saliency, salient_region_test
 
 ALPHA = 0.05
 

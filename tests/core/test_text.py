@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import doctest
 import pickle
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from explainers import text_inputs
-from explainers.text_inputs import (
+from salbench.core.text import (
     PAD,
     STOP_WORDS,
     UNK,
@@ -29,10 +26,6 @@ CORPUS = ["The lungs are clear.", "The heart is normal; lungs clear", "heart siz
 def vocab() -> Vocabulary:
     # counts: the 2, lungs 2, clear 2, heart 2, normal 2, are 1, is 1, size 1, no 1, effusion 1
     return Vocabulary.build([tokenize(t) for t in CORPUS], min_freq=2)
-
-
-def test_docstring_examples():
-    assert doctest.testmod(text_inputs).failed == 0
 
 
 def test_constants():

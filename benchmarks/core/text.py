@@ -31,10 +31,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from salbench.core.validation import check_positive_int
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from torch import Tensor
-
-from explainers.validation import check_positive_int
 
 __all__ = [
     "PAD",

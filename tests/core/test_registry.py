@@ -8,8 +8,12 @@ import textwrap
 from typing import Literal
 
 import pytest
-
-from benchmarks.registry import ParameterError, Registry, RegistryError, UnknownNameError
+from salbench.core.registry import (
+    ParameterError,
+    Registry,
+    RegistryError,
+    UnknownNameError,
+)
 
 
 @pytest.fixture
@@ -146,13 +150,13 @@ def test_entry_point_plugin_is_listed_lazily_and_built(tmp_path, monkeypatch, re
 
 
 def test_real_explainer_registry_sees_an_entry_point_plugin(tmp_path, monkeypatch):
-    import explainers
+    from salbench import explainers
 
     _install_plugin(
         tmp_path, monkeypatch, "salbench.explainers", "ones_plugin", "salbench_ones_plugin:Ones",
         '''
         import torch
-        from explainers.base import Explainer
+        from salbench.explainers.base import Explainer
         class Ones(Explainer):
             """Attributes 1 to every feature (a plug-in test)."""
             differentiable = False
