@@ -10,6 +10,7 @@ because the analyser walks folders and the repository maps four folders into one
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE_FOLDERS = ("benchmarks", "explainers", "metrics", "attacks")
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -26,7 +28,13 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
-    build = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(REPO))
+    source = tmp / "source"  # a copy, so that setuptools' build/ and egg-info never land in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for folder in PACKAGE_FOLDERS:
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    build = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(source))
     assert build.returncode == 0, build.stderr
     (wheel,) = (tmp / "dist").glob("salbench-*.whl")
     target = tmp / "site"
@@ -45,8 +53,8 @@ def test_wheel_installs_only_salbench_at_top_level(installed):
 
 def test_every_source_folder_is_packaged(installed):
     """A new sub-package in the repository that pyproject.toml's package list forgets fails here."""
-    mapping = {"benchmarks": "", "explainers": "explainers", "metrics": "metrics", "attacks": "attacks"}
-    for folder, inside in mapping.items():
+    for folder in PACKAGE_FOLDERS:
+        inside = "" if folder == "benchmarks" else folder
         for init in (REPO / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(REPO / folder)
             assert (installed / "salbench" / inside / relative / "__init__.py").is_file(), f"{folder}/{relative} is not in the wheel"
