@@ -13,6 +13,7 @@ from salbench.metrics.selective.region_test import (
 )
 from salbench.metrics.selective.saliency import cam_saliency
 from salbench.metrics.selective.truncated_normal import (
+    ALTERNATIVES,
     log_truncated_normal_pvalue,
     truncated_normal_pvalue,
 )
@@ -26,4 +27,5 @@ __all__ = [
     "cam_saliency",
     "truncated_normal_pvalue",
     "log_truncated_normal_pvalue",
+    "ALTERNATIVES",
 ]

@@ -73,8 +73,9 @@ import torch
 from salbench.core.validation import check_input, check_positive
 from salbench.metrics.selective.piecewise import LinePropagator, decision_bounds
 from salbench.metrics.selective.truncated_normal import (
+    check_alternative,
+    log_normal_pvalue,
     log_truncated_normal_pvalue,
-    log_two_sided_normal_pvalue,
 )
 from torch import Tensor, nn
 
@@ -115,7 +116,7 @@ class ScanDiagnostics:
 class RegionTestResult:
     """The selective test of one image's salient region.
 
-    p-values are two-sided. ``p_value`` is the selected mode's (parametric or OC);
+    p-values follow the test's ``alternative`` (two-sided "abs" by default). ``p_value`` is the selected mode's (parametric or OC);
     ``log_p_value`` its natural log (finite even where ``p_value`` would underflow);
     ``z = statistic / sigma`` is the standardised statistic; ``intervals`` (K, 2) is the
     truncation set on the standardised scale. With ``on_invalid="record"`` an image without a
@@ -198,6 +199,7 @@ def salient_region_test(
     normalize: bool = False,
     sigma2: float = 1.0,
     mode: Literal["parametric", "oc"] = "parametric",
+    alternative: Literal["abs", "two-sided", "greater", "less"] = "abs",
     on_invalid: Literal["raise", "record"] = "raise",
 ) -> list[RegionTestResult]:
     """Selective p-values for the salient regions of a batch of images (see the module docs).
@@ -215,6 +217,12 @@ def salient_region_test(
         normalize: min-max normalise each score map before thresholding.
         sigma2: the known noise variance σ² > 0.
         mode: "parametric" (exact homotopy) or "oc" (over-conditioning) for ``p_value``.
+        alternative: the p-value convention of every p-value in the result, computed from the
+            same truncation set: "abs" = P(|Z| >= |z| | 𝒵) (Miwa et al.'s code; default),
+            "two-sided" = 2·min(F, 1 − F) (sicore / si4onnx), "greater" = 1 − F, "less" = F,
+            with F the truncated-normal CDF at z (see
+            :mod:`~salbench.metrics.selective.truncated_normal`). The naive and Bonferroni
+            p-values follow it (without truncation "abs" and "two-sided" coincide).
         on_invalid: "raise" on an image whose region is empty (or, for "back", whose
             complement is empty), or "record" it in that image's result (NaN p-values and a
             ``reason``).
@@ -232,6 +240,7 @@ def salient_region_test(
         [True, True]
     """
     _check_options(saliency_model, x, threshold, statistic, normalize, sigma2, mode, on_invalid)
+    check_alternative(alternative)
     propagator = LinePropagator(saliency_model)
     event = _RegionEvent(_score_threshold(threshold, normalize, propagator.final_sigmoid), normalize)
     device = next((p.device for p in saliency_model.parameters()), x.device)
@@ -251,8 +260,8 @@ def salient_region_test(
         return [_invalid_result(mask, reason) for mask, reason in zip(region_maps, reasons)]
     lines = _lines(statistic, x[valid], None if ref is None else ref[valid], n_ref, region[valid], sigma2)
     oc = _observed_piece(propagator, event, x, lines, region, valid, groups)
-    outcome = _test(propagator, event, lines, region[valid], oc, mode)
-    return _results(outcome, lines, region_maps, reasons)
+    outcome = _test(propagator, event, lines, region[valid], oc, mode, alternative)
+    return _results(outcome, lines, region_maps, reasons, alternative)
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -437,12 +446,13 @@ def _observed_piece(
 
 
 def _test(
-    propagator: LinePropagator, event: _RegionEvent, lines: _Lines, region: Tensor, oc: Tensor, mode: str
+    propagator: LinePropagator, event: _RegionEvent, lines: _Lines, region: Tensor, oc: Tensor, mode: str,
+    alternative: str,
 ) -> _Outcome:
     """p-values from the OC interval ``oc`` (K, 2) and, in parametric mode, from the scan."""
     n = lines.z.shape[0]
     owner = torch.arange(n, device=oc.device)
-    log_p_oc = log_truncated_normal_pvalue(lines.z, oc, owner)
+    log_p_oc = log_truncated_normal_pvalue(lines.z, oc, owner, alternative)
     reach = lines.z.abs() + SEARCH_WIDTH
     start, stop = torch.maximum(-reach, lines.lower), torch.minimum(reach, lines.upper)
     if mode == "oc":
@@ -458,7 +468,7 @@ def _test(
     found, steps = _scan(propagator, event, lines, region, image, edges[:, :-1].flatten(), edges[:, 1:].flatten(), capacity)
     clipped = torch.stack([torch.maximum(oc[:, 0], start), torch.minimum(oc[:, 1], stop)], 1)
     owner, intervals = _merge(torch.cat([found[0], owner]), torch.cat([found[1], clipped]), STEP)
-    log_p = log_truncated_normal_pvalue(lines.z, intervals, owner)
+    log_p = log_truncated_normal_pvalue(lines.z, intervals, owner, alternative)
     return _Outcome(log_p, log_p_oc, owner, intervals, oc, steps + 1, start, stop)
 
 
@@ -573,8 +583,10 @@ def _segment_cummax(values: Tensor, owner: Tensor) -> Tensor:
 
 
 # -- results ---------------------------------------------------------------------------------------
-def _results(outcome: _Outcome, lines: _Lines, region: Tensor, reasons: list[str | None]) -> list[RegionTestResult]:
-    log_naive = log_two_sided_normal_pvalue(lines.z)
+def _results(
+    outcome: _Outcome, lines: _Lines, region: Tensor, reasons: list[str | None], alternative: str
+) -> list[RegionTestResult]:
+    log_naive = log_normal_pvalue(lines.z, alternative)
     log_bonferroni = (log_naive + lines.log_selections).clamp_max(0.0)
     columns = [outcome.log_p, outcome.log_p_oc, log_naive, log_bonferroni, lines.z, lines.statistic, lines.sigma]
     columns = torch.stack(columns).cpu().tolist()

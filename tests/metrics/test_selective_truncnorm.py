@@ -10,7 +10,8 @@ import torch
 from salbench.metrics.selective.truncated_normal import (
     log_normal_mass,
     log_truncated_normal_pvalue,
-    log_two_sided_normal_pvalue,
+    ALTERNATIVES,
+    log_normal_pvalue,
     truncated_normal_pvalue,
 )
 
@@ -99,7 +100,61 @@ def test_batched_tests_equal_separate_ones():
 
 @pytest.mark.parametrize("z", [0.0, 1.0, 5.0, 20.0, 37.0, 38.5])
 def test_untruncated_pvalue(z):
-    got = float(log_two_sided_normal_pvalue(torch.tensor([z], dtype=torch.float64)))
+    got = float(log_normal_pvalue(torch.tensor([z], dtype=torch.float64)))
     want = float(mpmath.log(2 * mpmath.ncdf(-z))) if z > 0 else 0.0
     assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
     assert math.exp(got) > 0.0
+
+
+def _reference_cdf(z: float, intervals: list[tuple[float, float]]) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """(F, 1 − F) of the truncated normal at z, each summed from its own side (no cancellation)."""
+    total = sum(_mass(l, u) for l, u in intervals)
+    below = sum(_mass(l, min(u, z)) for l, u in intervals if l < z)
+    above = sum(_mass(max(l, z), u) for l, u in intervals if u > z)
+    return below / total, above / total
+
+
+@pytest.mark.parametrize("z,intervals", PVALUE_CASES)
+def test_every_alternative_matches_mpmath(z, intervals):
+    """2·min(F, 1 − F) (sicore / si4onnx), 1 − F and F against mpmath at 60 digits, tails included."""
+    below, above = _reference_cdf(z, intervals)
+    want = {
+        "abs": _reference_pvalue(z, intervals),
+        "two-sided": min(2 * min(below, above), mpmath.mpf(1)),
+        "greater": above,
+        "less": below,
+    }
+    iv = torch.tensor(intervals, dtype=torch.float64)
+    owner = torch.zeros(len(intervals), dtype=torch.long)
+    for alternative in ALTERNATIVES:
+        got = float(log_truncated_normal_pvalue(torch.tensor([z], dtype=torch.float64), iv, owner, alternative))
+        assert got == pytest.approx(float(mpmath.log(want[alternative])), rel=1e-9, abs=1e-12), alternative
+
+
+def test_conventions_differ_on_an_asymmetric_set_and_agree_on_a_symmetric_one():
+    """The module docstring's example worked by hand: 𝒵 = [−1, 3], z = 1.5."""
+    z = torch.tensor([1.5], dtype=torch.float64)
+    owner = torch.zeros(1, dtype=torch.long)
+    asym = torch.tensor([[-1.0, 3.0]], dtype=torch.float64)
+    tail = float(mpmath.ncdf(3.0) - mpmath.ncdf(1.5)) / float(mpmath.ncdf(3.0) - mpmath.ncdf(-1.0))
+    assert float(truncated_normal_pvalue(z, asym, owner, "abs")) == pytest.approx(tail, rel=1e-12)
+    assert float(truncated_normal_pvalue(z, asym, owner, "two-sided")) == pytest.approx(2 * tail, rel=1e-12)
+    sym = torch.tensor([[-3.0, 3.0]], dtype=torch.float64)
+    assert float(truncated_normal_pvalue(z, sym, owner, "abs")) == pytest.approx(
+        float(truncated_normal_pvalue(z, sym, owner, "two-sided")), rel=1e-12
+    )
+
+
+def test_one_sided_pvalues_add_to_one():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(50, generator=gen, dtype=torch.float64) * 3
+    iv = torch.stack([z - torch.rand(50, generator=gen, dtype=torch.float64) * 4, z + torch.rand(50, generator=gen, dtype=torch.float64) * 4], 1)
+    owner = torch.arange(50)
+    total = truncated_normal_pvalue(z, iv, owner, "greater") + truncated_normal_pvalue(z, iv, owner, "less")
+    torch.testing.assert_close(total, torch.ones(50, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_unknown_alternative_names_the_allowed_ones():
+    iv = torch.tensor([[-1.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"alternative must be one of \('abs', 'two-sided', 'greater', 'less'\), got 'both'"):
+        log_truncated_normal_pvalue(torch.zeros(1, dtype=torch.float64), iv, torch.zeros(1, dtype=torch.long), "both")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from salbench.metrics.selective import cam_saliency, salient_region_test
+from salbench.metrics.selective import cam_saliency, salient_region_test, truncated_normal_pvalue
 from scipy import stats
 from torch import nn
 
@@ -37,12 +37,15 @@ def _cam_model(seed: int = 0) -> nn.Module:
     return cam_saliency(net.eval(), 1, (1, 8, 8))
 
 
-def _null_pvalues(n: int, statistic: str, normalize: bool, threshold: float, seed: int) -> dict[str, torch.Tensor]:
+def _null_pvalues(
+    n: int, statistic: str, normalize: bool, threshold: float, seed: int, alternative: str = "abs"
+) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64)
     ref = torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64) if statistic != "back" else None
     results = salient_region_test(
-        _cam_model(), x, x_ref=ref, threshold=threshold, statistic=statistic, normalize=normalize, on_invalid="record"
+        _cam_model(), x, x_ref=ref, threshold=threshold, statistic=statistic, normalize=normalize,
+        alternative=alternative, on_invalid="record",
     )
     valid = [r for r in results if r.reason is None]
     assert len(valid) >= 0.9 * n
@@ -69,6 +72,32 @@ def _check(p: dict[str, torch.Tensor], naive_inflated: bool) -> None:
 @pytest.mark.parametrize("statistic", ["mean", "abs"])
 def test_null_pvalues_are_uniform(statistic):
     _check(_null_pvalues(200, statistic, normalize=True, threshold=0.5, seed=1), naive_inflated=True)
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater"])
+def test_every_convention_is_uniform_on_null_images(alternative):
+    """sicore's 2·min(F, 1 − F) and the one-sided p-values, from the same truncation sets."""
+    _check(_null_pvalues(200, "mean", normalize=True, threshold=0.5, seed=1, alternative=alternative), naive_inflated=False)
+
+
+def test_conventions_share_one_truncation_set():
+    g = torch.Generator().manual_seed(3)
+    x, ref = torch.randn(2, 6, 1, 8, 8, generator=g, dtype=torch.float64)
+    runs = {
+        a: salient_region_test(_cam_model(), x, x_ref=ref, threshold=0.5, statistic="mean", normalize=True, alternative=a)
+        for a in ("abs", "two-sided", "greater", "less")
+    }
+    for k in range(6):
+        base = runs["abs"][k]
+        owner = torch.zeros(base.intervals.shape[0], dtype=torch.long)
+        z = torch.tensor([base.z], dtype=torch.float64)
+        for alternative, results in runs.items():
+            assert torch.equal(results[k].intervals, base.intervals) and results[k].z == base.z
+            want = float(truncated_normal_pvalue(z, base.intervals, owner, alternative))
+            assert results[k].p_value == pytest.approx(want, rel=1e-12, abs=1e-300)
+        assert runs["greater"][k].p_value + runs["less"][k].p_value == pytest.approx(1.0, abs=1e-12)
+        assert runs["two-sided"][k].p_value == pytest.approx(2 * min(runs["greater"][k].p_value, runs["less"][k].p_value))
+        assert runs["two-sided"][k].naive_p_value == pytest.approx(base.naive_p_value, rel=1e-12)
 
 
 @pytest.mark.slow
