@@ -11,15 +11,28 @@ Learning-driven Salient Region"); the authors' code propagates separate value, b
 intercept and slope tensors through Keras layers. Here one stacked tensor (values; slopes)
 goes through each module once, the bias entering the values only.
 
-Supported modules (exact types; a subclass could change ``forward`` and is refused):
-``Conv2d`` (any stride, padding, padding mode, dilation, groups), ``Linear``, ``ReLU``,
-``LeakyReLU``, ``MaxPool2d`` (any kernel, stride, padding, dilation, ceil mode),
-``AvgPool2d``, ``AdaptiveAvgPool2d``, ``Upsample`` (any mode: nearest and bilinear are
-linear maps), eval-mode ``BatchNorm1d``/``BatchNorm2d`` with running statistics, ``Flatten``,
-``Unflatten``, ``Identity``, eval-mode ``Dropout``, nested ``Sequential``, and a ``Sigmoid`` as
-the very last module, which is not propagated but reported (:attr:`LinePropagator.final_sigmoid`)
-so that a threshold on its output can be moved through the monotone map. Anything else raises
-:class:`UnsupportedModuleError` naming the module's type and its path in the model.
+The model is traced with ``torch.fx``; every node of the graph must be one of:
+
+* modules (exact types; a subclass could change ``forward`` and is refused): ``Conv1d/2d/3d``
+  (any stride, padding, padding mode, dilation, groups), ``ConvTranspose1d/2d/3d``, ``Linear``,
+  eval-mode ``BatchNorm1d/2d/3d`` with running statistics, ``ReLU``, ``LeakyReLU``,
+  ``MaxPool2d`` (any kernel, stride, padding, dilation, ceil mode), ``AvgPool1d/2d/3d``,
+  ``AdaptiveAvgPool1d/2d/3d``, ``Upsample`` (any mode: nearest, (bi/tri)linear are linear maps),
+  ``Flatten``, ``Unflatten``, ``Identity``, eval-mode ``Dropout*``; modules of other types (a
+  ResNet ``BasicBlock``, a U-Net stage) are traced through to these;
+* functions and tensor methods: additions and subtractions of input-dependent tensors and of
+  constants (residual connections), multiplication and division by constants, negation,
+  ``torch.cat``/``stack`` and ``split``/``chunk``/slicing along dims >= 1, ``flatten``,
+  ``view``/``reshape``, ``permute``/``transpose``/``(un)squeeze`` that keep the batch dim,
+  ``mean``/``sum`` over dims >= 1, functional pools and ``interpolate``, ``F.pad`` (a constant
+  fill enters the values only), ``F.relu``/``leaky_relu``/``max_pool2d``, ``size``/``shape``;
+* a ``Sigmoid`` (module or function) producing the output, which is not propagated but
+  reported (:attr:`LinePropagator.final_sigmoid`) so that a threshold on its output can be
+  moved through the monotone map.
+
+Anything else raises :class:`UnsupportedModuleError` naming the operation, the graph node and
+the module path. Parts of the graph that do not depend on the input (constants, parameter
+arithmetic) are evaluated once, when the propagator is built.
 
 All bounds are offsets t relative to the current point: the pattern is constant for
 z' = z + t with t in (lo, hi), lo <= 0 <= hi (±inf where nothing binds).
@@ -27,11 +40,14 @@ z' = z + t with t in (lo, hi), lo <= 0 <= hi (±inf where nothing binds).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import dataclasses
+import operator
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
 __all__ = ["LinePropagator", "UnsupportedModuleError", "decision_bounds"]
 
@@ -73,15 +89,21 @@ class LinePropagator:
     the line, and per line the offsets (lo, hi) within which every ReLU/LeakyReLU pattern and
     max-pool arg-max — hence the linear piece — stay the same.
 
-    Parameters are copied once, in float64, on the device of the model's parameters. The
-    model is not modified.
+    The model is traced with ``torch.fx`` into a graph, so any architecture made of supported
+    operations works, whatever its nesting: residual additions (ResNet), concatenations
+    (DenseNet, U-Net), splits and slices, reshapes, constants. Each graph node becomes one step
+    over the stacked (values; slopes) tensor; see the module docstring for the operations.
+    Parameters are copied once, in float64, on the device of the model's parameters. The model
+    is not modified.
 
     Args:
-        model: an ``nn.Sequential`` (possibly nested) of supported modules, or one such module.
+        model: a module that ``torch.fx.symbolic_trace`` can trace (no control flow on input
+            values) with one tensor input and one tensor output.
 
     Raises:
-        UnsupportedModuleError: for a module type that is not supported (naming type and path),
-            for a Sigmoid anywhere but last, and for a BatchNorm/Dropout in training mode.
+        UnsupportedModuleError: for an operation that is not supported (naming the operation,
+            the graph node and the module path), for a Sigmoid anywhere but last, for a
+            BatchNorm/Dropout in training mode, and for a model that cannot be traced.
 
     Example:
         >>> import torch
@@ -96,69 +118,536 @@ class LinePropagator:
     def __init__(self, model: nn.Module):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        leaves = list(_leaves(model, "model"))
-        self.final_sigmoid = bool(leaves) and type(leaves[-1][1]) is nn.Sigmoid
-        if self.final_sigmoid:
-            leaves = leaves[:-1]
-        self._steps: list[tuple[str, Step]] = [(path, _compile(path, module)) for path, module in leaves]
-        self._head = next((i for i, (_, m) in enumerate(leaves) if type(m) in _PIECEWISE), len(leaves))
+        root, graph = _trace(model)
+        modules = dict(root.named_modules())
+        output = next(node for node in graph.nodes if node.op == "output")
+        self.final_sigmoid = _is_sigmoid(output.args[0], modules)
+        if self.final_sigmoid:  # a monotone output map: reported, not propagated
+            output.args = (output.args[0].args[0],)
+        live = _ancestors(output)
+        varying = _descendants(next(iter(graph.nodes)))  # the placeholder comes first
+        program = [_instruction(node, modules) for node in graph.nodes if node in live and node.op != "output"]
+        if not program or program[0].name != next(iter(graph.nodes)).name:
+            raise UnsupportedModuleError("the model's output does not depend on its input")
+        self._constants: dict[str, Any] = {}
+        for instruction in [ins for ins in program if ins.name not in varying]:  # folded once, here
+            self._constants[instruction.name] = instruction.execute(self._constants, 0)[0]
+        self._program = [ins for ins in program if ins.name in varying]
+        self._output = output.args[0].name
+        self._cut, self._handoff = _affine_prefix(self._program)
 
     def __call__(self, value: Tensor, slope: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.tail(*self.head(value, slope))
 
     def head(self, value: Tensor, slope: Tensor) -> tuple[Tensor, Tensor]:
-        """The leading modules before the first piecewise one, which are affine in z.
+        """The leading operations before the first piecewise one, which are affine in z.
 
         A scan along a fixed line can map (base, direction) through them once and start every
         step from ``tail(head_base + head_direction·z, head_direction)``.
         """
         if value.shape != slope.shape:
             raise ValueError(f"value and slope must have the same shape, got {tuple(value.shape)} and {tuple(slope.shape)}")
-        stacked = self._run(self._steps[: self._head], torch.cat([value, slope]), value.shape[0], None)
-        return stacked.chunk(2)
+        env: dict[str, Any] = {**self._constants, self._program[0].name: _Line(torch.cat([value, slope]))}
+        self._run(self._program[1 : self._cut], env, value.shape[0], None)
+        return env[self._handoff].stacked.chunk(2)
 
     def tail(self, value: Tensor, slope: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The remaining modules, from the output of :meth:`head`: (value, slope, lo, hi)."""
+        """The remaining operations, from the output of :meth:`head`: (value, slope, lo, hi)."""
         batch = value.shape[0]
         bounds = (value.new_full((batch,), -_INF), value.new_full((batch,), _INF))
-        stacked = self._run(self._steps[self._head :], torch.cat([value, slope]), batch, bounds)
-        return stacked[:batch], stacked[batch:], bounds[0], bounds[1]
+        env: dict[str, Any] = {**self._constants, self._handoff: _Line(torch.cat([value, slope]))}
+        self._run(self._program[self._cut :], env, batch, bounds)
+        out = env[self._output]
+        if not isinstance(out, _Line):
+            raise UnsupportedModuleError("the model's output does not depend on its input")
+        return out.stacked[:batch], out.stacked[batch:], bounds[0], bounds[1]
 
     @staticmethod
-    def _run(steps: list[tuple[str, Step]], stacked: Tensor, batch: int, bounds: tuple[Tensor, Tensor] | None) -> Tensor:
-        """Apply ``steps``, tightening ``bounds`` (lo, hi) in place."""
-        for path, step in steps:
-            stacked, piece = step(stacked, batch)
-            if stacked.shape[0] != 2 * batch:
-                raise UnsupportedModuleError(f"module at {path!r} changed the batch dimension; it cannot be propagated")
+    def _run(program: list[_Instruction], env: dict[str, Any], batch: int, bounds: tuple[Tensor, Tensor] | None) -> None:
+        """Execute ``program`` into ``env``, tightening ``bounds`` (lo, hi) in place."""
+        for instruction in program:
+            value, piece = instruction.execute(env, batch)
+            for line in _lines_in(value):
+                if line.stacked.shape[0] != 2 * batch:
+                    raise UnsupportedModuleError(f"{instruction.where} changed the batch dimension; it cannot be propagated")
             if piece is not None:
                 torch.maximum(bounds[0], piece[0], out=bounds[0])
                 torch.minimum(bounds[1], piece[1], out=bounds[1])
-        return stacked
+            env[instruction.name] = value
 
 
-# -- the model's modules in order ------------------------------------------------------------
-def _leaves(module: nn.Module, path: str) -> Iterator[tuple[str, nn.Module]]:
-    if type(module) is nn.Sequential:
-        for name, child in module.named_children():
-            yield from _leaves(child, f"{path}.{name}")
-    else:
-        yield path, module
+# -- the traced graph ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Line:
+    """A quantity that depends on the input: its values stacked over its slopes, (2B, ...)."""
+
+    stacked: Tensor
 
 
+def _lines_in(value: Any) -> list[_Line]:
+    if isinstance(value, _Line):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [item for v in value for item in _lines_in(v)]
+    return []
+
+
+@dataclasses.dataclass(frozen=True)
+class _Instruction:
+    """One graph node: ``execute(env, batch)`` -> (its value, the bounds of its piece or None)."""
+
+    name: str
+    where: str
+    inputs: tuple[str, ...]
+    piecewise: bool
+    run: Callable[[list[Any], dict[str, Any], int], tuple[Any, tuple[Tensor, Tensor] | None]]
+    args: Any
+    kwargs: Any
+
+    def execute(self, env: dict[str, Any], batch: int) -> tuple[Any, tuple[Tensor, Tensor] | None]:
+        def load(a: Any) -> Any:
+            return env[a.name] if isinstance(a, fx.Node) else a
+
+        args = fx.node.map_aggregate(self.args, load)
+        kwargs = fx.node.map_aggregate(self.kwargs, load)
+        return self.run(list(args), dict(kwargs), batch)
+
+
+class _Single(nn.Module):
+    """A lone layer as the child ``model`` of a root, so that its path in messages is 'model'."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer(x)
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping the supported torch.nn modules (and any other torch.nn leaf) whole."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return type(m) in _FACTORIES or type(m) is nn.Sigmoid or super().is_leaf_module(m, qualname)
+
+
+def _trace(model: nn.Module) -> tuple[nn.Module, fx.Graph]:
+    """The model's graph (a torch.nn layer on its own is traced as a one-node graph, named 'model')."""
+    root = _Single(model) if _Tracer().is_leaf_module(model, "") else model
+    try:
+        graph = _Tracer().trace(root)
+    except Exception as err:  # torch.fx raises many types; the cause is kept
+        raise UnsupportedModuleError(
+            f"{type(model).__name__} cannot be traced by torch.fx ({type(err).__name__}: {err}); the line "
+            "propagation needs a forward without control flow on input values"
+        ) from err
+    inputs = [node for node in graph.nodes if node.op == "placeholder"]
+    if len(inputs) != 1:
+        raise UnsupportedModuleError(f"the model's forward must take one tensor input, it takes {len(inputs)}")
+    return root, graph
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    """The nodes ``node`` depends on (dead nodes, e.g. a discarded chunk, are left out)."""
+    seen: set[fx.Node] = set()
+    todo = [node]
+    while todo:
+        for parent in todo.pop().all_input_nodes:
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
+
+
+def _descendants(node: fx.Node) -> set[str]:
+    """The names of ``node`` and of every node that depends on it (the input-dependent ones)."""
+    seen = {node.name}
+    todo = [node]
+    while todo:
+        for child in todo.pop().users:
+            if child.name not in seen:
+                seen.add(child.name)
+                todo.append(child)
+    return seen
+
+
+def _is_sigmoid(node: Any, modules: dict[str, nn.Module]) -> bool:
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_module":
+        return type(modules[node.target]) is nn.Sigmoid
+    return node.target in (torch.sigmoid, F.sigmoid) or (node.op == "call_method" and node.target == "sigmoid")
+
+
+def _affine_prefix(program: list[_Instruction]) -> tuple[int, str]:
+    """(cut, handoff): the operations before ``cut`` are affine in z and only ``handoff`` is used
+    after them, so :meth:`LinePropagator.head` can run them once per line; else (1, the input)."""
+    cut = next((i for i, ins in enumerate(program) if ins.piecewise), len(program))
+    live = {name for ins in program[cut:] for name in ins.inputs} & {ins.name for ins in program[:cut]}
+    live |= {ins.name for ins in program[:cut]} & {program[-1].name}  # the output itself, if affine
+    if cut > 1 and len(live) == 1:
+        return cut, live.pop()
+    return 1, program[0].name
+
+
+def _instruction(node: fx.Node, modules: dict[str, nn.Module]) -> _Instruction:
+    where = f"node {node.name!r} ({node.op} {_target_name(node)})"
+    stack = node.meta.get("nn_module_stack") or {}
+    if node.op in ("call_function", "call_method") and stack:
+        path, kind = list(stack.values())[-1]
+        where = f"{where} in 'model.{path}' ({getattr(kind, '__name__', kind)})"
+    inputs = tuple(n.name for n in node.all_input_nodes)
+    if node.op == "placeholder":
+        return _Instruction(node.name, where, inputs, False, _input_error, (), {})
+    if node.op == "get_attr":
+        constant = _float64(_fetch(modules, node.target))
+        return _Instruction(node.name, where, inputs, False, lambda args, kwargs, batch: (constant, None), (), {})
+    if node.op == "call_module":
+        module = modules[node.target]
+        path = "model" if node.target == "layer" and type(modules[""]) is _Single else f"model.{node.target}"
+        where = f"{where} at {path!r}"
+        step = _compile(path, module)
+        return _Instruction(node.name, where, inputs, type(module) in _PIECEWISE, _module_runner(step, where), node.args, node.kwargs)
+    handler = _FUNCTIONS.get(node.target) if node.op == "call_function" else _METHODS.get(node.target)
+    if handler is None:
+        raise UnsupportedModuleError(
+            f"unsupported operation {_target_name(node)} at {where}: the line propagation handles the modules "
+            f"{', '.join(sorted(k.__name__ for k in _FACTORIES))} and the functions/methods "
+            f"{', '.join(sorted(_SUPPORTED_NAMES))}"
+        )
+    return _Instruction(node.name, where, inputs, handler.piecewise, _function_runner(handler, where), node.args, node.kwargs)
+
+
+def _target_name(node: fx.Node) -> str:
+    target = node.target
+    return target if isinstance(target, str) else getattr(target, "__name__", repr(target))
+
+
+def _fetch(modules: dict[str, nn.Module], target: str) -> Tensor:
+    owner, _, attr = target.rpartition(".")
+    return getattr(modules[owner], attr)
+
+
+def _input_error(args: list, kwargs: dict, batch: int) -> tuple[Any, None]:
+    raise AssertionError("the input node is set by head/tail, never executed")
+
+
+def _module_runner(step: Step, where: str):
+    def run(args: list, kwargs: dict, batch: int) -> tuple[Any, tuple[Tensor, Tensor] | None]:
+        if len(args) != 1 or kwargs or not isinstance(args[0], _Line):
+            if not _lines_in((args, kwargs)):
+                raise UnsupportedModuleError(f"{where} does not depend on the input; precompute it as a constant")
+            raise UnsupportedModuleError(f"{where} must be called with one input-dependent tensor and nothing else")
+        out, piece = step(args[0].stacked, batch)
+        return _Line(out), piece
+
+    return run
+
+
+# -- functions and methods in the graph -----------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Handler:
+    """How a call_function/call_method node acts on input-dependent tensors."""
+
+    apply: Callable[[list, dict, int], tuple[Any, tuple[Tensor, Tensor] | None]]
+    piecewise: bool = False
+
+
+def _function_runner(handler: _Handler, where: str):
+    def run(args: list, kwargs: dict, batch: int) -> tuple[Any, tuple[Tensor, Tensor] | None]:
+        try:
+            return handler.apply(args, kwargs, batch)
+        except UnsupportedModuleError as err:
+            raise UnsupportedModuleError(f"{where}: {err}") from None
+
+    return run
+
+
+def _constant_or(op: Callable[..., Any], on_lines: Callable[[list, dict, int], tuple[Any, Any]]) -> Callable:
+    """Evaluate ``op`` directly when no argument depends on the input, else ``on_lines``."""
+
+    def apply(args: list, kwargs: dict, batch: int) -> tuple[Any, Any]:
+        if not _lines_in((args, kwargs)):
+            return op(*args, **kwargs), None
+        return on_lines(args, kwargs, batch)
+
+    return apply
+
+
+def _as_call(target: Any) -> Callable[..., Any]:
+    """A call_method target (a name) as a function of (self, *args)."""
+    if isinstance(target, str):
+        return lambda self, *args, **kwargs: getattr(self, target)(*args, **kwargs)
+    return target
+
+
+def _dim(d: int, ndim: int) -> int:
+    return d + ndim if d < 0 else d
+
+
+def _keeps_batch(dims: Callable[[Tensor, list, dict], list[int]], what: str) -> Callable[[Tensor, list, dict], None]:
+    def check(x: Tensor, args: list, kwargs: dict) -> None:
+        if any(_dim(d, x.dim()) == 0 for d in dims(x, args, kwargs)):
+            raise UnsupportedModuleError(f"{what} acts on the batch dimension (dim 0); only dims >= 1 can be propagated")
+
+    return check
+
+
+def _unary_linear(target: Any, check: Callable[[Tensor, list, dict], None] | None = None) -> _Handler:
+    """An operation linear in its first argument (the only input-dependent one), applied to
+    values and slopes at once: reshapes, pools, interpolation, slicing, reductions over dims >= 1."""
+    call = _as_call(target)
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[Any, None]:
+        first, rest = args[0], args[1:]
+        if not isinstance(first, _Line) or _lines_in((rest, kwargs)):
+            raise UnsupportedModuleError("only the first argument may depend on the input")
+        if check is not None:
+            check(first.stacked, rest, kwargs)
+        out = call(first.stacked, *rest, **kwargs)
+        return (tuple(_Line(t) for t in out) if isinstance(out, (tuple, list)) else _Line(out)), None
+
+    return _Handler(_constant_or(call, on_lines))
+
+
+def _metadata(target: Any) -> _Handler:
+    """size/dim/shape of an input-dependent tensor: read from the stacked tensor (dim 0 is 2B,
+    so a reshape to ``x.size(0)`` rows keeps each line's values and slopes apart)."""
+    call = _as_call(target)
+
+    def apply(args: list, kwargs: dict, batch: int) -> tuple[Any, None]:
+        loaded = fx.node.map_aggregate(args, lambda a: a.stacked if isinstance(a, _Line) else a)
+        return call(*loaded, **kwargs), None
+
+    return _Handler(apply)
+
+
+def _offset(line: _Line, constant: Any, batch: int, sign: float) -> _Line:
+    """line + sign·constant: a constant shifts the values only."""
+    values = line.stacked[:batch] + sign * constant
+    if values.shape != line.stacked[:batch].shape:
+        raise UnsupportedModuleError(f"a constant of shape {tuple(torch.as_tensor(constant).shape)} would broadcast the input's shape")
+    return _Line(torch.cat([values, line.stacked[batch:]]))
+
+
+def _add(sign: float) -> _Handler:
+    op = operator.add if sign > 0 else operator.sub
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        a, b = args[:2]
+        alpha = kwargs.get("alpha", 1)
+        if _lines_in((alpha, args[2:])):
+            raise UnsupportedModuleError("alpha must not depend on the input")
+        b = _scaled(b, alpha)
+        if isinstance(a, _Line) and isinstance(b, _Line):
+            return _Line(op(a.stacked, b.stacked)), None
+        if isinstance(a, _Line):
+            return _offset(a, b, batch, sign), None
+        negated = b if sign > 0 else _Line(-b.stacked)
+        return _offset(negated, a, batch, 1.0), None
+
+    return _Handler(_constant_or(lambda a, b, alpha=1: op(a, b * alpha if alpha != 1 else b), on_lines))
+
+
+def _scaled(value: Any, factor: Any) -> Any:
+    if factor == 1:
+        return value
+    return _Line(value.stacked * factor) if isinstance(value, _Line) else value * factor
+
+
+def _scale(divide: bool) -> _Handler:
+    op = operator.truediv if divide else operator.mul
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        a, b = args[:2]
+        if isinstance(a, _Line) and isinstance(b, _Line):
+            raise UnsupportedModuleError("the product of two input-dependent tensors is not piecewise linear")
+        if isinstance(b, _Line):
+            if divide:
+                raise UnsupportedModuleError("dividing by an input-dependent tensor is not piecewise linear")
+            a, b = b, a
+        out = op(a.stacked, b)
+        if out.shape != a.stacked.shape:
+            raise UnsupportedModuleError("a constant factor would broadcast the input's shape")
+        return _Line(out), None
+
+    return _Handler(_constant_or(op, on_lines))
+
+
+def _concatenate(target: Any) -> _Handler:
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        items, rest = args[0], args[1:]
+        dim = rest[0] if rest else kwargs.get("dim", 0)
+        if not all(isinstance(item, _Line) for item in items):
+            raise UnsupportedModuleError("concatenating a constant with input-dependent tensors is not supported")
+        stacked = [item.stacked for item in items]
+        if _dim(dim, stacked[0].dim() + (target is torch.stack)) == 0:
+            raise UnsupportedModuleError("concatenation along the batch dimension (dim 0) cannot be propagated")
+        return _Line(target(stacked, dim)), None
+
+    return _Handler(_constant_or(target, on_lines))
+
+
+def _pad() -> _Handler:
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        x, pad, *rest = args
+        mode = rest[0] if rest else kwargs.get("mode", "constant")
+        value = (rest[1] if len(rest) > 1 else kwargs.get("value", None)) or 0.0
+        if not isinstance(x, _Line) or _lines_in((pad, rest, kwargs)):
+            raise UnsupportedModuleError("only the padded tensor may depend on the input")
+        if mode != "constant":
+            return _Line(F.pad(x.stacked, pad, mode=mode)), None
+        values, slopes = x.stacked.chunk(2)  # the fill value is a constant: values only
+        return _Line(torch.cat([F.pad(values, pad, value=value), F.pad(slopes, pad, value=0.0)])), None
+
+    return _Handler(_constant_or(F.pad, on_lines))
+
+
+def _piecewise(target: Any, build: Callable[[list, dict], nn.Module]) -> _Handler:
+    """A functional ReLU / LeakyReLU / max-pool: the module's step, built from the call's arguments."""
+    call = _as_call(target)
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, tuple[Tensor, Tensor]]:
+        if not isinstance(args[0], _Line) or _lines_in((args[1:], kwargs)):
+            raise UnsupportedModuleError("only the first argument may depend on the input")
+        module = build(args[1:], {k: v for k, v in kwargs.items() if k != "inplace"})
+        out, piece = _FACTORIES[type(module)]("function", module)(args[0].stacked, batch)
+        return _Line(out), piece
+
+    return _Handler(_constant_or(call, on_lines), piecewise=True)
+
+
+def _eval_dropout(args: list, kwargs: dict) -> tuple[_Line, None]:
+    training = args[2] if len(args) > 2 else kwargs.get("training", True)
+    if training:
+        raise UnsupportedModuleError("dropout in training mode is random; call model.eval() first")
+    return args[0], None
+
+
+def _relu(args: list, kwargs: dict) -> nn.Module:
+    return nn.ReLU()
+
+
+def _leaky_relu(args: list, kwargs: dict) -> nn.Module:
+    return nn.LeakyReLU(*[a for a in args[:1]], **{k: v for k, v in kwargs.items() if k == "negative_slope"})
+
+
+def _max_pool2d(args: list, kwargs: dict) -> nn.Module:
+    return nn.MaxPool2d(*args, **kwargs)
+
+
+def _getitem(args: list) -> tuple[Any, None]:
+    """An element of a split's tuple, or a slice of an input-dependent tensor (dims >= 1 only)."""
+    container, index = args
+    if isinstance(container, (tuple, list)):
+        return container[index], None
+    if _lines_in(index):
+        raise UnsupportedModuleError("an index must not depend on the input")
+    _INDEX(container.stacked, [index], {})
+    return _Line(container.stacked[index]), None
+
+
+def _first_dims(name: str, position: int, default: Any) -> Callable[[Tensor, list, dict], list[int]]:
+    """The dims named by an argument (at ``position`` among the arguments after the tensor, or ``name``)."""
+
+    def dims(x: Tensor, args: list, kwargs: dict) -> list[int]:
+        value = args[position] if len(args) > position else kwargs.get(name, default)
+        if value is None:
+            return [0]  # a reduction over every dim includes the batch
+        return list(value) if isinstance(value, (tuple, list)) else [value]
+
+    return dims
+
+
+def _index_dims(x: Tensor, args: list, kwargs: dict) -> list[int]:
+    index = args[0]
+    first = index[0] if isinstance(index, tuple) and index else index
+    if first == slice(None):
+        return []
+    if first is Ellipsis and isinstance(index, tuple) and len(index) <= x.dim():
+        return []
+    return [0]
+
+
+def _permute_dims(x: Tensor, args: list, kwargs: dict) -> list[int]:
+    order = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else list(args) or kwargs.get("dims")
+    return [0] if _dim(order[0], x.dim()) != 0 else []
+
+
+def _flatten_dims(x: Tensor, args: list, kwargs: dict) -> list[int]:
+    start = args[0] if args else kwargs.get("start_dim", 0)
+    return [start]
+
+
+_REDUCE = _keeps_batch(_first_dims("dim", 0, None), "a reduction")
+_SPLIT = _keeps_batch(_first_dims("dim", 1, 0), "a split")
+_SQUEEZE = _keeps_batch(_first_dims("dim", 0, None), "squeeze")
+_UNSQUEEZE = _keeps_batch(_first_dims("dim", 0, 0), "unsqueeze")
+_TRANSPOSE = _keeps_batch(lambda x, args, kwargs: list(args[:2]), "a transpose")
+_PERMUTE = _keeps_batch(_permute_dims, "a permutation")
+_FLATTEN = _keeps_batch(_flatten_dims, "flatten")
+_INDEX = _keeps_batch(_index_dims, "indexing")
+
+_FUNCTIONS: dict[Any, _Handler] = {
+    operator.add: _add(1.0), torch.add: _add(1.0), operator.iadd: _add(1.0),
+    operator.sub: _add(-1.0), torch.sub: _add(-1.0), operator.isub: _add(-1.0),
+    operator.mul: _scale(False), torch.mul: _scale(False), operator.imul: _scale(False),
+    operator.truediv: _scale(True), torch.div: _scale(True), operator.itruediv: _scale(True),
+    operator.neg: _unary_linear(operator.neg), torch.neg: _unary_linear(torch.neg),
+    operator.getitem: _Handler(_constant_or(operator.getitem, lambda args, kwargs, batch: _getitem(args))),
+    getattr: _metadata(getattr),
+    torch.cat: _concatenate(torch.cat), torch.concat: _concatenate(torch.cat), torch.stack: _concatenate(torch.stack),
+    torch.flatten: _unary_linear(torch.flatten, _FLATTEN),
+    torch.reshape: _unary_linear(torch.reshape),
+    torch.permute: _unary_linear(torch.permute, _PERMUTE),
+    torch.transpose: _unary_linear(torch.transpose, _TRANSPOSE),
+    torch.squeeze: _unary_linear(torch.squeeze, _SQUEEZE), torch.unsqueeze: _unary_linear(torch.unsqueeze, _UNSQUEEZE),
+    torch.split: _unary_linear(torch.split, _SPLIT), torch.chunk: _unary_linear(torch.chunk, _SPLIT),
+    torch.mean: _unary_linear(torch.mean, _REDUCE), torch.sum: _unary_linear(torch.sum, _REDUCE),
+    F.avg_pool1d: _unary_linear(F.avg_pool1d), F.avg_pool2d: _unary_linear(F.avg_pool2d), F.avg_pool3d: _unary_linear(F.avg_pool3d),
+    F.adaptive_avg_pool1d: _unary_linear(F.adaptive_avg_pool1d),
+    F.adaptive_avg_pool2d: _unary_linear(F.adaptive_avg_pool2d),
+    F.adaptive_avg_pool3d: _unary_linear(F.adaptive_avg_pool3d),
+    F.interpolate: _unary_linear(F.interpolate),
+    F.dropout: _Handler(_constant_or(F.dropout, lambda args, kwargs, batch: _eval_dropout(args, kwargs))),
+    F.pad: _pad(),
+    F.relu: _piecewise(F.relu, _relu), torch.relu: _piecewise(torch.relu, _relu),
+    F.leaky_relu: _piecewise(F.leaky_relu, _leaky_relu),
+    F.max_pool2d: _piecewise(F.max_pool2d, _max_pool2d), torch.max_pool2d: _piecewise(torch.max_pool2d, _max_pool2d),
+}  # fmt: skip
+
+_METHODS: dict[str, _Handler] = {
+    "add": _add(1.0), "add_": _add(1.0), "sub": _add(-1.0), "sub_": _add(-1.0),
+    "mul": _scale(False), "mul_": _scale(False), "div": _scale(True), "div_": _scale(True),
+    "neg": _unary_linear("neg"),
+    "size": _metadata("size"), "dim": _metadata("dim"),
+    "view": _unary_linear("view"), "reshape": _unary_linear("reshape"), "flatten": _unary_linear("flatten", _FLATTEN),
+    "contiguous": _unary_linear("contiguous"), "clone": _unary_linear("clone"),
+    "permute": _unary_linear("permute", _PERMUTE), "transpose": _unary_linear("transpose", _TRANSPOSE),
+    "squeeze": _unary_linear("squeeze", _SQUEEZE), "unsqueeze": _unary_linear("unsqueeze", _UNSQUEEZE),
+    "split": _unary_linear("split", _SPLIT), "chunk": _unary_linear("chunk", _SPLIT),
+    "mean": _unary_linear("mean", _REDUCE), "sum": _unary_linear("sum", _REDUCE),
+    "relu": _piecewise("relu", _relu), "relu_": _piecewise("relu_", _relu),
+}  # fmt: skip
+
+_SUPPORTED_NAMES = {getattr(k, "__name__", str(k)) for k in _FUNCTIONS} | set(_METHODS)
+
+
+# -- modules ----------------------------------------------------------------------------------
 def _compile(path: str, module: nn.Module) -> Step:
     kind = type(module)
     if kind is nn.Sigmoid:
         raise UnsupportedModuleError(
             f"Sigmoid at {path!r} is supported only as the last module of the model (a monotone output map)"
         )
-    if kind in (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout) and module.training:
+    if kind in _TRAINING_SENSITIVE and module.training:
         raise UnsupportedModuleError(f"{kind.__name__} at {path!r} is in training mode; call model.eval() first")
     factory = _FACTORIES.get(kind)
     if factory is None:
-        supported = ", ".join(sorted(k.__name__ for k in _FACTORIES)) + ", Sequential, a final Sigmoid"
+        supported = ", ".join(sorted(k.__name__ for k in _FACTORIES)) + ", a final Sigmoid"
         raise UnsupportedModuleError(
-            f"unsupported module {kind.__name__} at {path!r}: the line propagation handles only {supported}"
+            f"unsupported module {kind.__name__} at {path!r}: the line propagation handles only the modules {supported} "
+            "(and any module whose forward traces into supported operations)"
         )
     return factory(path, module)
 
@@ -182,35 +671,31 @@ def _add_offset(stacked: Tensor, batch: int, offset: Tensor) -> Tensor:
     return stacked
 
 
-def _conv2d(path: str, module: nn.Conv2d) -> Step:
+def _conv(path: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> Step:
+    """Conv1d/2d/3d with any stride, padding, padding mode, dilation and groups (the module's own
+    convolution, with float64 weights and the bias added to the values only)."""
     weight, bias = _float64(module.weight), _float64(module.bias)
-    pad = _conv_padding(module)
-    stride, dilation, groups = module.stride, module.dilation, module.groups
 
     def step(stacked: Tensor, batch: int) -> tuple[Tensor, None]:
-        if module.padding_mode == "zeros":
-            out = F.conv2d(stacked, weight, None, stride, module.padding, dilation, groups)
-        else:
-            out = F.conv2d(F.pad(stacked, pad, mode=module.padding_mode), weight, None, stride, 0, dilation, groups)
+        out = module._conv_forward(stacked, weight, None)
         if bias is not None:
-            out = _add_offset(out, batch, bias.view(-1, 1, 1))
+            out = _add_offset(out, batch, bias.view(-1, *([1] * (out.dim() - 2))))
         return out, None
 
     return step
 
 
-def _conv_padding(module: nn.Conv2d) -> tuple[int, ...]:
-    """(left, right, top, bottom) padding of a Conv2d, as its padding mode applies it."""
-    if module.padding == "valid":
-        return (0, 0, 0, 0)
-    if module.padding == "same":
-        pad: list[int] = []
-        for k, d in zip(reversed(module.kernel_size), reversed(module.dilation)):
-            total = d * (k - 1)
-            pad += [total // 2, total - total // 2]
-        return tuple(pad)
-    ph, pw = module.padding
-    return (pw, pw, ph, ph)
+def _conv_transpose(path: str, module: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d) -> Step:
+    weight, bias = _float64(module.weight), _float64(module.bias)
+    transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(module.kernel_size)]
+
+    def step(stacked: Tensor, batch: int) -> tuple[Tensor, None]:
+        out = transpose(stacked, weight, None, module.stride, module.padding, module.output_padding, module.groups, module.dilation)
+        if bias is not None:
+            out = _add_offset(out, batch, bias.view(-1, *([1] * (out.dim() - 2))))
+        return out, None
+
+    return step
 
 
 def _linear(path: str, module: nn.Linear) -> Step:
@@ -223,7 +708,7 @@ def _linear(path: str, module: nn.Linear) -> Step:
     return step
 
 
-def _batch_norm(path: str, module: nn.BatchNorm1d | nn.BatchNorm2d) -> Step:
+def _batch_norm(path: str, module: nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d) -> Step:
     if module.running_mean is None or module.running_var is None:
         raise UnsupportedModuleError(
             f"{type(module).__name__} at {path!r} has no running statistics (track_running_stats=False), "
@@ -364,15 +849,25 @@ def _pool_extra(size: int, kernel: int, stride: int, pad: int, dilation: int, ou
 _PIECEWISE = (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d)
 
 _FACTORIES: dict[type, Callable[[str, nn.Module], Step]] = {
-    nn.Conv2d: _conv2d,
+    nn.Conv1d: _conv,
+    nn.Conv2d: _conv,
+    nn.Conv3d: _conv,
+    nn.ConvTranspose1d: _conv_transpose,
+    nn.ConvTranspose2d: _conv_transpose,
+    nn.ConvTranspose3d: _conv_transpose,
     nn.Linear: _linear,
     nn.BatchNorm1d: _batch_norm,
     nn.BatchNorm2d: _batch_norm,
+    nn.BatchNorm3d: _batch_norm,
     nn.ReLU: _activation,
     nn.LeakyReLU: _activation,
     nn.MaxPool2d: _max_pool,
+    nn.AvgPool1d: _linear_module,
     nn.AvgPool2d: _linear_module,
+    nn.AvgPool3d: _linear_module,
+    nn.AdaptiveAvgPool1d: _linear_module,
     nn.AdaptiveAvgPool2d: _linear_module,
+    nn.AdaptiveAvgPool3d: _linear_module,
     nn.Upsample: _linear_module,
     nn.UpsamplingNearest2d: _linear_module,
     nn.UpsamplingBilinear2d: _linear_module,
@@ -380,4 +875,9 @@ _FACTORIES: dict[type, Callable[[str, nn.Module], Step]] = {
     nn.Unflatten: _linear_module,
     nn.Identity: _linear_module,
     nn.Dropout: _linear_module,
+    nn.Dropout1d: _linear_module,
+    nn.Dropout2d: _linear_module,
+    nn.Dropout3d: _linear_module,
 }
+
+_TRAINING_SENSITIVE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)

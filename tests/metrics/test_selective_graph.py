@@ -1,0 +1,223 @@
+"""Line propagation through traced graphs: ResNet blocks, a U-Net, functional operations, 1-D and 3-D CNNs.
+
+Each network is checked against plain forward passes: on the returned piece [lo, hi] the output is
+value + slope·t exactly (at 39 points), and — where every piecewise decision is a module that a
+hook can see — just past either end some ReLU/LeakyReLU sign or max-pool arg-max changes while
+just inside none does. Salient-region truncation sets of a ResNet-style CAM and of a U-Net score
+map are compared with the brute-force scan of ``test_selective_region``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from salbench.metrics.selective import LinePropagator, UnsupportedModuleError
+from torch import nn
+
+
+def _sibling(name: str):
+    """A module of this folder (the test modules are not importable by name in importlib mode)."""
+    spec = importlib.util.spec_from_file_location(f"_selective_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_REGION = _sibling("test_selective_region")  # the brute-force scan and the hooks of the Sequential tests
+_check_against_brute_force, _randomize = _REGION._check_against_brute_force, _REGION._randomize
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock layout: conv-bn-relu-conv-bn, + identity or downsample, relu."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+        )
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class TinyResNet(nn.Module):
+    """ResNet-18's layout (stem conv-bn-relu-maxpool, stages of BasicBlocks, avgpool, flatten, fc), narrow."""
+
+    def __init__(self, classes: int = 2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(4, 4), BasicBlock(4, 4))
+        self.layer2 = nn.Sequential(BasicBlock(4, 6, stride=2), BasicBlock(6, 6))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, classes)
+
+    def features(self, x):
+        return self.layer2(self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x))))))
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class ResNetCAM(nn.Module):
+    """The class-1 CAM of a TinyResNet at the input's size: Σ_k w_k A_k, bilinearly upsampled."""
+
+    def __init__(self, net: TinyResNet, size: int):
+        super().__init__()
+        self.net, self.size = net, size
+        self.weight = nn.Parameter(net.fc.weight[1].detach().clone().view(1, -1, 1, 1))
+
+    def forward(self, x):
+        cam = (self.net.features(x) * self.weight).sum(1, keepdim=True)
+        return F.interpolate(cam, size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+
+class UNet(nn.Module):
+    """Two levels, skip concatenation, transposed-convolution upsampling, a 1-channel score map."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU())
+        self.pool = nn.MaxPool2d(2)
+        self.bottom = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.1))
+        self.up = nn.ConvTranspose2d(4, 3, 2, stride=2)
+        self.out = nn.Sequential(nn.Conv2d(6, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 1, 1))
+
+    def forward(self, x):
+        skip = self.down(x)
+        return self.out(torch.cat([skip, self.up(self.bottom(self.pool(skip)))], dim=1))
+
+
+class Functional(nn.Module):
+    """Functional operations: chunk, slicing, pad, constants, a buffer, view by size(0), interpolate."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.register_buffer("shift", torch.linspace(-0.5, 0.5, 4).view(1, 4, 1, 1))
+        self.fc = nn.Linear(2 * 4 * 4, 16)
+
+    def forward(self, x):
+        h = F.relu(self.conv(F.pad(x, (1, 1, 1, 1), value=0.3))[:, :, 1:-1, 1:-1] - self.shift)
+        a, b = torch.chunk(h, 2, dim=1)
+        h = F.leaky_relu(a * 0.5 - b, 0.2) + 0.1
+        h = F.max_pool2d(h, 2)
+        v = self.fc(h.view(h.size(0), -1)).relu()
+        return F.interpolate(v.view(-1, 1, 4, 4), scale_factor=2.0, mode="nearest")
+
+
+def conv1d() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv1d(2, 4, 5, padding=2), nn.BatchNorm1d(4), nn.ReLU(), nn.AvgPool1d(2),
+        nn.Conv1d(4, 4, 3, padding=1, padding_mode="reflect"), nn.LeakyReLU(0.1), nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(), nn.Linear(4, 3),
+    )  # fmt: skip
+
+
+def conv3d() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv3d(1, 3, 3, padding=1), nn.BatchNorm3d(3), nn.ReLU(), nn.AvgPool3d(2),
+        nn.Conv3d(3, 3, 3, padding=1), nn.ReLU(), nn.ConvTranspose3d(3, 2, 2, stride=2), nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 2),
+    )  # fmt: skip
+
+
+NETWORKS = {  # builder, input shape (C, ...), seed, decisions all visible to hooks
+    "resnet": (lambda: TinyResNet(), (1, 32, 32), 1, True),
+    "resnet_cam": (lambda: ResNetCAM(_randomize(TinyResNet().double(), 2, 0.5), 32), (1, 32, 32), None, True),
+    "unet": (UNet, (1, 16, 16), 3, True),
+    "functional": (Functional, (2, 8, 8), 4, False),
+    "conv1d": (conv1d, (2, 40), 5, True),
+    "conv3d": (conv3d, (1, 6, 6, 6), 6, True),
+}
+
+
+def _network(name: str) -> tuple[nn.Module, tuple[int, ...], bool]:
+    build, shape, seed, visible = NETWORKS[name]
+    net = build().double()
+    return (net.eval() if seed is None else _randomize(net, seed, 0.5)), shape, visible
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_pieces_are_exact_and_tight(name):
+    net, shape, visible = _network(name)
+    _REGION._check_pieces(net, shape, seed=11, hooks_see_every_decision=visible)
+
+
+SLOW = pytest.mark.slow  # 20001 forward passes of the 32×32 ResNet per case: ~15 s each
+BRUTE_FORCE = [
+    ("resnet_cam", "mean"),
+    pytest.param("resnet_cam", "back", marks=SLOW),
+    pytest.param("resnet_cam", "abs", marks=SLOW),
+    ("unet", "back"),
+    ("unet", "mean"),
+    ("unet", "abs"),
+]
+
+
+@pytest.mark.parametrize("name,statistic", BRUTE_FORCE)
+def test_truncation_set_matches_brute_force(name, statistic):
+    net, shape, _ = _network(name)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, *shape, generator=g, dtype=torch.float64)
+    refs = torch.randn(1, 1, *shape, generator=g, dtype=torch.float64) if statistic != "back" else None
+    _check_against_brute_force(net, x, refs, statistic, normalize=True)
+
+
+def test_head_runs_the_affine_prefix_once():
+    """A network starting with conv-bn: head maps (base, direction) through them; tail finishes."""
+    net, shape, _ = _network("resnet")
+    propagator = LinePropagator(net)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 1, *shape, generator=g, dtype=torch.float64)
+    head = propagator.head(a, b)
+    with torch.no_grad():
+        assert torch.allclose(head[0], net.bn1(net.conv1(a)), rtol=1e-12, atol=1e-12)
+    for got, want in zip(propagator.tail(*head), propagator(a, b)):
+        assert torch.equal(got, want)
+
+
+class _Tanh(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x)
+
+
+class _Product(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+class _BatchMix(nn.Module):
+    def forward(self, x):
+        return x.transpose(0, 1)
+
+
+@pytest.mark.parametrize(
+    "net,message",
+    [
+        (nn.Sequential(nn.Conv2d(1, 1, 1), nn.Sequential(_Tanh())), r"unsupported operation tanh at node 'tanh' .* in 'model\.1\.0' \(_Tanh\)"),
+        (_Product(), "product of two input-dependent tensors"),
+        (_BatchMix(), r"batch dimension \(dim 0\)"),
+        (nn.Sequential(nn.Conv2d(1, 1, 1), nn.Sigmoid(), nn.Conv2d(1, 1, 1)), r"Sigmoid at 'model\.1' is supported only as the last"),
+    ],
+)
+def test_unsupported_operations_name_the_node_and_module(net, message):
+    with pytest.raises(UnsupportedModuleError, match=message):
+        propagator = LinePropagator(net.double().eval())
+        x = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+        propagator(x, x)
