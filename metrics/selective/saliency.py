@@ -7,7 +7,8 @@ from collections import OrderedDict
 from typing import Literal
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import fx, nn
 
 __all__ = ["cam_saliency"]
 
@@ -43,10 +44,13 @@ def cam_saliency(
 
     Args:
         classifier: ``nn.Sequential(*features, AdaptiveAvgPool2d(1), Flatten(), Linear(K, classes)
-            [, Sigmoid | Softmax | LogSoftmax | Identity])``, or a module with attributes
+            [, Sigmoid | Softmax | LogSoftmax | Identity])``; a module with attributes
             ``features`` and ``classifier`` (an ``nn.Linear``) whose logits are
             classifier(global average pool(features(x))) (checked on a random probe), such as
-            ``salbench.models.small_cnn.SmallCNN``.
+            ``salbench.models.small_cnn.SmallCNN``; or any module whose ``torch.fx`` graph ends
+            in a global average pool, a flatten and one ``nn.Linear`` (torchvision's ResNet and
+            DenseNet layout ``avgpool``/``fc``, timm's ``global_pool``/``fc``): the features are
+            then the traced graph up to the pool's input.
         target: the class whose map is built, in [0, classes).
         input_shape: (C, H, W) of the classifier's inputs.
         upsample: interpolation used to bring the map to (H, W) when needed.
@@ -65,8 +69,8 @@ def cam_saliency(
         raise ValueError(f"input_shape must be (C, H, W) with positive ints, got {input_shape!r}")
     if upsample not in ("bilinear", "nearest"):
         raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {upsample!r}")
-    if type(classifier) is not nn.Sequential:
-        _check_head(copy.deepcopy(classifier).eval(), input_shape)
+    if type(classifier) is not nn.Sequential and getattr(classifier, "classifier", None) is linear:
+        _check_head(copy.deepcopy(classifier).eval(), input_shape)  # attributes say nothing of forward
     features = copy.deepcopy(features).eval()
     weight = linear.weight.detach()
     with torch.no_grad():
@@ -107,15 +111,16 @@ def _trailing_upsampling(features: nn.Module) -> tuple[nn.Module, list[nn.Module
 def _split(classifier: nn.Module) -> tuple[nn.Module, nn.Linear]:
     """The feature layers and the final linear layer of a GAP-linear classifier."""
     expected = (
-        "nn.Sequential(*features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(K, classes)[, activation]) "
-        "or a module with `features` (a module) and `classifier` (nn.Linear) computing "
-        "classifier(global_average_pool(features(x)))"
+        "nn.Sequential(*features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(K, classes)[, activation]), "
+        "a module with `features` (a module) and `classifier` (nn.Linear) computing "
+        "classifier(global_average_pool(features(x))), or any module whose traced graph ends in global "
+        "average pooling, flattening and one nn.Linear (torchvision's avgpool/fc, timm's global_pool/fc)"
     )
     if type(classifier) is not nn.Sequential:
         features, linear = getattr(classifier, "features", None), getattr(classifier, "classifier", None)
         if isinstance(features, nn.Module) and type(linear) is nn.Linear:
             return features, linear
-        raise TypeError(f"classifier must be {expected}, got {type(classifier).__name__}")
+        return _graph_split(classifier, expected)
     layers = list(classifier.children())
     while layers and isinstance(layers[-1], _HEAD_ACTIVATIONS):
         layers.pop()
@@ -129,6 +134,66 @@ def _split(classifier: nn.Module) -> tuple[nn.Module, nn.Linear]:
             f"{type(linear).__name__}"
         )
     return nn.Sequential(*layers[:-3]), linear
+
+
+_ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.softmax, torch.log_softmax, F.softmax, F.log_softmax, F.sigmoid)
+_RESHAPES = ("flatten", "view", "reshape", "squeeze")
+
+
+def _graph_split(classifier: nn.Module, expected: str) -> tuple[nn.Module, nn.Linear]:
+    """Features and linear head of any GAP-linear classifier, found in its ``torch.fx`` graph.
+
+    From the output back: optional activations (Sigmoid, Softmax, LogSoftmax), one ``nn.Linear``,
+    flatten/view/squeeze, a global average pool (``AdaptiveAvgPool2d(1)``, its functional form,
+    or a mean over the two spatial dims); the features are the graph up to the pool's input.
+    """
+    try:
+        graph = fx.Tracer().trace(classifier)
+    except Exception as err:  # torch.fx raises many types; the cause is kept
+        raise TypeError(f"classifier must be {expected}; {type(classifier).__name__} cannot be traced ({err})") from err
+    modules = dict(classifier.named_modules())
+    output = next(n for n in graph.nodes if n.op == "output")
+    node = output.args[0]
+    while _is(node, modules, _HEAD_ACTIVATIONS) or (node.op == "call_function" and node.target in _ACTIVATION_FUNCTIONS):
+        node = node.args[0]
+    if not _is(node, modules, (nn.Linear,)):
+        raise TypeError(f"classifier must be {expected}; its output is not computed by an nn.Linear")
+    linear = modules[node.target]
+    node = node.args[0]
+    while _reshape(node):
+        node = node.args[0]
+    if not _global_pool(node, modules):
+        raise TypeError(f"classifier must be {expected}; the input of its last nn.Linear is not a global average pool")
+    features = node.args[0]
+    output.args = (features,)
+    module = fx.GraphModule(classifier, graph)
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return module, linear
+
+
+def _is(node: fx.Node, modules: dict[str, nn.Module], kinds: tuple[type, ...]) -> bool:
+    return node.op == "call_module" and type(modules[node.target]) in kinds
+
+
+def _reshape(node: fx.Node) -> bool:
+    if node.op == "call_method":
+        return node.target in _RESHAPES
+    if node.op == "call_function":
+        return node.target in (torch.flatten, torch.reshape, torch.squeeze)
+    return False
+
+
+def _global_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        pool = modules[node.target]
+        return type(pool) is nn.AdaptiveAvgPool2d and pool.output_size in (1, (1, 1))
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        return node.args[1:2] in ((1,), ((1, 1),)) or node.kwargs.get("output_size") in (1, (1, 1))
+    if (node.op == "call_method" and node.target == "mean") or (node.op == "call_function" and node.target is torch.mean):
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        return isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]
+    return False
 
 
 def _check_head(classifier: nn.Module, input_shape: tuple[int, int, int]) -> None:

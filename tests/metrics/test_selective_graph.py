@@ -221,3 +221,37 @@ def test_unsupported_operations_name_the_node_and_module(net, message):
         propagator = LinePropagator(net.double().eval())
         x = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
         propagator(x, x)
+
+
+def test_cam_of_a_torchvision_layout_resnet_is_found_in_its_graph():
+    """cam_saliency on avgpool/fc naming: the map is Σ_k w_ck A_k upsampled, and the test runs on it."""
+    from salbench.metrics.selective import cam_saliency, salient_region_test
+
+    net = _randomize(TinyResNet().double(), 2, 0.5)
+    saliency = cam_saliency(net, 1, (1, 32, 32))
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        features = net.features(x)
+        want = F.interpolate((features * net.fc.weight[1].view(1, -1, 1, 1)).sum(1, keepdim=True), size=(32, 32), mode="bilinear")
+        torch.testing.assert_close(saliency(x), want, rtol=1e-12, atol=1e-12)
+    results = salient_region_test(saliency, x, threshold=0.5, normalize=True, statistic="back")
+    assert all(0 <= r.p_value <= 1 and r.region.any() for r in results)
+
+
+def test_cam_of_a_graph_without_a_pooled_linear_head_says_what_it_needs():
+    from salbench.metrics.selective import cam_saliency
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 2))
+    with pytest.raises(ValueError, match="AdaptiveAvgPool2d"):
+        cam_saliency(net, 0, (1, 8, 8))
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = net
+
+        def forward(self, x):
+            return self.body(x)
+
+    with pytest.raises(TypeError, match="is not a global average pool"):
+        cam_saliency(Plain(), 0, (1, 8, 8))
