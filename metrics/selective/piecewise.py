@@ -488,6 +488,43 @@ def _concatenate(target: Any) -> _Handler:
     return _Handler(_constant_or(target, on_lines))
 
 
+def _affine_function(target: Any, bias_at: int) -> _Handler:
+    """A functional convolution / linear map / eval-mode batch norm with constant weights: the map
+    without its bias acts on values and slopes, the bias (argument ``bias_at``) on the values only."""
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        x, rest = args[0], list(args[1:])
+        if not isinstance(x, _Line) or _lines_in((rest, kwargs)):
+            raise UnsupportedModuleError("only the input may depend on the input; weights must be constants")
+        name = "bias"
+        bias = rest[bias_at - 1] if len(rest) >= bias_at else kwargs.get(name)
+        if len(rest) >= bias_at:
+            rest[bias_at - 1] = None
+        else:
+            kwargs = {**kwargs, name: None}
+        out = target(x.stacked, *rest, **kwargs)
+        if bias is not None:
+            out = _add_offset(out, batch, bias.view(-1, *([1] * (out.dim() - 2))))
+        return _Line(out), None
+
+    return _Handler(_constant_or(target, on_lines))
+
+
+def _batch_norm_function() -> _Handler:
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        x, mean, var, weight, bias, training, _, eps = (list(args) + [None] * 8)[:8]
+        weight, bias = kwargs.get("weight", weight), kwargs.get("bias", bias)
+        training, eps = kwargs.get("training", training), kwargs.get("eps", 1e-5 if eps is None else eps)
+        if training or not isinstance(x, _Line) or _lines_in((mean, var, weight, bias)):
+            raise UnsupportedModuleError("batch_norm needs running statistics (training=False) and constant parameters")
+        scale = 1.0 / torch.sqrt(var + eps) * (1.0 if weight is None else weight)
+        shift = -mean * scale + (0.0 if bias is None else bias)
+        shape = (-1,) + (1,) * (x.stacked.dim() - 2)
+        return _Line(_add_offset(x.stacked * scale.view(shape), batch, shift.view(shape))), None
+
+    return _Handler(_constant_or(F.batch_norm, on_lines))
+
+
 def _pad() -> _Handler:
     def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
         x, pad, *rest = args
@@ -533,7 +570,8 @@ def _leaky_relu(args: list, kwargs: dict) -> nn.Module:
 
 
 def _max_pool2d(args: list, kwargs: dict) -> nn.Module:
-    return nn.MaxPool2d(*args, **kwargs)
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")  # F.max_pool2d's order
+    return nn.MaxPool2d(**dict(zip(names, args)), **kwargs)
 
 
 def _getitem(args: list) -> tuple[Any, None]:
@@ -611,6 +649,12 @@ _FUNCTIONS: dict[Any, _Handler] = {
     F.interpolate: _unary_linear(F.interpolate),
     F.dropout: _Handler(_constant_or(F.dropout, lambda args, kwargs, batch: _eval_dropout(args, kwargs))),
     F.pad: _pad(),
+    F.conv1d: _affine_function(F.conv1d, 2), F.conv2d: _affine_function(F.conv2d, 2), F.conv3d: _affine_function(F.conv3d, 2),
+    F.conv_transpose1d: _affine_function(F.conv_transpose1d, 2),
+    F.conv_transpose2d: _affine_function(F.conv_transpose2d, 2),
+    F.conv_transpose3d: _affine_function(F.conv_transpose3d, 2),
+    F.linear: _affine_function(F.linear, 2),
+    F.batch_norm: _batch_norm_function(),
     F.relu: _piecewise(F.relu, _relu), torch.relu: _piecewise(torch.relu, _relu),
     F.leaky_relu: _piecewise(F.leaky_relu, _leaky_relu),
     F.max_pool2d: _piecewise(F.max_pool2d, _max_pool2d), torch.max_pool2d: _piecewise(torch.max_pool2d, _max_pool2d),
