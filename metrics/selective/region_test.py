@@ -206,11 +206,12 @@ def salient_region_test(
 
     Args:
         saliency_model: a piecewise-linear network (see :class:`LinePropagator`) mapping
-            (N, C, H, W) images to (N, 1, H, W) or (N, H, W) score maps, e.g. from
+            (N, C, *S) inputs to (N, 1, *S) or (N, *S) score maps, e.g. from
             :func:`~salbench.metrics.selective.saliency.cam_saliency`.
-        x: images (N, C, H, W); computed in float64.
-        x_ref: reference images for "mean" and "abs": (N, C, H, W) (one per image) or
-            (N, m, C, H, W) (m per image, averaged); must be None for "back".
+        x: inputs (N, C, *S) with one to three spatial dims S: signals (N, C, T), images
+            (N, C, H, W), volumes (N, C, D, H, W); computed in float64.
+        x_ref: references for "mean" and "abs": (N, C, *S) (one per input) or (N, m, C, *S)
+            (m per input, averaged); must be None for "back".
         threshold: τ; the region is {score > τ} (after min-max normalisation if ``normalize``;
             on the sigmoid's output, in (0, 1), if the model ends in a Sigmoid).
         statistic: "back", "mean" or "abs".
@@ -277,9 +278,11 @@ def _check_options(
 ) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"saliency_model must be a torch.nn.Module, got {type(model).__name__}")
-    check_input(x, "x", min_dim=4)
-    if x.dim() != 4:
-        raise ValueError(f"x must have shape (N, C, H, W), got {tuple(x.shape)}")
+    check_input(x, "x", min_dim=3)
+    if not 3 <= x.dim() <= 5:
+        raise ValueError(
+            f"x must have shape (N, C, T), (N, C, H, W) or (N, C, D, H, W) (one to three spatial dims), got {tuple(x.shape)}"
+        )
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     if statistic not in _STATISTICS:
@@ -308,22 +311,22 @@ def _score_threshold(threshold: float, normalize: bool, final_sigmoid: bool) -> 
 
 
 def _reference(x_ref: Tensor | None, x: Tensor, statistic: str, device: torch.device) -> tuple[Tensor | None, int]:
-    """The mean reference image per image (N, C, H, W) and the number m of references."""
+    """The mean reference per input (N, C, *S) and the number m of references."""
     if statistic == "back":
         if x_ref is not None:
             raise ValueError("x_ref must be None for statistic='back' (it compares the region with its complement in x)")
         return None, 0
     if x_ref is None:
-        raise ValueError(f"statistic={statistic!r} needs x_ref: reference images of shape (N, C, H, W) or (N, m, C, H, W)")
-    check_input(x_ref, "x_ref", min_dim=4)
-    if x_ref.dim() == 4 and x_ref.shape == x.shape:
+        raise ValueError(f"statistic={statistic!r} needs x_ref: references of shape (N, C, *S) or (N, m, C, *S), like x")
+    check_input(x_ref, "x_ref", min_dim=3)
+    if x_ref.shape == x.shape:
         return x_ref.detach().to(device=device, dtype=torch.float64), 1
-    if x_ref.dim() == 5 and x_ref.shape[0] == x.shape[0] and x_ref.shape[2:] == x.shape[1:]:
+    if x_ref.dim() == x.dim() + 1 and x_ref.shape[0] == x.shape[0] and x_ref.shape[2:] == x.shape[1:]:
         return x_ref.detach().to(device=device, dtype=torch.float64).mean(1), x_ref.shape[1]
-    n, c, h, w = x.shape
+    n, rest = x.shape[0], ", ".join(map(str, x.shape[1:]))
     raise ValueError(
-        f"x_ref must have shape ({n}, {c}, {h}, {w}) (one reference per image) or ({n}, m, {c}, {h}, {w}) "
-        f"(m per image) to match x, got {tuple(x_ref.shape)}"
+        f"x_ref must have shape ({n}, {rest}) (one reference per input) or ({n}, m, {rest}) "
+        f"(m per input) to match x, got {tuple(x_ref.shape)}"
     )
 
 
@@ -333,15 +336,16 @@ def _capacity(x: Tensor) -> int:
 
 
 def _observed_region(propagator: LinePropagator, event: _RegionEvent, x: Tensor) -> Tensor:
-    """The regions (N, H·W) of images x (N, C, H, W), after checking the score maps' shape."""
+    """The regions (N, |S|) of inputs x (N, C, *S), after checking the score maps' shape."""
     score = propagator(x, torch.zeros_like(x))[0]
-    n, _, h, w = x.shape
-    if score.shape not in ((n, 1, h, w), (n, h, w)):
+    n, spatial = x.shape[0], tuple(x.shape[2:])
+    if tuple(score.shape) not in ((n, 1, *spatial), (n, *spatial)):
+        size = ", ".join(map(str, spatial))
         raise ValueError(
-            f"saliency_model must return score maps of shape ({n}, 1, {h}, {w}) or ({n}, {h}, {w}) for x of "
+            f"saliency_model must return score maps of shape ({n}, 1, {size}) or ({n}, {size}) for x of "
             f"shape {tuple(x.shape)}, got {tuple(score.shape)}"
         )
-    score = score.reshape(n, h * w)
+    score = score.reshape(n, -1)
     return event(score, torch.zeros_like(score))[0]
 
 
@@ -362,34 +366,36 @@ def _invalid_reasons(region: Tensor, statistic: str) -> list[str | None]:
 
 # -- the statistic and its line -----------------------------------------------------------------
 def _lines(statistic: str, x: Tensor, ref: Tensor | None, n_ref: int, region: Tensor, sigma2: float) -> _Lines:
-    n, c, h, w = x.shape
-    inside = region.view(n, 1, h, w).expand(n, c, h, w).to(x.dtype)
-    size = inside.flatten(1).sum(1).view(n, 1, 1, 1)
+    n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    pixels = spatial.numel()
+    per_input = (n, *[1] * (x.dim() - 1))
+    inside = region.view(n, 1, *spatial).expand_as(x).to(x.dtype)
+    size = inside.flatten(1).sum(1).view(per_input)
     infinite = x.new_full((n,), float("inf"))
     if statistic == "back":
         outside = 1.0 - inside
-        eta = inside / size - outside / (c * h * w - size)
-        sigma = torch.sqrt(sigma2 * (1.0 / size + 1.0 / (c * h * w - size))).view(n)
+        eta = inside / size - outside / (c * pixels - size)
+        sigma = torch.sqrt(sigma2 * (1.0 / size + 1.0 / (c * pixels - size))).view(n)
         t = (eta * x).flatten(1).sum(1)
-        direction = sigma2 * eta / sigma.view(n, 1, 1, 1)
+        direction = sigma2 * eta / sigma.view(per_input)
         z = t / sigma
-        base = x - direction * z.view(n, 1, 1, 1)
-        return _Lines(base, direction, z, t, sigma, -infinite, infinite, h * w * math.log(2.0))
+        base = x - direction * z.view(per_input)
+        return _Lines(base, direction, z, t, sigma, -infinite, infinite, pixels * math.log(2.0))
     diff = x - ref
     sign = torch.where(diff >= 0, 1.0, -1.0).to(x.dtype) if statistic == "abs" else torch.ones_like(x)
     eta = sign * inside / size  # on X; −eta on the reference mean
     sigma = torch.sqrt(sigma2 * (1.0 + 1.0 / n_ref) / size).view(n)
     t = (eta * diff).flatten(1).sum(1)
     z = t / sigma
-    direction = sigma2 * eta / sigma.view(n, 1, 1, 1)
-    base = x - direction * z.view(n, 1, 1, 1)
+    direction = sigma2 * eta / sigma.view(per_input)
+    base = x - direction * z.view(per_input)
     lower, upper = -infinite, infinite
     if statistic == "abs":
         # X − R along the line moves with slope (1 + 1/m)·direction; each selected sign must hold
         lo, hi = decision_bounds(sign * diff, inside * sign * direction * (1.0 + 1.0 / n_ref))
         lower, upper = z + lo, z + hi
     selections = math.log(2.0) if statistic == "mean" else math.log1p(2.0**c)
-    return _Lines(base, direction, z, t, sigma, lower, upper, h * w * selections)
+    return _Lines(base, direction, z, t, sigma, lower, upper, pixels * selections)
 
 
 # -- the truncation set ---------------------------------------------------------------------------

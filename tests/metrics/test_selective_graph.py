@@ -137,6 +137,22 @@ def conv3d() -> nn.Module:
     )  # fmt: skip
 
 
+def signal_map() -> nn.Module:
+    """A 1-D CNN score map over time (N, 1, T), e.g. a saliency over an ECG."""
+    return nn.Sequential(
+        nn.Conv1d(2, 3, 5, padding=2), nn.ReLU(), nn.Conv1d(3, 3, 3, padding=2, dilation=2), nn.LeakyReLU(0.1),
+        nn.AvgPool1d(2), nn.Upsample(scale_factor=2, mode="linear"), nn.Conv1d(3, 1, 1),
+    )  # fmt: skip
+
+
+def volume_map() -> nn.Module:
+    """A 3-D CNN score map over a volume (N, 1, D, H, W)."""
+    return nn.Sequential(
+        nn.Conv3d(1, 3, 3, padding=1), nn.ReLU(), nn.AvgPool3d(2), nn.Conv3d(3, 3, 3, padding=1), nn.ReLU(),
+        nn.Upsample(scale_factor=2, mode="trilinear"), nn.Conv3d(3, 1, 1),
+    )  # fmt: skip
+
+
 NETWORKS = {  # builder, input shape (C, ...), seed, decisions all visible to hooks
     "resnet": (lambda: TinyResNet(), (1, 32, 32), 1, True),
     "resnet_cam": (lambda: ResNetCAM(_randomize(TinyResNet().double(), 2, 0.5), 32), (1, 32, 32), None, True),
@@ -144,6 +160,8 @@ NETWORKS = {  # builder, input shape (C, ...), seed, decisions all visible to ho
     "functional": (Functional, (2, 8, 8), 4, False),
     "conv1d": (conv1d, (2, 40), 5, True),
     "conv3d": (conv3d, (1, 6, 6, 6), 6, True),
+    "signal_map": (signal_map, (2, 48), 7, True),
+    "volume_map": (volume_map, (1, 6, 6, 6), 8, True),
 }
 
 
@@ -167,6 +185,10 @@ BRUTE_FORCE = [
     ("unet", "back"),
     ("unet", "mean"),
     ("unet", "abs"),
+    ("signal_map", "back"),
+    ("signal_map", "abs"),
+    ("volume_map", "back"),
+    ("volume_map", "mean"),
 ]
 
 

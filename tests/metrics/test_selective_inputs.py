@@ -103,8 +103,8 @@ def test_tied_max_pool_inputs_give_a_proper_piece(setup):
 @pytest.mark.parametrize(
     "x,match",
     [
-        (torch.zeros(1, 8, 8, dtype=torch.float64), r"x must have"),
-        (torch.zeros(1, 1, 1, 8, 8, dtype=torch.float64), r"shape \(N, C, H, W\)"),
+        (torch.zeros(1, 8, dtype=torch.float64), r"x must have"),
+        (torch.zeros(1, 1, 1, 1, 8, 8, dtype=torch.float64), r"\(N, C, T\), \(N, C, H, W\) or \(N, C, D, H, W\)"),
         (torch.full((1, 1, 8, 8), float("nan"), dtype=torch.float64), "NaN"),
         (torch.zeros(1, 1, 8, 8, dtype=torch.long), "floating"),
         (torch.zeros(1, 1, 6, 6, dtype=torch.float64), "score maps of shape"),
