@@ -11,7 +11,7 @@ from salbench.metrics.selective.region_test import (
     ScanDiagnostics,
     salient_region_test,
 )
-from salbench.metrics.selective.saliency import cam_saliency
+from salbench.metrics.selective.saliency import cam_saliency, gradcam_saliency
 from salbench.metrics.selective.truncated_normal import (
     ALTERNATIVES,
     log_truncated_normal_pvalue,
@@ -25,6 +25,7 @@ __all__ = [
     "LinePropagator",
     "UnsupportedModuleError",
     "cam_saliency",
+    "gradcam_saliency",
     "truncated_normal_pvalue",
     "log_truncated_normal_pvalue",
     "ALTERNATIVES",

@@ -26,6 +26,8 @@ The model is traced with ``torch.fx``; every node of the graph must be one of:
   ``view``/``reshape``, ``permute``/``transpose``/``(un)squeeze`` that keep the batch dim,
   ``mean``/``sum`` over dims >= 1, functional pools and ``interpolate``, ``F.pad`` (a constant
   fill enters the values only), ``F.relu``/``leaky_relu``/``max_pool2d``, ``size``/``shape``;
+* a module with a method ``line_step(path)`` returning its own step (Grad-CAM's weighted sum,
+  :class:`~salbench.metrics.selective.saliency.GradCAMCore`);
 * a ``Sigmoid`` (module or function) producing the output, which is not propagated but
   reported (:attr:`LinePropagator.final_sigmoid`) so that a threshold on its output can be
   moved through the monotone map.
@@ -228,7 +230,12 @@ class _Tracer(fx.Tracer):
     """torch.fx's tracer, keeping the supported torch.nn modules (and any other torch.nn leaf) whole."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return type(m) in _FACTORIES or type(m) is nn.Sigmoid or super().is_leaf_module(m, qualname)
+        return type(m) in _FACTORIES or type(m) is nn.Sigmoid or _propagates_itself(m) or super().is_leaf_module(m, qualname)
+
+
+def _propagates_itself(module: nn.Module) -> bool:
+    """A module with ``line_step(path) -> Step`` propagates lines itself (e.g. Grad-CAM's weighted sum)."""
+    return callable(getattr(module, "line_step", None))
 
 
 def _trace(model: nn.Module) -> tuple[nn.Module, fx.Graph]:
@@ -307,7 +314,8 @@ def _instruction(node: fx.Node, modules: dict[str, nn.Module]) -> _Instruction:
         path = "model" if node.target == "layer" and type(modules[""]) is _Single else f"model.{node.target}"
         where = f"{where} at {path!r}"
         step = _compile(path, module)
-        return _Instruction(node.name, where, inputs, type(module) in _PIECEWISE, _module_runner(step, where), node.args, node.kwargs)
+        piecewise = type(module) in _PIECEWISE or _propagates_itself(module)
+        return _Instruction(node.name, where, inputs, piecewise, _module_runner(step, where), node.args, node.kwargs)
     handler = _FUNCTIONS.get(node.target) if node.op == "call_function" else _METHODS.get(node.target)
     if handler is None:
         raise UnsupportedModuleError(
@@ -679,6 +687,8 @@ _SUPPORTED_NAMES = {getattr(k, "__name__", str(k)) for k in _FUNCTIONS} | set(_M
 
 # -- modules ----------------------------------------------------------------------------------
 def _compile(path: str, module: nn.Module) -> Step:
+    if _propagates_itself(module):
+        return module.line_step(path)
     kind = type(module)
     if kind is nn.Sigmoid:
         raise UnsupportedModuleError(

@@ -8,9 +8,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from salbench.metrics.selective.piecewise import LinePropagator
+from torch import Tensor, fx, nn
 
-__all__ = ["cam_saliency"]
+__all__ = ["cam_saliency", "gradcam_saliency", "GradCAMCore"]
 
 _HEAD_ACTIVATIONS = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax, nn.Identity)
 
@@ -209,3 +210,142 @@ def _check_head(classifier: nn.Module, input_shape: tuple[int, int, int]) -> Non
             "classifier(x) differs from classifier.classifier(mean over positions of classifier.features(x)); "
             "CAM needs a network that ends in global average pooling and one linear layer"
         )
+
+
+# -- Grad-CAM ------------------------------------------------------------------------------------------
+class GradCAMCore(nn.Module):
+    """Σ_k α_k(x) A_k(x) with α_k = mean over positions of ∂y_c/∂A_k: Grad-CAM before its ReLU.
+
+    ``features`` maps inputs to the layer's activations A (N, K, *s); ``head`` maps A to the
+    logits. Its forward computes α by autograd, as Grad-CAM does; the line propagation treats it
+    as one piecewise-linear step (see :func:`gradcam_saliency` for why that is exact).
+    """
+
+    def __init__(self, features: nn.Module, head: nn.Module, target: int):
+        super().__init__()
+        self.features, self.head, self.target = features, head, target
+
+    def forward(self, x: Tensor) -> Tensor:
+        activation = self.features(x)
+        return (_pooled_gradient(self.head, self.target, activation) * activation).sum(1, keepdim=True)
+
+    def line_step(self, path: str):
+        """The propagation step (see :class:`~salbench.metrics.selective.piecewise.LinePropagator`):
+        A along the line with the bounds of its pattern, the bounds of the head's pattern at A, and
+        Σ α_k A_k with α from autograd at the line's point (constant on the piece)."""
+        features, head = LinePropagator(self.features), LinePropagator(self.head)
+        if features.final_sigmoid or head.final_sigmoid:
+            raise ValueError(f"{path}: Grad-CAM's layer and head must not end in a Sigmoid")
+        head64 = copy.deepcopy(self.head).double()  # α in float64, like every other quantity on the line
+
+        def step(stacked: Tensor, batch: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+            value, slope, lo, hi = features(stacked[:batch], stacked[batch:])
+            _, _, head_lo, head_hi = head(value, slope)
+            alpha = _pooled_gradient(head64, self.target, value)
+            out = torch.cat([(alpha * value).sum(1, keepdim=True), (alpha * slope).sum(1, keepdim=True)])
+            return out, (torch.maximum(lo, head_lo), torch.minimum(hi, head_hi))
+
+        return step
+
+
+def _pooled_gradient(head: nn.Module, target: int, activation: Tensor) -> Tensor:
+    """α (N, K, 1, ...): the mean over positions of ∂head(A)_target/∂A at A = ``activation``."""
+    with torch.enable_grad():
+        a = activation.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(head(a)[:, target].sum(), a)
+    return grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)
+
+
+def gradcam_saliency(
+    classifier: nn.Module,
+    target: int,
+    input_shape: tuple[int, ...],
+    layer: str,
+    *,
+    upsample: Literal["bilinear", "nearest"] = "bilinear",
+) -> nn.Sequential:
+    """The Grad-CAM map of ``classifier`` for class ``target`` at ``layer``, as a network whose
+    salient regions :func:`~salbench.metrics.selective.salient_region_test` can test.
+
+    Grad-CAM (Selvaraju et al., ICCV 2017): with A = the output of ``layer`` (K channels, |s|
+    positions) and y_c the class logit, α_k = (1/|s|) Σ_s ∂y_c/∂A_k,s and
+    L = ReLU(Σ_k α_k A_k), upsampled to the input size (as :class:`salbench.explainers.gradcam.GradCAM`).
+
+    **Why the map is piecewise linear along a line.** Let the network be y = h(A(x)) with A (the
+    layers up to ``layer``) and h (the layers after it) both built from affine maps, ReLU/LeakyReLU
+    and max-pooling. Along a line x(z) = a + b·z, A(z) is piecewise linear: on each interval where
+    the activation pattern and the max-pool arg-maxes of A are fixed, A(z) = A₀ + A₁·z. On that
+    interval h is evaluated at the points A(z) of a segment; where the pattern of h at A(z) is fixed
+    too, h is affine there, h(A) = W·A + c, so ∂y_c/∂A = W_c is constant and α is constant. Hence
+    on the intersection of the two families of intervals Σ_k α_k A_k(z) = Σ_k α_k (A₀,k + A₁,k·z)
+    is affine in z; the ReLU, the upsampling (linear) and the threshold then cut the line into
+    further pieces as for any network. The propagation therefore intersects three interval
+    families — A's pattern, h's pattern at A(z), and the map's own ReLU/threshold decisions — and
+    takes α from autograd at one point inside the piece. ``tests/metrics/test_selective_graph.py``
+    checks the resulting truncation sets against a brute-force scan of the line.
+
+    Args:
+        classifier: a network ``torch.fx`` can trace; ``layer`` must cut it in two: every path
+            from the input to the logits passes through the layer's output, and nothing computed
+            before it is used after it (true of ResNet stages, VGG/DenseNet blocks).
+        target: the class index.
+        input_shape: (C, *S) of the inputs.
+        layer: the submodule (e.g. ``"layer3"``) whose output is A.
+        upsample: interpolation to the input size (1-D: linear, 3-D: trilinear for "bilinear").
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(),
+        ...                     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+        >>> gradcam_saliency(net, 1, (1, 8, 8), layer="1")(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    if not isinstance(input_shape, tuple) or not 2 <= len(input_shape) <= 4:
+        raise ValueError(f"input_shape must be (C, *S) with one to three spatial dims, got {input_shape!r}")
+    if upsample not in ("bilinear", "nearest"):
+        raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {upsample!r}")
+    features, head = _split_at_layer(copy.deepcopy(classifier).eval(), layer)
+    weight = next(classifier.parameters())
+    with torch.no_grad():
+        logits = classifier.eval()(torch.zeros(1, *input_shape, dtype=weight.dtype, device=weight.device))
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < logits.shape[1]:
+        raise ValueError(f"target must be a class index in [0, {logits.shape[1]}), got {target!r}")
+    spatial = tuple(input_shape[1:])
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(spatial)] if upsample == "bilinear" else "nearest"
+    resize = nn.Upsample(size=spatial, mode=mode, align_corners=False if mode != "nearest" else None)
+    return nn.Sequential(OrderedDict(gradcam=GradCAMCore(features, head, target), relu=nn.ReLU(), upsample=resize)).eval()
+
+
+def _split_at_layer(classifier: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
+    """(features, head): the traced graph up to the output of ``layer`` and from there to the output."""
+    try:
+        graph = fx.Tracer().trace(classifier)
+    except Exception as err:  # torch.fx raises many types; the cause is kept
+        raise TypeError(f"{type(classifier).__name__} cannot be traced by torch.fx ({err}); Grad-CAM regions need a traced graph") from err
+    nodes = list(graph.nodes)
+    inside = [i for i, n in enumerate(nodes) if n.op == "call_module" and (n.target == layer or n.target.startswith(layer + "."))]
+    inside += [i for i, n in enumerate(nodes) if layer in (n.meta.get("nn_module_stack") or {}) and i not in inside]
+    if not inside:
+        names = sorted({n.target.split(".")[0] for n in nodes if n.op == "call_module"})
+        raise ValueError(f"layer {layer!r} is not a submodule used in the forward; top-level submodules used: {', '.join(names)}")
+    cut = nodes[max(inside)]
+    later = nodes[max(inside) + 1 :]
+    crossing = [p.name for n in later for p in n.all_input_nodes if p is not cut and nodes.index(p) < nodes.index(cut) and p.op != "get_attr"]
+    if crossing:
+        raise ValueError(
+            f"layer {layer!r} does not cut the network in two: {', '.join(sorted(set(crossing)))} computed before its "
+            "output is used after it (a skip connection around the layer); choose the output of a whole block or stage"
+        )
+    head_graph = fx.Graph()
+    env = {cut: head_graph.placeholder("activation")}
+    for node in later:
+        if node.op == "output":
+            head_graph.output(env[node.args[0]])
+        else:
+            env[node] = head_graph.node_copy(node, lambda n: env[n] if n in env else head_graph.get_attr(n.target) if n.op == "get_attr" else env[n])
+    output = next(n for n in nodes if n.op == "output")
+    output.args = (cut,)
+    features = fx.GraphModule(classifier, graph)
+    features.graph.eliminate_dead_code()
+    features.recompile()
+    return features, fx.GraphModule(classifier, head_graph)

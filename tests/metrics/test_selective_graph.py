@@ -153,6 +153,13 @@ def volume_map() -> nn.Module:
     )  # fmt: skip
 
 
+def resnet_gradcam() -> nn.Module:
+    """Grad-CAM of a TinyResNet at ``layer1``: the head (layer2, pool, fc) is itself piecewise linear."""
+    from salbench.metrics.selective import gradcam_saliency
+
+    return gradcam_saliency(_randomize(TinyResNet().double(), 9, 0.5), 1, (1, 16, 16), layer="layer1")
+
+
 NETWORKS = {  # builder, input shape (C, ...), seed, decisions all visible to hooks
     "resnet": (lambda: TinyResNet(), (1, 32, 32), 1, True),
     "resnet_cam": (lambda: ResNetCAM(_randomize(TinyResNet().double(), 2, 0.5), 32), (1, 32, 32), None, True),
@@ -162,6 +169,7 @@ NETWORKS = {  # builder, input shape (C, ...), seed, decisions all visible to ho
     "conv3d": (conv3d, (1, 6, 6, 6), 6, True),
     "signal_map": (signal_map, (2, 48), 7, True),
     "volume_map": (volume_map, (1, 6, 6, 6), 8, True),
+    "resnet_gradcam": (resnet_gradcam, (1, 16, 16), None, False),
 }
 
 
@@ -185,6 +193,9 @@ BRUTE_FORCE = [
     ("unet", "back"),
     ("unet", "mean"),
     ("unet", "abs"),
+    ("resnet_gradcam", "back"),
+    ("resnet_gradcam", "mean"),
+    pytest.param("resnet_gradcam", "abs", marks=SLOW),
     ("signal_map", "back"),
     ("signal_map", "abs"),
     ("volume_map", "back"),
@@ -277,3 +288,23 @@ def test_cam_of_a_graph_without_a_pooled_linear_head_says_what_it_needs():
 
     with pytest.raises(TypeError, match="is not a global average pool"):
         cam_saliency(Plain(), 0, (1, 8, 8))
+
+
+def test_gradcam_saliency_is_the_registered_gradcam_explainer():
+    from salbench import explainers
+
+    net = _randomize(TinyResNet().double(), 9, 0.5)
+    saliency = _network("resnet_gradcam")[0]
+    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = explainers.get("gradcam", layer="layer1")(net, x, torch.ones(3, dtype=torch.long))
+    torch.testing.assert_close(saliency(x), want, rtol=1e-10, atol=1e-12)
+
+
+def test_gradcam_layer_must_cut_the_network():
+    from salbench.metrics.selective import gradcam_saliency
+
+    net = TinyResNet().double()
+    with pytest.raises(ValueError, match=r"does not cut the network in two"):
+        gradcam_saliency(net, 0, (1, 16, 16), layer="layer1.0.conv1")
+    with pytest.raises(ValueError, match=r"layer 'layer9' is not a submodule used in the forward; .*layer1"):
+        gradcam_saliency(net, 0, (1, 16, 16), layer="layer9")
