@@ -9,6 +9,9 @@ to a score map; the salient region is S(X) = {i : score_i(X) > τ}, after an opt
 normalisation (score − min)/(max − min) of the map. The hypothesis is tested with T = ηᵀY:
 
 * ``"back"``: Y = X, T = mean of X over S − mean of X over the complement of S;
+* ``"neighbor"``: Y = X, T = mean of X over S − mean of X over its neighbourhood N(S) = the
+  pixels within Chebyshev distance ``neighborhood`` of S, outside S (si4onnx's
+  ``NeighborMeanDiff``); N(S) is a function of S, so the selection event is the same as for "back";
 * ``"mean"``: Y = (X; R), η = (1_S; −1_S)/|S|: T = mean over S of X − R;
 * ``"abs"``:  Y = (X; R), η = (g∘1_S; −g∘1_S)/|S| with g = sign(X − R) (+1 where X >= R):
   T = mean over S of |X − R|. The signs g on S are part of the selection event.
@@ -70,7 +73,8 @@ import math
 from typing import Literal
 
 import torch
-from salbench.core.validation import check_input, check_positive
+import torch.nn.functional as F
+from salbench.core.validation import check_input, check_positive, check_positive_int
 from salbench.metrics.selective.piecewise import LinePropagator, decision_bounds
 from salbench.metrics.selective.truncated_normal import (
     check_alternative,
@@ -93,7 +97,7 @@ _BUDGET = 1 << 14
 _MAX_CHUNKS = 32
 """At most this many segments of one image's search range are scanned side by side."""
 
-_STATISTICS = ("back", "mean", "abs")
+_STATISTICS = ("back", "neighbor", "mean", "abs")
 _INF = float("inf")
 _MODES = ("parametric", "oc")
 
@@ -195,7 +199,8 @@ def salient_region_test(
     *,
     x_ref: Tensor | None = None,
     threshold: float,
-    statistic: Literal["back", "mean", "abs"] = "back",
+    statistic: Literal["back", "neighbor", "mean", "abs"] = "back",
+    neighborhood: int = 1,
     normalize: bool = False,
     sigma2: float = 1.0,
     mode: Literal["parametric", "oc"] = "parametric",
@@ -214,7 +219,9 @@ def salient_region_test(
             (m per input, averaged); must be None for "back".
         threshold: τ; the region is {score > τ} (after min-max normalisation if ``normalize``;
             on the sigmoid's output, in (0, 1), if the model ends in a Sigmoid).
-        statistic: "back", "mean" or "abs".
+        statistic: "back", "neighbor", "mean" or "abs".
+        neighborhood: for "neighbor", the Chebyshev radius r >= 1 of the neighbourhood (a
+            (2r + 1)-wide window around every pixel of S, S itself excluded).
         normalize: min-max normalise each score map before thresholding.
         sigma2: the known noise variance σ² > 0.
         mode: "parametric" (exact homotopy) or "oc" (over-conditioning) for ``p_value``.
@@ -242,6 +249,7 @@ def salient_region_test(
     """
     _check_options(saliency_model, x, threshold, statistic, normalize, sigma2, mode, on_invalid)
     check_alternative(alternative)
+    check_positive_int(neighborhood, "neighborhood")
     propagator = LinePropagator(saliency_model)
     event = _RegionEvent(_score_threshold(threshold, normalize, propagator.final_sigmoid), normalize)
     device = next((p.device for p in saliency_model.parameters()), x.device)
@@ -251,7 +259,8 @@ def salient_region_test(
     n = x.shape[0]
     groups = torch.arange(n, device=device).split(_capacity(x))
     region = torch.cat([_observed_region(propagator, event, x[group]) for group in groups])
-    reasons = _invalid_reasons(region, statistic)
+    other = _comparison_set(region.view(n, *x.shape[2:]), statistic, neighborhood)
+    reasons = _invalid_reasons(region, other, statistic)
     if on_invalid == "raise" and any(reasons):
         image, reason = next((i, r) for i, r in enumerate(reasons) if r)
         raise ValueError(f"x[{image}]: {reason}; no test is defined for it")
@@ -259,7 +268,7 @@ def salient_region_test(
     region_maps = region.view(n, *x.shape[2:])
     if not bool(valid.any()):
         return [_invalid_result(mask, reason) for mask, reason in zip(region_maps, reasons)]
-    lines = _lines(statistic, x[valid], None if ref is None else ref[valid], n_ref, region[valid], sigma2)
+    lines = _lines(statistic, x[valid], None if ref is None else ref[valid], n_ref, region[valid], other[valid], sigma2)
     oc = _observed_piece(propagator, event, x, lines, region, valid, groups)
     outcome = _test(propagator, event, lines, region[valid], oc, mode, alternative)
     return _results(outcome, lines, region_maps, reasons, alternative)
@@ -312,9 +321,9 @@ def _score_threshold(threshold: float, normalize: bool, final_sigmoid: bool) -> 
 
 def _reference(x_ref: Tensor | None, x: Tensor, statistic: str, device: torch.device) -> tuple[Tensor | None, int]:
     """The mean reference per input (N, C, *S) and the number m of references."""
-    if statistic == "back":
+    if statistic in ("back", "neighbor"):
         if x_ref is not None:
-            raise ValueError("x_ref must be None for statistic='back' (it compares the region with its complement in x)")
+            raise ValueError(f"x_ref must be None for statistic={statistic!r} (it compares the region with other pixels of x)")
         return None, 0
     if x_ref is None:
         raise ValueError(f"statistic={statistic!r} needs x_ref: references of shape (N, C, *S) or (N, m, C, *S), like x")
@@ -349,33 +358,50 @@ def _observed_region(propagator: LinePropagator, event: _RegionEvent, x: Tensor)
     return event(score, torch.zeros_like(score))[0]
 
 
-def _invalid_reasons(region: Tensor, statistic: str) -> list[str | None]:
+def _comparison_set(region: Tensor, statistic: str, neighborhood: int) -> Tensor:
+    """(N, |S|) boolean: what the region is compared with — its complement ("back"), its
+    neighbourhood ("neighbor": dilated by a (2r + 1)-wide max-pool window, minus the region),
+    or nothing (the reference statistics: all False)."""
+    flat = region.flatten(1)
+    if statistic == "back":
+        return ~flat
+    if statistic != "neighbor":
+        return torch.zeros_like(flat)
+    pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[region.dim() - 2]
+    dilated = pool(region.unsqueeze(1).double(), 2 * neighborhood + 1, stride=1, padding=neighborhood) > 0
+    return dilated.flatten(1) & ~flat
+
+
+def _invalid_reasons(region: Tensor, other: Tensor, statistic: str) -> list[str | None]:
     """Why each image has no test (None where it has one)."""
-    size = region.sum(1).tolist()
-    total = region.shape[1]
     reasons: list[str | None] = []
-    for k in size:
+    for k, m in zip(region.sum(1).tolist(), other.sum(1).tolist()):
         if k == 0:
             reasons.append("the salient region is empty (no score above the threshold)")
-        elif k == total and statistic == "back":
+        elif m == 0 and statistic == "back":
             reasons.append("the salient region covers the whole image, so statistic='back' has no complement")
+        elif m == 0 and statistic == "neighbor":
+            reasons.append("the salient region has no neighbourhood inside the image, so statistic='neighbor' has nothing to compare")
         else:
             reasons.append(None)
     return reasons
 
 
 # -- the statistic and its line -----------------------------------------------------------------
-def _lines(statistic: str, x: Tensor, ref: Tensor | None, n_ref: int, region: Tensor, sigma2: float) -> _Lines:
+def _lines(
+    statistic: str, x: Tensor, ref: Tensor | None, n_ref: int, region: Tensor, other: Tensor, sigma2: float
+) -> _Lines:
     n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
     pixels = spatial.numel()
     per_input = (n, *[1] * (x.dim() - 1))
     inside = region.view(n, 1, *spatial).expand_as(x).to(x.dtype)
     size = inside.flatten(1).sum(1).view(per_input)
     infinite = x.new_full((n,), float("inf"))
-    if statistic == "back":
-        outside = 1.0 - inside
-        eta = inside / size - outside / (c * pixels - size)
-        sigma = torch.sqrt(sigma2 * (1.0 / size + 1.0 / (c * pixels - size))).view(n)
+    if statistic in ("back", "neighbor"):
+        outside = other.view(n, 1, *spatial).expand_as(x).to(x.dtype)
+        others = outside.flatten(1).sum(1).view(per_input)
+        eta = inside / size - outside / others
+        sigma = torch.sqrt(sigma2 * (1.0 / size + 1.0 / others)).view(n)
         t = (eta * x).flatten(1).sum(1)
         direction = sigma2 * eta / sigma.view(per_input)
         z = t / sigma

@@ -99,7 +99,7 @@ NETWORKS = {  # builder, input channels, weight seed
 CASES = [
     (name, statistic, normalize)
     for name in NETWORKS
-    for statistic in ("back", "mean", "abs")
+    for statistic in ("back", "neighbor", "mean", "abs")
     for normalize in (False, True)
     if not (name == "sigmoid_head" and normalize)
 ]
@@ -129,15 +129,27 @@ def _threshold(maps: torch.Tensor, quantile: float) -> float:
     return float((values[k] + values[k + 1]) / 2)
 
 
-def _reference_line(x, refs, region, statistic, sigma2):
+def _neighbourhood(region: torch.Tensor, shape: tuple[int, ...], radius: int) -> torch.Tensor:
+    """Pixels within Chebyshev distance ``radius`` of the region, outside it: by explicit offsets."""
+    mask = region.reshape(shape)
+    near = torch.zeros_like(mask)
+    for index in mask.nonzero().tolist():
+        window = tuple(slice(max(0, i - radius), i + radius + 1) for i in index)
+        near[window] = True
+    return (near & ~mask).flatten()
+
+
+def _reference_line(x, refs, region, statistic, sigma2, neighborhood=1):
     """Y(z) = q + b·σ_T·z, written from the definitions (independently of the package).
 
     ``refs`` is (1, m, C, H, W) or None; Y = (X; mean of the references), Cov Y = diag(σ², σ²/m).
     """
     inside = region.reshape(1, 1, *x.shape[2:]).expand_as(x).flatten().double()
-    if statistic == "back":
+    if statistic in ("back", "neighbor"):
         y = x.flatten()
-        eta = inside / inside.sum() - (1 - inside) / (1 - inside).sum()
+        other = ~region if statistic == "back" else _neighbourhood(region, tuple(x.shape[2:]), neighborhood)
+        outside = other.reshape(1, 1, *x.shape[2:]).expand_as(x).flatten().double()
+        eta = inside / inside.sum() - outside / outside.sum()
         cov = torch.full_like(y, sigma2)
     else:
         ref = refs.mean(1)
@@ -154,24 +166,25 @@ def _reference_line(x, refs, region, statistic, sigma2):
 
     def at(zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         ys = q + b * var.sqrt() * zs[:, None]
-        return ys[:, :n].reshape(-1, *x.shape[1:]), (ys[:, n:] if statistic != "back" else None)
+        return ys[:, :n].reshape(-1, *x.shape[1:]), (ys[:, n:] if refs is not None else None)
 
     return at, z_obs
 
 
-def _check_against_brute_force(net, x, refs, statistic, normalize, sigma2=1.0):
+def _check_against_brute_force(net, x, refs, statistic, normalize, sigma2=1.0, neighborhood=1):
     """Run the test on x and compare its truncation set with the brute-force scan of its line."""
     channels = x.shape[1]
     maps = _maps(net, x, normalize)
     threshold = _threshold(maps, 0.6)
     x_ref = None if refs is None else (refs[:, 0] if refs.shape[1] == 1 else refs)
     (result,) = salient_region_test(
-        net, x, x_ref=x_ref, threshold=threshold, statistic=statistic, normalize=normalize, sigma2=sigma2
+        net, x, x_ref=x_ref, threshold=threshold, statistic=statistic, normalize=normalize, sigma2=sigma2,
+        neighborhood=neighborhood,
     )
     region = maps[0] > threshold
     assert torch.equal(result.region.flatten(), region)
 
-    at, z_obs = _reference_line(x, refs, region, statistic, sigma2)
+    at, z_obs = _reference_line(x, refs, region, statistic, sigma2, neighborhood)
     assert result.z == pytest.approx(z_obs, rel=1e-10, abs=1e-12)
     start, stop = result.diagnostics.search_range
     if statistic != "abs":
@@ -213,7 +226,7 @@ def test_truncation_set_matches_brute_force(name, statistic, normalize):
     net, channels = _model(name)
     g = torch.Generator().manual_seed(7)
     x = torch.randn(1, channels, 8, 8, generator=g, dtype=torch.float64)
-    refs = torch.randn(1, 1, channels, 8, 8, generator=g, dtype=torch.float64) if statistic != "back" else None
+    refs = torch.randn(1, 1, channels, 8, 8, generator=g, dtype=torch.float64) if statistic in ("mean", "abs") else None
     _check_against_brute_force(net, x, refs, statistic, normalize)
 
 
@@ -222,7 +235,7 @@ def test_truncation_set_with_three_references_and_sigma2(statistic):
     net, channels = _model("cam")
     g = torch.Generator().manual_seed(8)
     x = 1.5 * torch.randn(1, channels, 8, 8, generator=g, dtype=torch.float64)
-    refs = 1.5 * torch.randn(1, 3, channels, 8, 8, generator=g, dtype=torch.float64) if statistic != "back" else None
+    refs = 1.5 * torch.randn(1, 3, channels, 8, 8, generator=g, dtype=torch.float64) if statistic in ("mean", "abs") else None
     _check_against_brute_force(net, x, refs, statistic, normalize=False, sigma2=2.25)
 
 
@@ -306,3 +319,11 @@ def test_pieces_starting_at_a_tie_are_exact_to_the_right():
     with torch.no_grad():
         along = net(a + b * ts.view(-1, 1, 1, 1))
     assert torch.allclose(along, value + slope * ts.view(-1, 1, 1, 1), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_neighbourhood_statistic_with_a_wider_radius(radius):
+    net, channels = _model("pools")
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(1, channels, 8, 8, generator=g, dtype=torch.float64)
+    _check_against_brute_force(net, x, None, "neighbor", normalize=True, neighborhood=radius)
