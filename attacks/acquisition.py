@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from salbench.attacks import register
 from salbench.attacks.base import AttackResult, Bounds
-from salbench.attacks.pgd import BorrowedObjective, BoxSpace, Objective
+from salbench.attacks.pgd import BorrowedObjective, BoxSpace
 from salbench.attacks.profiles import check_channels, image_ranges
 from salbench.attacks.threat_model import _check_bounds
 from salbench.attacks.transforms import NAMES, NEUTRAL, AcquisitionModel
@@ -82,25 +82,12 @@ class AcquisitionAttack(BorrowedObjective):
     """
 
     def __init__(
-        self,
-        profile: str = "chest_xray",
-        ranges: dict | None = None,
-        foreground: float | None = None,
-        objective: Objective = "topk",
-        k: int = 50,
-        steps: int = 50,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool | None = None,
-        seed: int = 0,
+        self, profile: str = "chest_xray", ranges: dict | None = None, foreground: float | None = None, **borrowed
     ):
         self._ranges = image_ranges(profile, ranges)
         if foreground is not None:
             check_positive(foreground, "foreground", allow_zero=True)
-        super().__init__(
-            objective=objective, k=k, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta,
-            random_start=random_start, seed=seed,
-        )
+        super().__init__(**borrowed)
         self.profile = profile
         self.ranges = ranges
         self.foreground = foreground

@@ -189,8 +189,11 @@ class ProjectedAscent(Attack):
     sample, to maximise, differentiable); they may override :meth:`score`, the criterion for
     keeping the best x′ (default: the objective), and set :attr:`reference_from_real`.
 
+    Its parameters are declared here once; a subclass takes them as ``**loop`` (the registry
+    reads them along the class hierarchy) and redeclares only those whose default it changes.
+
     Args (common to every subclass):
-        steps: number of iterations (>= 1).
+        steps: number of iterations (>= 1); default 50.
         alpha: step size (> 0) in the space's units (input units for the ε-ball, fractions
             of each coordinate's half-width for a box); None gives 2.5·radius/steps.
         surrogate_beta: β of the softplus surrogate the gradients are taken through (> 0);
@@ -199,9 +202,10 @@ class ProjectedAscent(Attack):
             pre-activations, so its useful range depends on their scale: a large β makes
             the surrogate ReLU-like and its second derivatives vanish again (on the test
             CNN with inputs in [0, 1], β = 1–30 work and β = 100 barely moves the map).
+            Default 10.
         random_start: start from a uniform point of the space (kept only where it keeps the
-            label) instead of its origin (x itself).
-        seed: seed of the random start.
+            label) instead of its origin (x itself); default False.
+        seed: seed of the random start; default 0.
     """
 
     reference_from_real: ClassVar[bool] = False
@@ -211,7 +215,15 @@ class ProjectedAscent(Attack):
     for ranking attacks (the features to demote are the real top features; Ghorbani et al.'s
     code does the same). The score always uses the real model's."""
 
-    def __init__(self, *, steps: int, alpha: float | None, surrogate_beta: float | None, random_start: bool, seed: int):
+    def __init__(
+        self,
+        *,
+        steps: int = 50,
+        alpha: float | None = None,
+        surrogate_beta: float | None = 10.0,
+        random_start: bool = False,
+        seed: int = 0,
+    ):
         check_positive_int(steps, "steps")
         if alpha is not None:
             check_positive(alpha, "alpha")
@@ -324,26 +336,16 @@ class ExplanationAttack(ProjectedAscent):
     The search space is the ε-ball around x (ℓ∞ or ℓ2) ∩ the valid range (:class:`BallSpace`).
 
     Args (common to every subclass):
-        eps: radius of the ball, in input units (> 0).
-        norm: ``"linf"`` (sign steps) or ``"l2"`` (normalised-gradient steps).
-        steps, alpha, surrogate_beta, random_start, seed: see :class:`ProjectedAscent`;
+        eps: radius of the ball, in input units (> 0); default 8/255 (inputs in [0, 1]).
+        norm: ``"linf"`` (sign steps, the default) or ``"l2"`` (normalised-gradient steps).
+        **loop: steps, alpha, surrogate_beta, random_start, seed of :class:`ProjectedAscent`;
             α is in input units (default 2.5·eps/steps).
     """
 
-    def __init__(
-        self,
-        *,
-        eps: float,
-        norm: Norm,
-        steps: int,
-        alpha: float | None,
-        surrogate_beta: float | None,
-        random_start: bool,
-        seed: int,
-    ):
+    def __init__(self, *, eps: float = 8 / 255, norm: Norm = "linf", **loop):
         check_positive(eps, "eps")
         check_norm(norm)
-        super().__init__(steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed)
+        super().__init__(**loop)
         self.eps = eps
         self.norm = norm
 
@@ -365,31 +367,21 @@ class BorrowedObjective(ProjectedAscent):
     counterpart optimise exactly the same thing.
 
     Args (common to every subclass):
-        objective: ``"topk"`` or ``"mse"``.
+        objective: ``"topk"`` (the default) or ``"mse"``.
         k: the top-k size of the ``topk`` objective (>= 1; at most the features per sample,
-            checked per call); not used by ``mse``.
-        random_start: as in :class:`ProjectedAscent`; None takes the borrowed attack's
-            default (False for ``topk``; True for ``mse``, whose gradient is zero at x).
-        steps, alpha, surrogate_beta, seed: see :class:`ProjectedAscent`.
+            checked per call); not used by ``mse``. Default 50, as ``topk``.
+        random_start: as in :class:`ProjectedAscent`; None (the default) takes the borrowed
+            attack's default (False for ``topk``; True for ``mse``, whose gradient is zero at x).
+        **loop: steps, alpha, surrogate_beta, seed of :class:`ProjectedAscent`.
     """
 
-    def __init__(
-        self,
-        *,
-        objective: Objective,
-        k: int,
-        steps: int,
-        alpha: float | None,
-        surrogate_beta: float | None,
-        random_start: bool | None,
-        seed: int,
-    ):
+    def __init__(self, *, objective: Objective = "topk", k: int = 50, random_start: bool | None = None, **loop):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         check_positive_int(k, "k")
         goal = attacks.get("topk", k=k) if objective == "topk" else attacks.get("mse")
         random_start = goal.random_start if random_start is None else random_start
-        super().__init__(steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed)
+        super().__init__(random_start=random_start, **loop)
         self.objective_name = objective
         self.k = k
         self._goal = goal

@@ -436,14 +436,18 @@ def candidate_table(source: str, data):
 class SubstitutionAttack(TextAttack):
     """Base of the word-substitution attacks: their shared parameters and candidate table.
 
-    Args:
-        source: registered candidate source (:mod:`salbench.attacks.candidates`).
-        k: candidates tried per word, at most the source's ``max_candidates`` (10 by default).
-        rho_max: at most ⌊rho_max · n⌋ of a text's n words are substituted, in (0, 1].
-        min_similarity: sentence-similarity floor in [0, 1] (None: none).
+    Args (every subclass takes them as ``**substitution``; the defaults are DARE's):
+        source: registered candidate source (:mod:`salbench.attacks.candidates`); default
+            ``"domain_embedding"``.
+        k: candidates tried per word, at most the source's ``max_candidates`` (10 by default);
+            default 5.
+        rho_max: at most ⌊rho_max · n⌋ of a text's n words are substituted, in (0, 1]; default 0.15.
+        min_similarity: sentence-similarity floor in [0, 1] (None, the default: none).
     """
 
-    def _set_substitution(self, source: str, k: int, rho_max: float, min_similarity: float | None) -> None:
+    def __init__(
+        self, source: str = "domain_embedding", k: int = 5, rho_max: float = 0.15, min_similarity: float | None = None
+    ):
         check_substitution_params(source, k, rho_max, min_similarity)
         self.source, self.k, self.rho_max = source, k, float(rho_max)
         self.min_similarity = None if min_similarity is None else float(min_similarity)

@@ -88,15 +88,13 @@ class TextAdversarial(FineTuning):
         source: str = "domain_embedding",
         k: int = 5,
         rho_max: float = 0.15,
-        base: dict | None = None,
         epochs: int = 3,
-        lr: float = 1e-3,
-        batch_size: int = 64,
+        **finetuning,
     ):
         check_fraction(fraction, "fraction")
         check_substitution_params(source, k, rho_max)
         self.fraction, self.source, self.k, self.rho_max = float(fraction), source, k, float(rho_max)
-        self._set_finetuning(base, epochs, lr, batch_size)
+        super().__init__(epochs=epochs, **finetuning)
         self._ranking = WordAttribution(explainers.get("gradient"))
 
     def check(self, model: nn.Module, data: DataBundle) -> None:

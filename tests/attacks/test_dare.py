@@ -124,7 +124,7 @@ def d_e(model, data, x_adv: torch.Tensor) -> torch.Tensor:
 def test_registered():
     assert {"dare", "random_synonym"} <= set(attacks.names())
     assert [p.name for p in attacks.registry.entry("random_synonym").params] == [
-        "source", "k", "rho_max", "min_similarity", "seed",
+        "seed", "source", "k", "rho_max", "min_similarity",
     ]
 
 
