@@ -5,9 +5,12 @@ returns an :class:`salbench.attacks.base.AttackResult` (text attacks also need `
 :mod:`salbench.attacks.base`.
 """
 
+from salbench.core.applicability import check_declarations
 from salbench.core.registry import Registry
 
-registry = Registry("attack", group="salbench.attacks")
+registry = Registry(
+    "attack", group="salbench.attacks", attributes=("modalities", "requires", "inputs"), check=check_declarations
+)
 register = registry.register
 get = registry.get
 names = registry.names

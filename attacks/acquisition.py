@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 from salbench.attacks import register
-from salbench.attacks.base import AttackResult, Bounds
+from salbench.attacks.base import AttackInputs, AttackResult, Bounds
 from salbench.attacks.pgd import BorrowedObjective, BoxSpace
 from salbench.attacks.profiles import check_channels, image_ranges
 from salbench.attacks.threat_model import _check_bounds
@@ -81,6 +81,8 @@ class AcquisitionAttack(BorrowedObjective):
         (True, (2, 14))
     """
 
+    modalities = ("image",)
+
     def __init__(
         self, profile: str = "chest_xray", ranges: dict | None = None, foreground: float | None = None, **borrowed
     ):
@@ -106,6 +108,6 @@ class AcquisitionAttack(BorrowedObjective):
         origin = torch.tensor([NEUTRAL[name] for name in NAMES], **opts).expand(x.shape[0], -1).clone()
         return BoxSpace(model, x, origin, low, high, (high - low) / 2, model_of_acquisition)
 
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds) -> AcquisitionResult:
-        result, parameters = self.search(model, explainer, x, target, bounds=bounds)
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> AcquisitionResult:
+        result, parameters = self.search(model, explainer, x, target, bounds=inputs.bounds)
         return AcquisitionResult(**vars(result), parameters=parameters)

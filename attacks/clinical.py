@@ -106,6 +106,8 @@ class ClinicalAttack(BorrowedObjective):
         (True, True)
     """
 
+    modalities = ("tabular",)
+
     def __init__(self, profile: str = "wdbc", fractions: dict | None = None, k: int = 8, **borrowed):
         self._table, self._fractions = feature_fractions(profile, fractions)
         super().__init__(k=k, **borrowed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from salbench.attacks import register
+from salbench.attacks.base import AttackInputs
 from salbench.attacks.substitution import (
     SubstitutionAttack,
     SubstitutionResult,
@@ -52,7 +53,7 @@ class Dare(SubstitutionAttack):
         0.15
     """
 
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, data) -> SubstitutionResult:
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> SubstitutionResult:
         reference = explainer(model, x, target).detach()
         objective = explanation_distance(model, explainer, reference, target)
-        return self.search(model, x, data, reference.abs(), objective=objective)
+        return self.search(model, x, inputs, reference.abs(), objective=objective)

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from salbench import attacks
-from salbench.attacks.base import Attack, AttackResult, Bounds
+from salbench.attacks.base import Attack, AttackInputs, AttackResult, Bounds
 from salbench.attacks.surrogate import softplus_surrogate
 from salbench.attacks.threat_model import (
     Norm,
@@ -208,6 +208,7 @@ class ProjectedAscent(Attack):
         seed: seed of the random start; default 0.
     """
 
+    requires = ("differentiable",)
     reference_from_real: ClassVar[bool] = False
     """Where the objective's reference comes from. False: the surrogate's explanation of x, for
     attacks that measure a change (the surrogate's E(x′) against the surrogate's E(x), so that
@@ -254,8 +255,8 @@ class ProjectedAscent(Attack):
         return self.objective(attr, reference)
 
     # -- the loop ------------------------------------------------------------------------------
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds) -> AttackResult:
-        return self.search(model, explainer, x, target, bounds=bounds)[0]
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> AttackResult:
+        return self.search(model, explainer, x, target, bounds=inputs.bounds)[0]
 
     def search(
         self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds
@@ -325,9 +326,6 @@ class ProjectedAscent(Attack):
             bad = (~torch.isfinite(grad)).flatten(1).any(dim=1).nonzero().flatten().tolist()
             raise FloatingPointError(f"attack {self._name()}: the objective's gradient is NaN or infinite for sample(s) {bad}")
         return grad
-
-    def _name(self) -> str:
-        return getattr(type(self), "registered_name", type(self).__name__)
 
 
 class ExplanationAttack(ProjectedAscent):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from salbench.attacks import register
+from salbench.attacks.base import AttackInputs
 from salbench.attacks.substitution import SubstitutionAttack, SubstitutionResult
 from salbench.core.validation import check_seed
 from torch import Tensor, nn
@@ -43,7 +44,7 @@ class RandomSynonym(SubstitutionAttack):
         super().__init__(**substitution)
         self.seed = seed
 
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, data) -> SubstitutionResult:
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> SubstitutionResult:
         generator = torch.Generator().manual_seed(self.seed)
         order = torch.rand(x.shape[0], x.shape[2], generator=generator).to(x.device)
-        return self.search(model, x, data, order, generator=generator)
+        return self.search(model, x, inputs, order, generator=generator)

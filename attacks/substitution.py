@@ -72,7 +72,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from salbench.attacks.base import AttackResult, TextAttack
+from salbench.attacks.base import AttackInputs, AttackResult, TextAttack
 from salbench.core.text import (
     PAD,
     STOP_WORDS,
@@ -425,12 +425,12 @@ def class_loss(model: nn.Module, y: Tensor) -> Objective:
     return objective
 
 
-def candidate_table(source: str, data):
-    """The candidate table of ``source`` for the text bundle ``data`` (its vocabulary; its train
-    split as the corpus), built once per process by the source (:mod:`salbench.attacks.candidates`)."""
+def candidate_table(source: str, vocabulary: Vocabulary, corpus: Tensor):
+    """The candidate table of ``source`` for ``vocabulary`` with the text tensor ``corpus`` (the
+    training texts), built once per process by the source (:mod:`salbench.attacks.candidates`)."""
     from salbench.attacks import candidates
 
-    return candidates.get(source).table(data.vocabulary, data.train.x)
+    return candidates.get(source).table(vocabulary, corpus)
 
 
 class SubstitutionAttack(TextAttack):
@@ -452,9 +452,10 @@ class SubstitutionAttack(TextAttack):
         self.source, self.k, self.rho_max = source, k, float(rho_max)
         self.min_similarity = None if min_similarity is None else float(min_similarity)
 
-    def search(self, model: nn.Module, x: Tensor, data, scores: Tensor, **mode) -> SubstitutionResult:
+    def search(self, model: nn.Module, x: Tensor, inputs: AttackInputs, scores: Tensor, **mode) -> SubstitutionResult:
         """:func:`greedy_substitution` of ``x`` with this attack's settings; ``mode``: objective or generator."""
+        table = candidate_table(self.source, inputs.vocabulary, inputs.corpus)
         return greedy_substitution(
-            model, x, data.vocabulary, candidate_table(self.source, data), scores, k=self.k, rho_max=self.rho_max,
+            model, x, inputs.vocabulary, table, scores, k=self.k, rho_max=self.rho_max,
             min_similarity=self.min_similarity, **mode,
         )

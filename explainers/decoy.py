@@ -81,6 +81,8 @@ class DecoyEnhanced(Explainer):
     """
 
     differentiable = False
+    modalities = ("image",)
+    requires = ("conv",)  # layer "auto": the last Conv2d
 
     def __init__(
         self,

@@ -136,12 +136,25 @@ class Registry:
         group: the entry-point group that third-party packages use to add components.
         attributes: class attributes every component must declare (e.g. a metric's
             ``category`` and ``higher_is_better``); they are listed with the component.
+        defaults: class attributes a component may declare, with the value of one that does
+            not (e.g. a model's ``provides``); listed too.
+        check: called with the declared attributes of each component at registration; a
+            ValueError it raises becomes a :class:`RegistryError` naming the component.
     """
 
-    def __init__(self, kind: str, group: str, attributes: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        attributes: tuple[str, ...] = (),
+        defaults: Mapping[str, Any] | None = None,
+        check: Callable[[Mapping[str, Any]], None] | None = None,
+    ):
         self.kind = kind
         self.group = group
         self.attributes = attributes
+        self.defaults = dict(defaults or {})
+        self._check = check
         self._entries: dict[str, Entry] = {}
         self._plugins: dict[str, metadata.EntryPoint] | None = None
 
@@ -167,6 +180,12 @@ class Registry:
         if missing:
             raise RegistryError(f"{self.kind} {name!r} must declare class attribute(s) {missing}")
         attrs = {a: getattr(factory, a) for a in self.attributes}
+        attrs.update({a: getattr(factory, a, default) for a, default in self.defaults.items()})
+        if self._check is not None:
+            try:
+                self._check(attrs)
+            except ValueError as err:
+                raise RegistryError(f"{self.kind} {name!r} ({_qualname(factory)}): {err}") from err
         self._entries[name] = Entry(name, factory, doc.splitlines()[0].strip(), _signature_params(factory), attrs)
         if isinstance(factory, type):
             factory.registered_name = name

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from salbench.core.applicability import check_declarations
 from salbench.core.registry import ParameterError, Registry, RegistryError
 from salbench.core.validation import check_positive_int
 from torch import nn
@@ -30,7 +31,7 @@ __all__ = [
     "build", "check_shape_and_classes",
 ]
 
-registry = Registry("model", group="salbench.models")
+registry = Registry("model", group="salbench.models", defaults={"provides": ()}, check=check_declarations)
 register = registry.register
 get = registry.get
 names = registry.names

@@ -99,7 +99,7 @@ class TextAdversarial(FineTuning):
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
         check_text_data(data, f"recipe {self._name()!r}")
-        candidate_table(self.source, data)  # a source that cannot serve this vocabulary fails before training
+        candidate_table(self.source, data.vocabulary, data.train.x)  # a source that cannot serve this vocabulary fails before training
 
     def batch_loss(
         self, model: nn.Module, x: Tensor, y: Tensor, *, data: DataBundle, generator: torch.Generator
@@ -118,7 +118,7 @@ class TextAdversarial(FineTuning):
         with eval_mode(model):
             scores, objective = self.search(model, x_sel, y_sel)
             result = greedy_substitution(
-                model, x_sel, data.vocabulary, candidate_table(self.source, data), scores, k=self.k,
+                model, x_sel, data.vocabulary, candidate_table(self.source, data.vocabulary, data.train.x), scores, k=self.k,
                 rho_max=self.rho_max, objective=objective, keep_label=False,
             )
         return chosen, result.x_adv
