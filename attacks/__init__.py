@@ -1,7 +1,8 @@
 """Attacks on explanations that keep the model's prediction.
 
 ``attacks.get(name, **params)`` builds one; ``attack(model, explainer, x, target, bounds=...)``
-returns an :class:`salbench.attacks.base.AttackResult` (text attacks also need ``data=``, the data bundle). See
+returns an :class:`salbench.attacks.base.AttackResult` (text attacks take ``vocabulary=`` and ``corpus=``
+instead of ``bounds``: each attack declares its ``inputs``). See
 :mod:`salbench.attacks.base`.
 """
 

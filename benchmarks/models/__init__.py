@@ -6,7 +6,10 @@ and ``num_classes: int``; a text architecture (see
 ``vocab_size: int``. The harness fills them in from the :class:`DataBundle` (``vocab_size``
 is ``len(bundle.vocabulary)``), so a suite or a cache key names only the architecture's own
 parameters. Architectures use ``nn.ReLU`` modules (never ``F.relu``) so that attacks can swap
-them for ``nn.Softplus``.
+them for ``nn.Softplus``. An architecture declares what every instance of it has that some
+components require, as the class attribute ``provides`` (names of
+:data:`salbench.core.applicability.MODEL_FEATURES`: ``conv``, ``gap_head``; default none); a
+suite uses it to drop, e.g., Grad-CAM on an MLP before anything is built.
 
 Example:
     >>> from salbench import models
