@@ -6,7 +6,7 @@ instead of ``bounds``: each attack declares its ``inputs``). See
 :mod:`salbench.attacks.base`.
 """
 
-from salbench.core.applicability import check_declarations
+from salbench.attacks.base import check_declarations
 from salbench.core.registry import Registry
 
 registry = Registry(

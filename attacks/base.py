@@ -21,13 +21,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
+from salbench.core import applicability
 from salbench.core.applicability import CONTINUOUS
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from salbench.core.text import Vocabulary
 
-__all__ = ["AttackResult", "AttackInputs", "Attack", "TextAttack", "Bounds", "check_text_data"]
+__all__ = ["AttackResult", "AttackInputs", "Attack", "TextAttack", "Bounds", "check_declarations", "check_text_data"]
 
 Bounds = tuple[Tensor | float, Tensor | float] | None
 """Valid input range: (low, high), each a float or a tensor broadcastable to x; None = unbounded."""
@@ -66,6 +67,15 @@ class AttackInputs:
 
 
 INPUTS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AttackInputs))
+
+
+def check_declarations(attrs) -> None:
+    """An attack's declarations: those of :func:`salbench.core.applicability.check_declarations`,
+    and ``inputs`` among :data:`INPUTS` (the attack registry runs it at registration)."""
+    applicability.check_declarations(attrs)
+    inputs = attrs["inputs"]
+    if not isinstance(inputs, tuple) or not set(inputs) <= set(INPUTS):
+        raise ValueError(f"inputs must be a tuple of names among {', '.join(INPUTS)}; got {inputs!r}")
 
 
 class Attack:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import sys
 import types
 import typing
@@ -618,8 +619,6 @@ class _Grid:
 
 @functools.cache
 def _proxy_differentiable(name: str, params_json: str) -> bool:
-    import json
-
     return bool(explainers.get(name, **json.loads(params_json)).attack_proxy.differentiable)
 
 

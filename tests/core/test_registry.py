@@ -273,3 +273,49 @@ def test_pgd_loop_parameters_are_declared_once():
         assert entry.param("alpha").default is None
     sources = [inspect_module.getsource(m) for m in (attacks.ghorbani, attacks.r2et, attacks.acquisition, attacks.clinical, pgd)]
     assert sum(s.count("surrogate_beta: float") for s in sources) == 1
+
+
+def test_declared_attributes_are_checked_and_defaults_listed():
+    from salbench.core.applicability import check_declarations
+
+    r = Registry("widget", group="salbench.test_widgets", attributes=("modalities",), defaults={"provides": ()},
+                 check=check_declarations)
+
+    @r.register("fine")
+    class Fine:
+        """Declares a modality, not what it provides."""
+
+        modalities = ("image", "text")
+
+    assert r.entry("fine").attrs == {"modalities": ("image", "text"), "provides": ()}
+
+    class Misspelt:
+        """Declares a modality that does not exist."""
+
+        modalities = ("images",)
+
+    with pytest.raises(RegistryError, match=r"widget 'misspelt' \(.*Misspelt\): modalities must be .*image, volume"):
+        r.register("misspelt")(Misspelt)
+
+    class Unknown:
+        """Provides a feature that does not exist."""
+
+        modalities = ("tabular",)
+        provides = ("attention",)
+
+    with pytest.raises(RegistryError, match=r"provides must be a collection of names among conv, gap_head"):
+        r.register("unknown")(Unknown)
+
+
+def test_an_attack_declares_inputs_among_the_known_ones():
+    from salbench import attacks
+    from salbench.attacks.base import Attack
+
+    class NeedsBundle(Attack):
+        """Asks for the whole data bundle."""
+
+        inputs = ("data",)
+
+    with pytest.raises(RegistryError, match=r"inputs must be a tuple of names among bounds, vocabulary, corpus"):
+        attacks.registry.register("needs_bundle")(NeedsBundle)
+    assert "needs_bundle" not in attacks.names()
