@@ -1,13 +1,17 @@
 """Attacks on explanations that keep the model's prediction.
 
 ``attacks.get(name, **params)`` builds one; ``attack(model, explainer, x, target, bounds=...)``
-returns an :class:`salbench.attacks.base.AttackResult` (text attacks also need ``data=``, the data bundle). See
+returns an :class:`salbench.attacks.base.AttackResult` (text attacks take ``vocabulary=`` and ``corpus=``
+instead of ``bounds``: each attack declares its ``inputs``). See
 :mod:`salbench.attacks.base`.
 """
 
+from salbench.attacks.base import check_declarations
 from salbench.core.registry import Registry
 
-registry = Registry("attack", group="salbench.attacks")
+registry = Registry(
+    "attack", group="salbench.attacks", attributes=("modalities", "requires", "inputs"), check=check_declarations
+)
 register = registry.register
 get = registry.get
 names = registry.names

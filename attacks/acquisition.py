@@ -6,8 +6,8 @@ import dataclasses
 
 import torch
 from salbench.attacks import register
-from salbench.attacks.base import AttackResult, Bounds
-from salbench.attacks.pgd import BorrowedObjective, BoxSpace, Objective
+from salbench.attacks.base import AttackInputs, AttackResult, Bounds
+from salbench.attacks.pgd import BorrowedObjective, BoxSpace
 from salbench.attacks.profiles import check_channels, image_ranges
 from salbench.attacks.threat_model import _check_bounds
 from salbench.attacks.transforms import NAMES, NEUTRAL, AcquisitionModel
@@ -81,26 +81,15 @@ class AcquisitionAttack(BorrowedObjective):
         (True, (2, 14))
     """
 
+    modalities = ("image",)
+
     def __init__(
-        self,
-        profile: str = "chest_xray",
-        ranges: dict | None = None,
-        foreground: float | None = None,
-        objective: Objective = "topk",
-        k: int = 50,
-        steps: int = 50,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool | None = None,
-        seed: int = 0,
+        self, profile: str = "chest_xray", ranges: dict | None = None, foreground: float | None = None, **borrowed
     ):
         self._ranges = image_ranges(profile, ranges)
         if foreground is not None:
             check_positive(foreground, "foreground", allow_zero=True)
-        super().__init__(
-            objective=objective, k=k, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta,
-            random_start=random_start, seed=seed,
-        )
+        super().__init__(**borrowed)
         self.profile = profile
         self.ranges = ranges
         self.foreground = foreground
@@ -119,6 +108,6 @@ class AcquisitionAttack(BorrowedObjective):
         origin = torch.tensor([NEUTRAL[name] for name in NAMES], **opts).expand(x.shape[0], -1).clone()
         return BoxSpace(model, x, origin, low, high, (high - low) / 2, model_of_acquisition)
 
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds) -> AcquisitionResult:
-        result, parameters = self.search(model, explainer, x, target, bounds=bounds)
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> AcquisitionResult:
+        result, parameters = self.search(model, explainer, x, target, bounds=inputs.bounds)
         return AcquisitionResult(**vars(result), parameters=parameters)

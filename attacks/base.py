@@ -1,4 +1,4 @@
-"""The attack interface: ``attack(model, explainer, x, target, bounds=..., data=...) -> AttackResult``.
+"""The attack interface: ``attack(model, explainer, x, target, **inputs) -> AttackResult``.
 
 An attack on an explanation looks for x′ near x (inside an ℓ∞ or ℓ2 ball of radius ε and the
 valid input range) whose explanation differs from that of x while the model's predicted label
@@ -6,18 +6,29 @@ stays the same. Every sample of the returned x′ keeps its label: a sample for 
 label-preserving step was found is returned unchanged (x′ = x) with ``label_kept`` still True
 and ``success`` False.
 
-The runner passes every attack the data bundle (``data=``). Continuous attacks ignore it; text
+Besides (model, explainer, x, target) an attack takes the :class:`AttackInputs` it declares in
+``inputs`` (keywords of the call): continuous attacks the valid input range ``bounds``; text
 attacks (:class:`TextAttack`, word substitutions on the text tensors of
-:mod:`salbench.core.text`) need it, for its vocabulary and training corpus.
+:mod:`salbench.core.text`) the ``vocabulary`` that decodes the ids and the ``corpus`` (the
+training texts) their candidate sources are built from. The grid runner passes each attack
+exactly what it declares, taken from the data set (:meth:`salbench.datasets.base.DataBundle.attack_inputs`).
+Like every component, an attack also declares the ``modalities`` it applies to and what it
+``requires`` (:mod:`salbench.core.applicability`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, ClassVar
 
+from salbench.core import applicability
+from salbench.core.applicability import CONTINUOUS
 from torch import Tensor, nn
 
-__all__ = ["AttackResult", "Attack", "TextAttack", "Bounds", "check_text_data"]
+if TYPE_CHECKING:
+    from salbench.core.text import Vocabulary
+
+__all__ = ["AttackResult", "AttackInputs", "Attack", "TextAttack", "Bounds", "check_declarations", "check_text_data"]
 
 Bounds = tuple[Tensor | float, Tensor | float] | None
 """Valid input range: (low, high), each a float or a tensor broadcastable to x; None = unbounded."""
@@ -40,25 +51,73 @@ class AttackResult:
     success: Tensor
 
 
+@dataclasses.dataclass(frozen=True)
+class AttackInputs:
+    """What an attack may take besides the batch; each attack declares the names it uses (``Attack.inputs``).
+
+    Attributes:
+        bounds: the valid input range (:data:`Bounds`); None = unbounded.
+        vocabulary: the :class:`~salbench.core.text.Vocabulary` of text token ids.
+        corpus: the training texts, a (M, 2, L) text tensor (the corpus of the candidate sources).
+    """
+
+    bounds: Bounds = None
+    vocabulary: Vocabulary | None = None
+    corpus: Tensor | None = None
+
+
+INPUTS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AttackInputs))
+
+
+def check_declarations(attrs) -> None:
+    """An attack's declarations: those of :func:`salbench.core.applicability.check_declarations`,
+    and ``inputs`` among :data:`INPUTS` (the attack registry runs it at registration)."""
+    applicability.check_declarations(attrs)
+    inputs = attrs["inputs"]
+    if not isinstance(inputs, tuple) or not set(inputs) <= set(INPUTS):
+        raise ValueError(f"inputs must be a tuple of names among {', '.join(INPUTS)}; got {inputs!r}")
+
+
 class Attack:
     """Base class of attacks on explanations; subclasses implement :meth:`attack`.
 
     The attack optimises against ``explainer.attack_proxy`` (the explainer itself, or for a
     non-differentiable wrapper such as ``decoy`` its differentiable base: a transfer attack).
+    Declared: ``modalities`` (default: the continuous ones), ``requires`` (default: nothing)
+    and ``inputs`` (default: ``bounds``), the :class:`AttackInputs` it takes; giving one it does
+    not declare is an error.
     """
 
-    def __call__(
-        self, model: nn.Module, explainer, x: Tensor, target: Tensor | int, *, bounds: Bounds = None, data=None
-    ) -> AttackResult:
-        """Check the inputs and attack; ``data`` (the data bundle) is not used by continuous attacks."""
+    modalities: ClassVar[tuple[str, ...]] = CONTINUOUS
+    requires: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[tuple[str, ...]] = ("bounds",)
+
+    def __call__(self, model: nn.Module, explainer, x: Tensor, target: Tensor | int, **inputs) -> AttackResult:
+        """Check the inputs (the batch, and ``inputs`` against the declared ones) and attack."""
+        undeclared = sorted(set(inputs) - set(self.inputs))
+        if undeclared:
+            raise ValueError(
+                f"attack {self._name()!r} takes {', '.join(self.inputs) or 'no inputs'} besides the batch, "
+                f"not {', '.join(undeclared)}"
+                + (f" (an attack input is one of {', '.join(INPUTS)})" if set(undeclared) - set(INPUTS) else "")
+            )
+        given = AttackInputs(**inputs)
+        target = self.check(x, target, given)
+        return self.attack(model, explainer.attack_proxy, x, target, given)
+
+    def check(self, x: Tensor, target: Tensor | int, inputs: AttackInputs) -> Tensor:
+        """Check the batch (and the inputs) before any work; return the target as a (N,) tensor."""
         from salbench.core.validation import check_input, check_target
 
         check_input(x)
-        target = check_target(target, x)
-        return self.attack(model, explainer.attack_proxy, x, target, bounds=bounds)
+        return check_target(target, x)
 
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds) -> AttackResult:
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> AttackResult:
+        """The attack proper, on checked inputs; ``explainer`` is the attacked explainer's proxy."""
         raise NotImplementedError
+
+    def _name(self) -> str:
+        return getattr(type(self), "registered_name", type(self).__name__)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -66,35 +125,28 @@ class Attack:
 
 
 class TextAttack(Attack):
-    """Base class of attacks on text; subclasses implement ``attack(model, explainer, x, target, *, data)``.
+    """Base class of attacks on text: ``x`` is a (N, 2, L) text tensor (:mod:`salbench.core.text`).
 
-    ``x`` is a (N, 2, L) text tensor (:mod:`salbench.core.text`), ``explainer`` a word
-    attribution (:class:`salbench.explainers.word_attribution.WordAttribution`) and ``data`` the text
-    data bundle, required (its vocabulary decodes the ids; its training split is the corpus of
-    the candidate sources). ``bounds`` has no meaning for text and must be None.
+    ``explainer`` is a word attribution (:class:`salbench.explainers.word_attribution.WordAttribution`);
+    the inputs are the ``vocabulary`` (decodes the ids) and the ``corpus`` (the training texts,
+    from which the candidate sources build their tables), both required.
     """
 
-    def __call__(
-        self, model: nn.Module, explainer, x: Tensor, target: Tensor | int, *, bounds: Bounds = None, data=None
-    ) -> AttackResult:
+    modalities = ("text",)
+    inputs = ("vocabulary", "corpus")
+
+    def check(self, x: Tensor, target: Tensor | int, inputs: AttackInputs) -> Tensor:
         from salbench.core.text import check_text_input
         from salbench.core.validation import check_target
 
-        name = getattr(type(self), "registered_name", type(self).__name__)
         check_text_input(x)
-        target = check_target(target, x)
-        check_text_data(data, f"attack {name!r}")
-        if bounds is not None:
+        missing = [name for name in self.inputs if getattr(inputs, name) is None]
+        if missing:
             raise ValueError(
-                f"attack {name!r} attacks text, which has no valid input range; bounds must be None, got {bounds!r}"
+                f"attack {self._name()!r} works on text and needs {', '.join(missing)} (the data set's vocabulary "
+                "and training texts: DataBundle.attack_inputs)"
             )
-        return self.attack(model, explainer.attack_proxy, x, target, data=data)
-
-    def attack(  # type: ignore[override]
-        self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, data
-    ) -> AttackResult:
-        """The attack proper; takes the data bundle where continuous attacks take ``bounds``."""
-        raise NotImplementedError
+        return check_target(target, x)
 
 
 def check_text_data(data, user: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from salbench.attacks import register
 from salbench.attacks.base import Bounds
-from salbench.attacks.pgd import BorrowedObjective, BoxSpace, Objective
+from salbench.attacks.pgd import BorrowedObjective, BoxSpace
 from salbench.attacks.profiles import TableProfile, feature_fractions
 from salbench.attacks.threat_model import _check_bounds
 from torch import Tensor, nn
@@ -106,23 +106,11 @@ class ClinicalAttack(BorrowedObjective):
         (True, True)
     """
 
-    def __init__(
-        self,
-        profile: str = "wdbc",
-        fractions: dict | None = None,
-        objective: Objective = "topk",
-        k: int = 8,
-        steps: int = 50,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool | None = None,
-        seed: int = 0,
-    ):
+    modalities = ("tabular",)
+
+    def __init__(self, profile: str = "wdbc", fractions: dict | None = None, k: int = 8, **borrowed):
         self._table, self._fractions = feature_fractions(profile, fractions)
-        super().__init__(
-            objective=objective, k=k, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta,
-            random_start=random_start, seed=seed,
-        )
+        super().__init__(k=k, **borrowed)
         self.profile = profile
         self.fractions = fractions
 

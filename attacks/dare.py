@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from salbench.attacks import register
+from salbench.attacks.base import AttackInputs
 from salbench.attacks.substitution import (
     SubstitutionAttack,
     SubstitutionResult,
@@ -42,11 +43,9 @@ class Dare(SubstitutionAttack):
     The result is a :class:`~salbench.attacks.substitution.SubstitutionResult`: ``iterations`` counts the
     substituted words, ``substitutions`` lists them (position, original ids, substitute ids).
 
-    Args:
-        source: registered candidate source (:mod:`salbench.attacks.candidates`).
-        k: candidates tried per word (>= 1, at most the source's ``max_candidates``).
-        rho_max: largest fraction of a text's words substituted, in (0, 1].
-        min_similarity: if given, every x̃ has sentence similarity >= it to x, in [0, 1].
+    Args: source, k, rho_max, min_similarity of
+    :class:`~salbench.attacks.substitution.SubstitutionAttack`; if ``min_similarity`` is given,
+    every x̃ has sentence similarity >= it to x.
 
     Example:
         >>> from salbench import attacks
@@ -54,12 +53,7 @@ class Dare(SubstitutionAttack):
         0.15
     """
 
-    def __init__(
-        self, source: str = "domain_embedding", k: int = 5, rho_max: float = 0.15, min_similarity: float | None = None
-    ):
-        self._set_substitution(source, k, rho_max, min_similarity)
-
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, data) -> SubstitutionResult:
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> SubstitutionResult:
         reference = explainer(model, x, target).detach()
         objective = explanation_distance(model, explainer, reference, target)
-        return self.search(model, x, data, reference.abs(), objective=objective)
+        return self.search(model, x, inputs, reference.abs(), objective=objective)

@@ -24,7 +24,6 @@ import torch
 from salbench.attacks import register
 from salbench.attacks.pgd import ExplanationAttack
 from salbench.attacks.ranking import magnitudes, ranked_features
-from salbench.attacks.threat_model import Norm
 from salbench.core.validation import check_k, check_positive_int
 from torch import Tensor
 
@@ -102,21 +101,9 @@ class TopKAttack(ExplanationAttack):
 
     reference_from_real = True
 
-    def __init__(
-        self,
-        k: int = 50,
-        eps: float = 8 / 255,
-        norm: Norm = "linf",
-        steps: int = 50,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool = False,
-        seed: int = 0,
-    ):
+    def __init__(self, k: int = 50, **ball):
         check_positive_int(k, "k")
-        super().__init__(
-            eps=eps, norm=norm, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed
-        )
+        super().__init__(**ball)
         self.k = k
 
     def reference(self, attr: Tensor) -> Tensor:
@@ -160,21 +147,9 @@ class TargetRegionAttack(ExplanationAttack):
 
     reference_from_real = True
 
-    def __init__(
-        self,
-        region: tuple[int, ...],
-        eps: float = 8 / 255,
-        norm: Norm = "linf",
-        steps: int = 50,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool = False,
-        seed: int = 0,
-    ):
+    def __init__(self, region: tuple[int, ...], **ball):
         _check_region(region)
-        super().__init__(
-            eps=eps, norm=norm, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed
-        )
+        super().__init__(**ball)
         self.region = tuple(region)
 
     def reference(self, attr: Tensor) -> Tensor:
@@ -237,19 +212,8 @@ class MassCenterAttack(ExplanationAttack):
         True
     """
 
-    def __init__(
-        self,
-        eps: float = 8 / 255,
-        norm: Norm = "linf",
-        steps: int = 50,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool = True,
-        seed: int = 0,
-    ):
-        super().__init__(
-            eps=eps, norm=norm, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed
-        )
+    def __init__(self, random_start: bool = True, **ball):
+        super().__init__(random_start=random_start, **ball)
 
     def reference(self, attr: Tensor) -> Tensor:
         """The original centre of mass (N, s)."""

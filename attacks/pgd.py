@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from salbench import attacks
-from salbench.attacks.base import Attack, AttackResult, Bounds
+from salbench.attacks.base import Attack, AttackInputs, AttackResult, Bounds
 from salbench.attacks.surrogate import softplus_surrogate
 from salbench.attacks.threat_model import (
     Norm,
@@ -189,8 +189,11 @@ class ProjectedAscent(Attack):
     sample, to maximise, differentiable); they may override :meth:`score`, the criterion for
     keeping the best x′ (default: the objective), and set :attr:`reference_from_real`.
 
+    Its parameters are declared here once; a subclass takes them as ``**loop`` (the registry
+    reads them along the class hierarchy) and redeclares only those whose default it changes.
+
     Args (common to every subclass):
-        steps: number of iterations (>= 1).
+        steps: number of iterations (>= 1); default 50.
         alpha: step size (> 0) in the space's units (input units for the ε-ball, fractions
             of each coordinate's half-width for a box); None gives 2.5·radius/steps.
         surrogate_beta: β of the softplus surrogate the gradients are taken through (> 0);
@@ -199,11 +202,13 @@ class ProjectedAscent(Attack):
             pre-activations, so its useful range depends on their scale: a large β makes
             the surrogate ReLU-like and its second derivatives vanish again (on the test
             CNN with inputs in [0, 1], β = 1–30 work and β = 100 barely moves the map).
+            Default 10.
         random_start: start from a uniform point of the space (kept only where it keeps the
-            label) instead of its origin (x itself).
-        seed: seed of the random start.
+            label) instead of its origin (x itself); default False.
+        seed: seed of the random start; default 0.
     """
 
+    requires = ("differentiable",)
     reference_from_real: ClassVar[bool] = False
     """Where the objective's reference comes from. False: the surrogate's explanation of x, for
     attacks that measure a change (the surrogate's E(x′) against the surrogate's E(x), so that
@@ -211,7 +216,15 @@ class ProjectedAscent(Attack):
     for ranking attacks (the features to demote are the real top features; Ghorbani et al.'s
     code does the same). The score always uses the real model's."""
 
-    def __init__(self, *, steps: int, alpha: float | None, surrogate_beta: float | None, random_start: bool, seed: int):
+    def __init__(
+        self,
+        *,
+        steps: int = 50,
+        alpha: float | None = None,
+        surrogate_beta: float | None = 10.0,
+        random_start: bool = False,
+        seed: int = 0,
+    ):
         check_positive_int(steps, "steps")
         if alpha is not None:
             check_positive(alpha, "alpha")
@@ -242,8 +255,8 @@ class ProjectedAscent(Attack):
         return self.objective(attr, reference)
 
     # -- the loop ------------------------------------------------------------------------------
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds) -> AttackResult:
-        return self.search(model, explainer, x, target, bounds=bounds)[0]
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> AttackResult:
+        return self.search(model, explainer, x, target, bounds=inputs.bounds)[0]
 
     def search(
         self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds
@@ -314,9 +327,6 @@ class ProjectedAscent(Attack):
             raise FloatingPointError(f"attack {self._name()}: the objective's gradient is NaN or infinite for sample(s) {bad}")
         return grad
 
-    def _name(self) -> str:
-        return getattr(type(self), "registered_name", type(self).__name__)
-
 
 class ExplanationAttack(ProjectedAscent):
     """Base class of the ε-ball attacks on explanations; they differ only in their objective.
@@ -324,26 +334,16 @@ class ExplanationAttack(ProjectedAscent):
     The search space is the ε-ball around x (ℓ∞ or ℓ2) ∩ the valid range (:class:`BallSpace`).
 
     Args (common to every subclass):
-        eps: radius of the ball, in input units (> 0).
-        norm: ``"linf"`` (sign steps) or ``"l2"`` (normalised-gradient steps).
-        steps, alpha, surrogate_beta, random_start, seed: see :class:`ProjectedAscent`;
+        eps: radius of the ball, in input units (> 0); default 8/255 (inputs in [0, 1]).
+        norm: ``"linf"`` (sign steps, the default) or ``"l2"`` (normalised-gradient steps).
+        **loop: steps, alpha, surrogate_beta, random_start, seed of :class:`ProjectedAscent`;
             α is in input units (default 2.5·eps/steps).
     """
 
-    def __init__(
-        self,
-        *,
-        eps: float,
-        norm: Norm,
-        steps: int,
-        alpha: float | None,
-        surrogate_beta: float | None,
-        random_start: bool,
-        seed: int,
-    ):
+    def __init__(self, *, eps: float = 8 / 255, norm: Norm = "linf", **loop):
         check_positive(eps, "eps")
         check_norm(norm)
-        super().__init__(steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed)
+        super().__init__(**loop)
         self.eps = eps
         self.norm = norm
 
@@ -365,31 +365,21 @@ class BorrowedObjective(ProjectedAscent):
     counterpart optimise exactly the same thing.
 
     Args (common to every subclass):
-        objective: ``"topk"`` or ``"mse"``.
+        objective: ``"topk"`` (the default) or ``"mse"``.
         k: the top-k size of the ``topk`` objective (>= 1; at most the features per sample,
-            checked per call); not used by ``mse``.
-        random_start: as in :class:`ProjectedAscent`; None takes the borrowed attack's
-            default (False for ``topk``; True for ``mse``, whose gradient is zero at x).
-        steps, alpha, surrogate_beta, seed: see :class:`ProjectedAscent`.
+            checked per call); not used by ``mse``. Default 50, as ``topk``.
+        random_start: as in :class:`ProjectedAscent`; None (the default) takes the borrowed
+            attack's default (False for ``topk``; True for ``mse``, whose gradient is zero at x).
+        **loop: steps, alpha, surrogate_beta, seed of :class:`ProjectedAscent`.
     """
 
-    def __init__(
-        self,
-        *,
-        objective: Objective,
-        k: int,
-        steps: int,
-        alpha: float | None,
-        surrogate_beta: float | None,
-        random_start: bool | None,
-        seed: int,
-    ):
+    def __init__(self, *, objective: Objective = "topk", k: int = 50, random_start: bool | None = None, **loop):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         check_positive_int(k, "k")
         goal = attacks.get("topk", k=k) if objective == "topk" else attacks.get("mse")
         random_start = goal.random_start if random_start is None else random_start
-        super().__init__(steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed)
+        super().__init__(random_start=random_start, **loop)
         self.objective_name = objective
         self.k = k
         self._goal = goal

@@ -74,21 +74,9 @@ class ERAttack(ExplanationAttack):
 
     reference_from_real = True
 
-    def __init__(
-        self,
-        k: int = 50,
-        eps: float = 0.5,
-        norm: Norm = "l2",
-        steps: int = 100,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool = False,
-        seed: int = 0,
-    ):
+    def __init__(self, k: int = 50, eps: float = 0.5, norm: Norm = "l2", steps: int = 100, **ball):
         check_positive_int(k, "k")
-        super().__init__(
-            eps=eps, norm=norm, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed
-        )
+        super().__init__(eps=eps, norm=norm, steps=steps, **ball)
         self.k = k
 
     def reference(self, attr: Tensor) -> tuple[Tensor, Tensor]:
@@ -132,19 +120,8 @@ class MSEAttack(ExplanationAttack):
         'l2'
     """
 
-    def __init__(
-        self,
-        eps: float = 0.5,
-        norm: Norm = "l2",
-        steps: int = 100,
-        alpha: float | None = None,
-        surrogate_beta: float | None = 10.0,
-        random_start: bool = True,
-        seed: int = 0,
-    ):
-        super().__init__(
-            eps=eps, norm=norm, steps=steps, alpha=alpha, surrogate_beta=surrogate_beta, random_start=random_start, seed=seed
-        )
+    def __init__(self, eps: float = 0.5, norm: Norm = "l2", steps: int = 100, random_start: bool = True, **ball):
+        super().__init__(eps=eps, norm=norm, steps=steps, random_start=random_start, **ball)
 
     def reference(self, attr: Tensor) -> Tensor:
         """The original explanation."""

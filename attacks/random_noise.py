@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from salbench.attacks import register
-from salbench.attacks.base import Attack, AttackResult, Bounds
+from salbench.attacks.base import Attack, AttackInputs, AttackResult
 from salbench.attacks.threat_model import Norm, ThreatModel, check_norm, select
 from salbench.core.validation import check_positive, check_positive_int, check_seed
 from torch import Tensor, nn
@@ -56,8 +56,8 @@ class RandomNoise(Attack):
         self.n_tries = n_tries
         self.seed = seed
 
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, bounds: Bounds) -> AttackResult:
-        threat = ThreatModel(model, x, self.eps, self.norm, bounds)
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> AttackResult:
+        threat = ThreatModel(model, x, self.eps, self.norm, inputs.bounds)
         generator = torch.Generator(device=threat.x.device).manual_seed(self.seed)
         x_adv = threat.x.clone()
         found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from salbench.attacks import register
+from salbench.attacks.base import AttackInputs
 from salbench.attacks.substitution import SubstitutionAttack, SubstitutionResult
 from salbench.core.validation import check_seed
 from torch import Tensor, nn
@@ -28,11 +29,9 @@ class RandomSynonym(SubstitutionAttack):
     batch gives the same substitutions. Departures: see ``dare``.
 
     Args:
-        source: registered candidate source (:mod:`salbench.attacks.candidates`).
-        k: candidates per word (>= 1, at most the source's ``max_candidates``).
-        rho_max: largest fraction of a text's words substituted, in (0, 1].
-        min_similarity: if given, every x̃ has sentence similarity >= it to x, in [0, 1].
         seed: seed of the word order and the draws (>= 0).
+        **substitution: source, k, rho_max, min_similarity of
+            :class:`~salbench.attacks.substitution.SubstitutionAttack`.
 
     Example:
         >>> from salbench import attacks
@@ -40,19 +39,12 @@ class RandomSynonym(SubstitutionAttack):
         5
     """
 
-    def __init__(
-        self,
-        source: str = "domain_embedding",
-        k: int = 5,
-        rho_max: float = 0.15,
-        min_similarity: float | None = None,
-        seed: int = 0,
-    ):
+    def __init__(self, seed: int = 0, **substitution):
         check_seed(seed)
-        self._set_substitution(source, k, rho_max, min_similarity)
+        super().__init__(**substitution)
         self.seed = seed
 
-    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, *, data) -> SubstitutionResult:
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> SubstitutionResult:
         generator = torch.Generator().manual_seed(self.seed)
         order = torch.rand(x.shape[0], x.shape[2], generator=generator).to(x.device)
-        return self.search(model, x, data, order, generator=generator)
+        return self.search(model, x, inputs, order, generator=generator)

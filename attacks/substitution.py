@@ -72,7 +72,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from salbench.attacks.base import AttackResult, TextAttack
+from salbench.attacks.base import AttackInputs, AttackResult, TextAttack
 from salbench.core.text import (
     PAD,
     STOP_WORDS,
@@ -425,32 +425,37 @@ def class_loss(model: nn.Module, y: Tensor) -> Objective:
     return objective
 
 
-def candidate_table(source: str, data):
-    """The candidate table of ``source`` for the text bundle ``data`` (its vocabulary; its train
-    split as the corpus), built once per process by the source (:mod:`salbench.attacks.candidates`)."""
+def candidate_table(source: str, vocabulary: Vocabulary, corpus: Tensor):
+    """The candidate table of ``source`` for ``vocabulary`` with the text tensor ``corpus`` (the
+    training texts), built once per process by the source (:mod:`salbench.attacks.candidates`)."""
     from salbench.attacks import candidates
 
-    return candidates.get(source).table(data.vocabulary, data.train.x)
+    return candidates.get(source).table(vocabulary, corpus)
 
 
 class SubstitutionAttack(TextAttack):
     """Base of the word-substitution attacks: their shared parameters and candidate table.
 
-    Args:
-        source: registered candidate source (:mod:`salbench.attacks.candidates`).
-        k: candidates tried per word, at most the source's ``max_candidates`` (10 by default).
-        rho_max: at most ⌊rho_max · n⌋ of a text's n words are substituted, in (0, 1].
-        min_similarity: sentence-similarity floor in [0, 1] (None: none).
+    Args (every subclass takes them as ``**substitution``; the defaults are DARE's):
+        source: registered candidate source (:mod:`salbench.attacks.candidates`); default
+            ``"domain_embedding"``.
+        k: candidates tried per word, at most the source's ``max_candidates`` (10 by default);
+            default 5.
+        rho_max: at most ⌊rho_max · n⌋ of a text's n words are substituted, in (0, 1]; default 0.15.
+        min_similarity: sentence-similarity floor in [0, 1] (None, the default: none).
     """
 
-    def _set_substitution(self, source: str, k: int, rho_max: float, min_similarity: float | None) -> None:
+    def __init__(
+        self, source: str = "domain_embedding", k: int = 5, rho_max: float = 0.15, min_similarity: float | None = None
+    ):
         check_substitution_params(source, k, rho_max, min_similarity)
         self.source, self.k, self.rho_max = source, k, float(rho_max)
         self.min_similarity = None if min_similarity is None else float(min_similarity)
 
-    def search(self, model: nn.Module, x: Tensor, data, scores: Tensor, **mode) -> SubstitutionResult:
+    def search(self, model: nn.Module, x: Tensor, inputs: AttackInputs, scores: Tensor, **mode) -> SubstitutionResult:
         """:func:`greedy_substitution` of ``x`` with this attack's settings; ``mode``: objective or generator."""
+        table = candidate_table(self.source, inputs.vocabulary, inputs.corpus)
         return greedy_substitution(
-            model, x, data.vocabulary, candidate_table(self.source, data), scores, k=self.k, rho_max=self.rho_max,
+            model, x, inputs.vocabulary, table, scores, k=self.k, rho_max=self.rho_max,
             min_similarity=self.min_similarity, **mode,
         )

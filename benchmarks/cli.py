@@ -34,8 +34,12 @@ def _registry(kind: str):
     return importlib.import_module(KINDS[kind]).registry
 
 
+_DIRECTION = ("category", "higher_is_better")  # a metric's, shown beside its name
+
+
 def format_listing(kinds: list[str]) -> str:
-    """The text of ``salbench list``: per kind, each component, its description and parameters."""
+    """The text of ``salbench list``: per kind, each component, its description, its declarations
+    (what it applies to: :mod:`salbench.core.applicability`) and its parameters."""
     lines: list[str] = []
     for kind in kinds:
         reg = _registry(kind)
@@ -47,10 +51,21 @@ def format_listing(kinds: list[str]) -> str:
                 arrow = "↑ higher is better" if entry.attrs["higher_is_better"] else "↓ lower is better"
                 extra = f" [{entry.attrs['category']}, {arrow}]"
             lines.append(f"  {name}{extra}: {entry.description}")
+            declared = {k: v for k, v in entry.attrs.items() if k not in _DIRECTION}
+            if declared:
+                lines.append(f"      ({'; '.join(f'{k}: {_declared(v)}' for k, v in declared.items())})")
             for p in entry.params:
                 lines.append(f"      {p.describe()}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _declared(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return ", ".join(map(str, value)) or "-"
+    return str(value)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -77,6 +92,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     suite = load_suite(args.suite)
+    for cell, reason in suite.dropped:  # what the components' declarations rule out, before any work
+        print(f"dropped {cell}: {reason}")
     out_dir = Path(args.out) if args.out else Path("results") / suite.name
     summary = run_suite(
         suite, out_dir, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,

@@ -347,9 +347,9 @@ def _shared_limits(examples: dict[str, np.ndarray], i: int, image: bool) -> dict
         maps = [_attr_map(a) for a in attrs]
         return {
             "input": (min(float(v.min()) for v in inputs), max(float(v.max()) for v in inputs)),
-            "attr": (0.0, max(float(m.max()) for m in maps) or 1.0),
+            "attr": (0.0, max((float(m.max()) for m in maps), default=0.0) or 1.0),  # no maps: a cell without explainer
         }
-    bound = {k: max(float(np.abs(v).max()) for v in vs) or 1.0 for k, vs in (("input", inputs), ("attr", attrs))}
+    bound = {k: max((float(np.abs(v).max()) for v in vs), default=0.0) or 1.0 for k, vs in (("input", inputs), ("attr", attrs))}
     return {k: (-b * 1.05, b * 1.05) for k, b in bound.items()}
 
 

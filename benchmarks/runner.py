@@ -5,12 +5,13 @@
 1. train every distinct model that the cells to run need (data set, model, recipe, seed), in
    parallel, into the trained-model cache (:func:`salbench.model_cache.trained_model`);
 2. run the cells. A cell loads its data set and its trained model, picks its evaluation samples
-   (:func:`select_samples`, by the suite's ``select``), explains them in batches of the suite's ``batch_size``, attacks
-   them (attacked cells) and explains the attacked inputs (text cells explain words: the
-   registered explainer wrapped in :class:`salbench.explainers.word_attribution.WordAttribution`; text
-   attacks get the data bundle, for its vocabulary and training corpus), and scores every metric of the cell
+   (:func:`select_samples`, by the suite's ``select``), explains them in batches of the suite's ``batch_size``
+   (a cell without an explainer, for the metrics that do not use one, skips that), attacks
+   them (attacked cells) and explains the attacked inputs, and scores every metric of the cell
    on a :class:`salbench.metrics.base.Case` (with the samples' reference images where the test split
-   has them). Its records (one row per sample × metric, or × metric output for a metric with
+   has them). The data set's modality (:func:`salbench.modalities.modality`) says how an explainer
+   is applied (text cells explain words) and which positions are features (``Case.valid``); each
+   attack gets the inputs it declares (``Attack.inputs``) from the data set. Its records (one row per sample × metric, or × metric output for a metric with
    ``outputs``, stored as ``"<metric>.<output>"``; the columns of
    :data:`salbench.store.RECORD_SCHEMA`, with the metric's per-sample ``note`` saying why a
    value is missing) and examples go to the store as soon as it finishes.
@@ -56,10 +57,10 @@ import torch
 from joblib import Parallel, delayed, parallel_config
 from salbench import attacks, explainers, metrics
 from salbench.core.hashing import canonical_json, versions
-from salbench.core.text import Vocabulary, word_mask
+from salbench.core.text import Vocabulary
 from salbench.datasets import Split, load_dataset
-from salbench.explainers.word_attribution import WordAttribution
 from salbench.metrics.base import Case, MetricOutput
+from salbench.modalities import Modality, modality
 from salbench.model_cache import cache_dir_path, model_key, trained_model
 from salbench.store import (
     RECORD_COLUMNS,
@@ -361,7 +362,7 @@ class _Batch:
     """One batch of a cell: its inputs, explanations, attack result and metric scores."""
 
     x: Tensor
-    attr: Tensor
+    attr: Tensor | None
     x_adv: Tensor | None
     attr_adv: Tensor | None
     attack: Any  # salbench.attacks.base.AttackResult | None
@@ -375,33 +376,34 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
     model, meta = trained_model(*cell.model_inputs, cache_dir=settings.cache_dir)
     model = model.to(_DEVICE).eval()
     chosen = select_samples(model, data.test, cell.samples, cell.seed, settings.batch_size, cell.select)
-    explainer = explainers.get(cell.explainer.name, **cell.explainer.params)
-    if data.modality == "text":  # explain words: the explainer on the embeddings, pooled per word
-        explainer = WordAttribution(explainer)
+    handling = modality(data.modality)
+    explainer = None
+    if cell.explainer is not None:
+        explainer = handling.explain(explainers.get(cell.explainer.name, **cell.explainer.params))
     attack = attacks.get(cell.attack.name, **cell.attack.params) if cell.attack is not None else None
     scorers = [metrics.get(m.name, **m.params) for m in cell.metrics]
     batches = [
-        _evaluate_batch(model, explainer, attack, scorers, data, indices)
+        _evaluate_batch(model, explainer, attack, scorers, data, handling, indices)
         for indices in chosen.split(settings.batch_size)
     ]
     records = _records(cell, settings, meta, chosen, data.test.y[chosen], scorers, batches)
     return records, _examples(chosen, batches, data.vocabulary)
 
 
-def _evaluate_batch(model, explainer, attack, scorers, data, indices: Tensor) -> _Batch:
+def _evaluate_batch(model, explainer, attack, scorers, data, handling: Modality, indices: Tensor) -> _Batch:
     x = data.test.x[indices].to(_DEVICE)
     target = data.test.y[indices].to(_DEVICE)
     mask = data.test.mask[indices].to(_DEVICE) if data.test.mask is not None else None
     reference = data.test.reference[indices].to(_DEVICE) if data.test.reference is not None else None
-    attr = explainer(model, x, target).detach()
+    attr = explainer(model, x, target).detach() if explainer is not None else None
     result = x_adv = attr_adv = None
     if attack is not None:
-        result = attack(model, explainer, x, target, bounds=data.bounds, data=data)
+        result = attack(model, explainer, x, target, **data.attack_inputs(attack.inputs))
         x_adv = result.x_adv.detach()
         attr_adv = explainer(model, x_adv, target).detach()
     case = Case(
         model=model, explainer=explainer, x=x, target=target, attr=attr, x_adv=x_adv, attr_adv=attr_adv, mask=mask,
-        reference=reference, vocabulary=data.vocabulary, valid=word_mask(x) if data.modality == "text" else None,
+        reference=reference, vocabulary=data.vocabulary, valid=handling.features(x),
     )
     scores = [_checked(scorer, scorer.evaluate(case), len(x)) for scorer in scorers]
     return _Batch(x, attr, x_adv, attr_adv, result, mask, scores)
@@ -464,8 +466,8 @@ def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch
         "model_params": cell.model.params_json,
         "recipe": cell.recipe.name,
         "recipe_params": cell.recipe.params_json,
-        "explainer": cell.explainer.name,
-        "explainer_params": cell.explainer.params_json,
+        "explainer": cell.explainer_name,
+        "explainer_params": cell.explainer.params_json if cell.explainer is not None else "{}",
         "attack": cell.attack_name,
         "attack_params": cell.attack.params_json if attacked else "{}",
         "seed": cell.seed,

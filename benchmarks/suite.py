@@ -20,13 +20,23 @@ Grid rules:
   explicitly (in its table or through ``shared``). Data set parameters, including a data
   set's own ``seed``, are not touched: every seed sees the same data.
 * Metrics with ``needs_attack`` are evaluated in the attacked cells; the others once per
-  (data set, model, recipe, seed, explainer) in a cell whose attack is None.
+  (data set, model, recipe, seed, explainer) in a cell whose attack is None. A metric that
+  declares ``uses_explainer = False`` (e.g. ``selective_pvalue``) is evaluated once per
+  (data set, model, recipe, seed), in a cell without explainer or attack.
+* Declarations decide what applies (:mod:`salbench.core.applicability`): a cell whose data
+  set's modality or model (its declared ``provides``) an explainer or attack does not fit, or
+  an attack whose ``requires`` the explainer does not meet, is dropped; so is a metric that
+  does not fit the cell (the cell keeps the others, and is dropped without any). Each drop is
+  listed with its reason in :attr:`Suite.dropped`. A grid that declarations leave empty is an
+  error naming the reasons.
 * ``samples`` in a ``[[datasets]]`` table overrides the suite's ``samples`` for that data set's
   cells (e.g. fewer samples where each costs more).
 * ``select`` (suite option, "correct" by default) picks the evaluation samples among the
   correctly classified test samples or, with "all", among every test sample.
 * ``[[exclude]]`` drops the cells that match all of its keys (dataset, model, recipe,
-  explainer, attack; attack ``"none"`` names the attack-free cells).
+  explainer, attack; attack ``"none"`` names the attack-free cells, explainer ``"none"`` the
+  cells without an explainer). Its names are checked against the whole grid, before the
+  declarations drop anything.
 
 The cell id is the SHA-256 of the canonical JSON of everything that determines the cell's
 records: the full validated parameters (defaults included) of its data set, model, recipe,
@@ -46,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import sys
 import types
 import typing
@@ -59,6 +70,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from salbench import attacks, datasets, explainers, metrics, models, recipes
+from salbench.core.applicability import Offer
 from salbench.core.hashing import canonical_json, digest
 from salbench.core.registry import Registry, RegistryError
 
@@ -83,6 +95,7 @@ SELECTS = ("correct", "all")
 SELECT_DEFAULT = "correct"
 _EXCLUDE_KEYS = ("dataset", "model", "recipe", "explainer", "attack")
 _NO_ATTACK = "none"
+_NO_EXPLAINER = "none"
 
 
 class SuiteError(ValueError):
@@ -109,14 +122,15 @@ class Cell:
     """One grid cell: the unit of work, caching and resumption.
 
     ``model.params`` leave out ``input_shape`` and ``num_classes``, which the harness takes
-    from the data set. ``attack`` is None in the cell that evaluates the attack-free metrics.
+    from the data set. ``attack`` is None in the cell that evaluates the attack-free metrics;
+    ``explainer`` is None in the cell of the metrics that do not use one.
     ``select`` says which test samples are drawn (see :func:`salbench.runner.select_samples`).
     """
 
     dataset: Component
     model: Component
     recipe: Component
-    explainer: Component
+    explainer: Component | None
     attack: Component | None
     metrics: tuple[Component, ...]
     seed: int
@@ -144,6 +158,10 @@ class Cell:
         return self.attack.name if self.attack is not None else _NO_ATTACK
 
     @property
+    def explainer_name(self) -> str:
+        return self.explainer.name if self.explainer is not None else _NO_EXPLAINER
+
+    @property
     def model_inputs(self) -> tuple[str, dict, str, dict, str, dict, int]:
         """The arguments of :func:`salbench.model_cache.trained_model` (without cache_dir)."""
         return (
@@ -155,20 +173,25 @@ class Cell:
         """The component names that ``[[exclude]]`` matches on."""
         return {
             "dataset": self.dataset.name, "model": self.model.name, "recipe": self.recipe.name,
-            "explainer": self.explainer.name, "attack": self.attack_name,
+            "explainer": self.explainer_name, "attack": self.attack_name,
         }
 
     def describe(self) -> str:
         """A one-line label, e.g. ``wdbc/mlp/standard seed 0: gradient × topk``."""
         return (
             f"{self.dataset.name}/{self.model.name}/{self.recipe.name} seed {self.seed}: "
-            f"{self.explainer.name} × {self.attack_name}"
+            f"{self.explainer_name} × {self.attack_name}"
         )
 
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
-    """A validated suite: its options and its expanded grid of cells."""
+    """A validated suite: its options, its expanded grid of cells, and what the declarations dropped.
+
+    ``dropped`` lists (cell description, reason) for every cell, or metric of a cell, that the
+    components' declarations rule out (see the module docstring); ``[[exclude]]`` drops are not
+    listed (the suite asks for them).
+    """
 
     name: str
     description: str
@@ -180,6 +203,7 @@ class Suite:
     config_hash: str
     source: str
     select: str = SELECT_DEFAULT
+    dropped: tuple[tuple[str, str], ...] = ()
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -406,10 +430,21 @@ def _shared(table: Mapping[str, Any], where: str, plugins: list[_Plugin]) -> dic
     return shared
 
 
-def _metric_split(metric_plugins: list[_Plugin], attack_plugins: list[_Plugin]) -> tuple[list[_Plugin], list[_Plugin]]:
-    """(attack-free metrics, metrics that need an attack), checked against the attacks listed."""
-    needing = [m for m in metric_plugins if getattr(m.entry.factory, "needs_attack", False)]
-    free = [m for m in metric_plugins if m not in needing]
+def _metric_split(
+    metric_plugins: list[_Plugin], attack_plugins: list[_Plugin]
+) -> tuple[list[_Plugin], list[_Plugin], list[_Plugin]]:
+    """(attack-free metrics, metrics that need an attack, metrics without explainer), checked against
+    the attacks listed."""
+    independent = [m for m in metric_plugins if not m.entry.attrs["uses_explainer"]]
+    both = [m.where for m in independent if m.entry.attrs["needs_attack"]]
+    if both:
+        _fail(
+            "metrics",
+            f"{', '.join(both)} declare(s) needs_attack but not uses_explainer; an attack works on an explainer, "
+            "so such a metric has no cell",
+        )
+    needing = [m for m in metric_plugins if m.entry.attrs["needs_attack"]]
+    free = [m for m in metric_plugins if m not in needing and m not in independent]
     if needing and not attack_plugins:
         _fail(
             "metrics",
@@ -417,13 +452,13 @@ def _metric_split(metric_plugins: list[_Plugin], attack_plugins: list[_Plugin]) 
             f"[[attacks]]; add one (available: {', '.join(attacks.registry.names())}) or remove the metric",
         )
     if attack_plugins and not needing:
-        robust = [n for n in metrics.registry.names() if getattr(metrics.registry.entry(n).factory, "needs_attack", False)]
+        robust = [n for n in metrics.registry.names() if metrics.registry.entry(n).attrs["needs_attack"]]
         _fail(
             "attacks",
             f"no metric of the suite uses an attack; add one that does (one of: {', '.join(robust)}) "
             "or remove the [[attacks]]",
         )
-    return free, needing
+    return free, needing, independent
 
 
 def _excludes(data: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -467,9 +502,10 @@ class _Plugins:
     attacks: list[_Plugin]
     free_metrics: list[_Plugin]
     attack_metrics: list[_Plugin]
+    independent_metrics: list[_Plugin]
 
     def all(self) -> list[_Plugin]:
-        return self.explainers + self.attacks + self.free_metrics + self.attack_metrics
+        return self.explainers + self.attacks + self.free_metrics + self.attack_metrics + self.independent_metrics
 
 
 def _build(data: Mapping[str, Any], source: str) -> Suite:
@@ -478,18 +514,28 @@ def _build(data: Mapping[str, Any], source: str) -> Suite:
     dataset_tables = _tables(data, "datasets", required=True)
     suite_recipes = _tables(data, "recipes", required=False)
     attack_plugins = _plugins(data, "attacks", attacks.registry, required=False, seeded=True)
-    plugins = _Plugins(
-        _plugins(data, "explainers", explainers.registry, required=True, seeded=True),
-        attack_plugins,
-        *_metric_split(_plugins(data, "metrics", metrics.registry, required=True, seeded=False), attack_plugins),
+    free, attacked, independent = _metric_split(
+        _plugins(data, "metrics", metrics.registry, required=True, seeded=False), attack_plugins
     )
+    explainer_plugins = _plugins(data, "explainers", explainers.registry, required=bool(free or attacked), seeded=True)
+    if explainer_plugins and not (free or attacked):
+        _fail(
+            "explainers",
+            f"no metric of the suite uses an explainer ({', '.join(m.where for m in independent)} do(es) not); "
+            "remove the [[explainers]] or add a metric that uses one",
+        )
+    plugins = _Plugins(explainer_plugins, attack_plugins, free, attacked, independent)
     excludes = _excludes(data)
-    cells = [
-        cell
-        for i, table in enumerate(dataset_tables)
-        for cell in _dataset_cells(table, _where("datasets", i, table), suite_recipes, plugins, options)
-    ]
-    _check_exclude_names(excludes, cells)
+    cells: list[Cell] = []
+    dropped: list[tuple[Cell, str]] = []
+    for i, table in enumerate(dataset_tables):
+        kept, ruled_out = _dataset_cells(table, _where("datasets", i, table), suite_recipes, plugins, options)
+        cells += kept
+        dropped += ruled_out
+    _check_exclude_names(excludes, cells + [cell for cell, _ in dropped])
+    if not cells:
+        reasons = sorted({reason for _, reason in dropped})
+        _fail("grid", "no cell applies: the components' declarations drop every one; " + "; ".join(reasons))
     cells = [c for c in cells if not any(_matches(rule, c) for rule in excludes)]
     if not cells:
         _fail("exclude", "every cell of the grid is excluded; nothing would run")
@@ -498,13 +544,14 @@ def _build(data: Mapping[str, Any], source: str) -> Suite:
     if options["select"] != SELECT_DEFAULT:  # keeps the hashes of suites without the option
         summary["select"] = options["select"]
     config_hash = digest({"suite": summary, "cells": sorted(c.id for c in cells)})
-    return Suite(cells=tuple(cells), config_hash=config_hash, source=source, **options)
+    described = tuple((cell.describe(), reason) for cell, reason in dropped)
+    return Suite(cells=tuple(cells), config_hash=config_hash, source=source, dropped=described, **options)
 
 
 def _dataset_cells(
     table: Mapping[str, Any], where: str, suite_recipes: list, plugins: _Plugins, options: Mapping[str, Any]
-) -> list[Cell]:
-    """The cells of one ``[[datasets]]`` table (before exclusions)."""
+) -> tuple[list[Cell], list[tuple[Cell, str]]]:
+    """The cells of one ``[[datasets]]`` table (before exclusions), and those its declarations drop, with why."""
     dataset_variants = _fixed_components(datasets.registry, table, where, skip=_DATASET_KEYS)
     if "models" not in table:
         _fail(where, "missing 'models': the architectures to train on this data set, e.g. models = [{ name = \"mlp\" }]")
@@ -521,16 +568,63 @@ def _dataset_cells(
     def build(group: list[_Plugin], seed: int) -> list[Component]:
         return [c for p in group for c in p.components(shared, seed, f"{where}.shared")]
 
-    cells = []
+    grid = _Grid()
     for dataset, model, recipe, seed in itertools.product(dataset_variants, model_variants, recipe_variants, options["seeds"]):
+        modality = datasets.registry.entry(dataset.name).attrs["modality"]
+        provides = frozenset(models.registry.entry(model.name).attrs["provides"])
+        offer = Offer(modality, model.name, provides, None)
+
+        def cell(explainer: Component | None, attack: Component | None, group: tuple[Component, ...]) -> Cell:
+            return Cell(dataset, model, recipe, explainer, attack, group, seed, samples, options["select"])
+
         free, attacked = tuple(build(plugins.free_metrics, seed)), tuple(build(plugins.attack_metrics, seed))
+        independent = tuple(build(plugins.independent_metrics, seed))
         attack_components = build(plugins.attacks, seed)
+        if independent:
+            grid.add(cell(None, None, independent), offer, None)
         for explainer in build(plugins.explainers, seed):
+            with_explainer = dataclasses.replace(offer, explainer=(explainer.name, _differentiable(explainer)))
+            unfit = offer.unmet("explainer", explainer.name, explainers.registry.entry(explainer.name).attrs)
             if free:
-                cells.append(Cell(dataset, model, recipe, explainer, None, free, seed, samples, options["select"]))
+                grid.add(cell(explainer, None, free), with_explainer, unfit)
             for attack in attack_components:
-                cells.append(Cell(dataset, model, recipe, explainer, attack, attacked, seed, samples, options["select"]))
-    return cells
+                why = unfit or with_explainer.unmet("attack", attack.name, attacks.registry.entry(attack.name).attrs)
+                grid.add(cell(explainer, attack, attacked), with_explainer, why)
+    return grid.cells, grid.dropped
+
+
+@dataclasses.dataclass
+class _Grid:
+    """Cells being expanded: those that apply, and those dropped with the reason."""
+
+    cells: list[Cell] = dataclasses.field(default_factory=list)
+    dropped: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
+
+    def add(self, cell: Cell, offer: Offer, unfit: str | None) -> None:
+        """Add ``cell`` unless ``unfit`` (the reason its explainer or attack does not apply); its metrics
+        that do not apply are dropped from it, and the cell too if none is left."""
+        if unfit is not None:
+            self.dropped.append((cell, unfit))
+            return
+        kept = []
+        for metric in cell.metrics:
+            why = offer.unmet("metric", metric.name, metrics.registry.entry(metric.name).attrs)
+            if why is None:
+                kept.append(metric)
+            else:
+                self.dropped.append((cell, why))
+        if kept:
+            self.cells.append(dataclasses.replace(cell, metrics=tuple(kept)))
+
+
+@functools.cache
+def _proxy_differentiable(name: str, params_json: str) -> bool:
+    return bool(explainers.get(name, **json.loads(params_json)).attack_proxy.differentiable)
+
+
+def _differentiable(explainer: Component) -> bool:
+    """Whether the explainer's attack proxy is differentiable (built once per name and parameters)."""
+    return _proxy_differentiable(explainer.name, explainer.params_json)
 
 
 def _check_unique(cells: list[Cell]) -> None:

@@ -4,9 +4,12 @@
 attribution of the shape of ``x``. See :class:`salbench.explainers.base.Explainer`.
 """
 
+from salbench.core.applicability import check_declarations
 from salbench.core.registry import Registry
 
-registry = Registry("explainer", group="salbench.explainers")
+registry = Registry(
+    "explainer", group="salbench.explainers", attributes=("modalities", "requires"), check=check_declarations
+)
 register = registry.register
 get = registry.get
 names = registry.names

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+from salbench.core.applicability import MODALITIES
 from salbench.core.validation import check_input, check_logits_target, check_target
 from torch import Tensor, nn
 
@@ -20,9 +21,15 @@ class Explainer:
     that the attribution can be differentiated again (attacks, robust training).
     ``differentiable = False`` marks methods for which that is meaningless (e.g. ``random``,
     ``occlusion``); asking them for ``create_graph=True`` is an error.
+
+    ``modalities`` and ``requires`` declare what the method applies to
+    (:mod:`salbench.core.applicability`): by default every modality (text through the word
+    attribution adapter on the embeddings) and nothing of the model.
     """
 
     differentiable: ClassVar[bool] = True
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, model: nn.Module, x: Tensor, target: Tensor | int, *, create_graph: bool = False) -> Tensor:
         check_input(x)

@@ -6,6 +6,7 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
+from salbench.core.applicability import SPATIAL
 from salbench.core.validation import check_logits_target
 from salbench.explainers import register
 from salbench.explainers.base import Explainer
@@ -86,6 +87,9 @@ class CAM(Explainer):
         >>> explainers.get("cam")(model, torch.randn(2, 1, 8, 8), 2).shape
         torch.Size([2, 1, 8, 8])
     """
+
+    modalities = SPATIAL
+    requires = ("gap_head",)
 
     def __init__(self, layer: str = "auto", fc: str = "auto", upsample: bool = True):
         for value, argument in ((layer, "layer"), (fc, "fc")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from salbench import explainers
+from salbench.core.registry import ParamsOf
 from salbench.explainers import register
 from salbench.explainers.base import Explainer
 from salbench.explainers.decoys import DecoyGenerator, Decoys, DecoyStats
@@ -59,13 +60,14 @@ class DecoyEnhanced(Explainer):
     Args:
         base: name of the registered base explainer E.
         base_params: parameters of the base explainer (None: its defaults).
-        layer, eps, patch, stride, steps, lr, penalty, backtrack, bounds, batch_size:
-            decoy generation, see :class:`salbench.explainers.decoys.DecoyGenerator`.
         include_input: add x to the decoys the range is taken over.
         channel_max: maximum over channels (x must have a channel dimension: (N, C, H, W)).
         winsorize: clip each map at its ``percentile``-th percentile.
         percentile: the winsorisation percentile, in (0, 100].
         normalize: divide each map by its maximum.
+        **generator: layer, eps, patch, stride, steps, lr, penalty, backtrack, bounds,
+            batch_size: decoy generation, see :class:`salbench.explainers.decoys.DecoyGenerator`
+            (its defaults; the registry lists them as this explainer's parameters).
 
     Example:
         >>> from salbench import explainers
@@ -79,33 +81,26 @@ class DecoyEnhanced(Explainer):
     """
 
     differentiable = False
+    modalities = ("image",)
+    requires = ("conv",)  # layer "auto": the last Conv2d
 
     def __init__(
         self,
         base: str = "gradient",
         base_params: dict | None = None,
-        layer: str = "auto",
-        eps: float = 0.05,
-        patch: int = 3,
-        stride: int | None = None,
-        steps: int = 20,
-        lr: float = 0.02,
-        penalty: float = 10.0,
-        backtrack: int = 10,
-        bounds: tuple[float, float] | None = None,
-        batch_size: int | None = None,
         include_input: bool = False,
         channel_max: bool = True,
         winsorize: bool = True,
         percentile: float = 95.0,
         normalize: bool = True,
+        **generator: ParamsOf[DecoyGenerator],
     ):
         if isinstance(percentile, bool) or not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
             raise ValueError(f"percentile must lie in (0, 100], got {percentile!r}")
         self.base = base
         self.base_params = dict(base_params or {})
         self._base = explainers.get(base, **self.base_params)
-        self.generator = DecoyGenerator(layer, eps, patch, stride, steps, lr, penalty, backtrack, bounds, batch_size)
+        self.generator = DecoyGenerator(**generator)
         self.include_input, self.channel_max = include_input, channel_max
         self.winsorize, self.percentile, self.normalize = winsorize, float(percentile), normalize
         self._last_stats: DecoyStats | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.applicability import SPATIAL
 from salbench.core.validation import check_logits_target
 from salbench.explainers import register
 from salbench.explainers.base import Explainer
@@ -51,6 +52,9 @@ class GradCAM(Explainer):
         >>> explainers.get("gradcam", layer="0")(model, torch.randn(2, 1, 8, 8), 2).shape
         torch.Size([2, 1, 8, 8])
     """
+
+    modalities = SPATIAL
+    requires = ("conv",)
 
     def __init__(self, layer: str = "auto", relu: bool = True, upsample: bool = True):
         if not layer:

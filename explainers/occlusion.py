@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from salbench.core.applicability import CONTINUOUS
 from salbench.core.validation import check_logits_target, check_positive_int
 from salbench.explainers import register
 from salbench.explainers.base import Explainer
@@ -49,6 +50,7 @@ class Occlusion(Explainer):
     """
 
     differentiable = False
+    modalities = CONTINUOUS  # windows over the input's own features (word ids are no features to occlude)
 
     def __init__(
         self,

@@ -48,7 +48,8 @@ class WordAttribution(Explainer):
 
     Differentiable (``create_graph=True``) whenever the base explainer is: the result is then
     differentiable with respect to the model's parameters, embeddings included (robust
-    training). Not registered: the runner wraps registered explainers with it for text data.
+    training). Not registered: the grid applies it to every explainer on text data (the text
+    modality's explainer adapter, :mod:`salbench.modalities`).
 
     Args:
         base: the explainer applied to the embeddings.

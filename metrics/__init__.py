@@ -4,9 +4,15 @@
 ``category`` and ``higher_is_better``. See :mod:`salbench.metrics.base`.
 """
 
+from salbench.core.applicability import check_declarations
 from salbench.core.registry import Registry
 
-registry = Registry("metric", group="salbench.metrics", attributes=("category", "higher_is_better"))
+registry = Registry(
+    "metric",
+    group="salbench.metrics",
+    attributes=("category", "higher_is_better", "modalities", "requires", "uses_explainer", "needs_attack"),
+    check=check_declarations,
+)
 register = registry.register
 get = registry.get
 names = registry.names

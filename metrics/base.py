@@ -6,6 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
 import torch
+from salbench.core.applicability import MODALITIES
 from salbench.explainers.base import Explainer
 from torch import Tensor, nn
 
@@ -21,6 +22,8 @@ CATEGORIES = ("robustness", "faithfulness", "significance", "localisation")
 class Case:
     """Everything a grid cell knows about a batch when it scores it.
 
+    ``explainer`` and ``attr`` are None in a cell without an explainer (for the metrics that
+    declare ``uses_explainer = False``).
     ``x_adv``/``attr_adv`` are the attacked input and its attribution (None before an attack);
     ``mask`` is a ground-truth relevance mask where the data set has one; ``reference`` holds
     (N, m, *input_shape) reference images per sample where the data set has them (e.g. the
@@ -33,10 +36,10 @@ class Case:
     """
 
     model: nn.Module
-    explainer: Explainer
+    explainer: Explainer | None
     x: Tensor
     target: Tensor
-    attr: Tensor
+    attr: Tensor | None
     x_adv: Tensor | None = None
     attr_adv: Tensor | None = None
     mask: Tensor | None = None
@@ -68,6 +71,13 @@ class Metric:
     direct ``__call__`` with the arguments natural to it. ``needs_attack`` metrics compare x
     with an attacked x′; the grid evaluates the others once per explainer, without an attack.
 
+    Applicability (:mod:`salbench.core.applicability`): ``modalities`` (default: all) and
+    ``requires`` (default: nothing), as for explainers and attacks, and ``uses_explainer``
+    (default True): a metric that ignores the cell's explainer and its attribution (e.g.
+    ``selective_pvalue``, which tests the model's own CAM) sets it False, and the grid then
+    evaluates it once per data set, model, recipe and seed, in a cell without an explainer
+    (``Case.explainer`` and ``Case.attr`` None).
+
     A metric that reports several numbers per sample names them in ``outputs``; its values
     then have shape (N, len(outputs)) and the grid stores each column as the metric
     ``"<name>.<output>"`` (same category and direction). ``evaluate`` may return a
@@ -78,6 +88,9 @@ class Metric:
     higher_is_better: ClassVar[bool]
     needs_attack: ClassVar[bool] = False
     outputs: ClassVar[tuple[str, ...]] = ()
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES
+    requires: ClassVar[tuple[str, ...]] = ()
+    uses_explainer: ClassVar[bool] = True
 
     def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None] | MetricOutput:
         """Per-sample values (N,) (or (N, len(outputs))) and, for curve metrics, the per-sample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from salbench.core.applicability import CONTINUOUS
 from salbench.metrics import register
 from salbench.metrics.base import PairMetric
 from torch import Tensor
@@ -61,6 +62,7 @@ class CenterOfMassShift(PairMetric):
     """
 
     higher_is_better = False
+    modalities = CONTINUOUS  # a centre in the input's index coordinates
 
     def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         return (center_of_mass(attr, "attr") - center_of_mass(attr_adv, "attr_adv")).norm(dim=1)

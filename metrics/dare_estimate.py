@@ -56,6 +56,7 @@ class DareEstimate(Metric):
     category: ClassVar[str] = "robustness"
     higher_is_better = False
     needs_attack = True
+    modalities = ("text",)
 
     def __init__(self, batch_size: int = 64):
         check_positive_int(batch_size, "batch_size")

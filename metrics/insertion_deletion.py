@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from salbench.core.applicability import CONTINUOUS
 from salbench.core.validation import (
     check_fraction,
     check_input,
@@ -42,6 +43,7 @@ class _PerturbationCurve(FaithfulnessMetric):
     """
 
     inserts: ClassVar[bool]
+    modalities = CONTINUOUS
 
     def __init__(
         self,

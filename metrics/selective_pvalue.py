@@ -40,8 +40,10 @@ class SelectivePValue(Metric):
 
     The region is that of the model's own class activation map (:func:`cam_saliency`,
     bias-free, upsampled with ``upsample``), so the model must end in global average pooling
-    and one linear layer, with layers the line propagation supports; the cell's explainer and
-    its attribution are not used (suites list ``cam`` as the one explainer). "mean" and "abs"
+    and one linear layer (declared: ``requires = ("gap_head",)``), with layers the line
+    propagation supports; the cell's explainer and its attribution are not used
+    (``uses_explainer = False``: the grid runs it once per model and seed, without an
+    explainer). "mean" and "abs"
     need the data set's reference images (``Case.reference``, (N, m, C, H, W); the mean of the
     m is used). A sample without a valid region (empty, or for "back" the whole image) gets NaN
     in every output and the reason as its note.
@@ -75,6 +77,9 @@ class SelectivePValue(Metric):
     category: ClassVar[str] = "significance"
     higher_is_better: ClassVar[bool] = False
     outputs: ClassVar[tuple[str, ...]] = ("selective", "oc", "naive", "bonferroni")
+    modalities = ("image",)
+    requires = ("gap_head",)
+    uses_explainer = False
 
     def __init__(
         self,

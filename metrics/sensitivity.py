@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from salbench.core.applicability import CONTINUOUS
 from salbench.core.validation import check_input, check_same_shape
 from salbench.metrics import register
 from salbench.metrics.base import Case, Metric
@@ -48,6 +49,7 @@ class Sensitivity(Metric):
     category: ClassVar[str] = "robustness"
     higher_is_better = False
     needs_attack = True
+    modalities = CONTINUOUS  # the input change ‖x − x′‖ needs float inputs
 
     def __init__(self, normalize: Literal["none", "max", "l2"] = "none"):
         if normalize not in ("none", "max", "l2"):

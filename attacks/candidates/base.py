@@ -196,12 +196,12 @@ class EmbeddingSource(CandidateSource):
     Subclasses implement :meth:`vectors`.
 
     Args:
-        max_candidates: neighbours kept per word, >= 1.
         min_similarity: if given, only neighbours with cosine similarity >= it, in [-1, 1].
+        **source: max_candidates of :class:`CandidateSource` (neighbours kept per word).
     """
 
-    def __init__(self, max_candidates: int = 10, min_similarity: float | None = None):
-        super().__init__(max_candidates)
+    def __init__(self, min_similarity: float | None = None, **source):
+        super().__init__(**source)
         number = isinstance(min_similarity, (int, float)) and not isinstance(min_similarity, bool)
         if min_similarity is not None and not (number and -1 <= min_similarity <= 1):
             raise ValueError(f"min_similarity must be None or a number in [-1, 1], got {min_similarity!r}")

@@ -46,10 +46,10 @@ class DomainEmbedding(EmbeddingSource):
     which is why the attacks can add a sentence-similarity floor.
 
     Args:
-        max_candidates: neighbours kept per word, >= 1.
-        min_similarity: if given, neighbours need cosine similarity >= it, in [-1, 1].
         epochs: training passes over the corpus, >= 1.
         seed: word2vec's random seed (initial vectors, negative samples, downsampling), >= 0.
+        **embedding: max_candidates, min_similarity of
+            :class:`~salbench.attacks.candidates.base.EmbeddingSource`.
 
     Example:
         >>> import salbench.attacks.candidates as candidates
@@ -61,8 +61,8 @@ class DomainEmbedding(EmbeddingSource):
         2
     """
 
-    def __init__(self, max_candidates: int = 10, min_similarity: float | None = None, epochs: int = 20, seed: int = 0):
-        super().__init__(max_candidates, min_similarity)
+    def __init__(self, epochs: int = 20, seed: int = 0, **embedding):
+        super().__init__(**embedding)
         check_positive_int(epochs, "epochs")
         check_seed(seed)
         self.epochs = epochs

@@ -38,9 +38,7 @@ class Generic(EmbeddingSource):
     general sentence encoder are the offline stand-in. They place inflections and related words
     close ("lung" ~ "lungs"), not only synonyms.
 
-    Args:
-        max_candidates: neighbours kept per word, >= 1.
-        min_similarity: if given, neighbours need cosine similarity >= it, in [-1, 1].
+    Args: max_candidates, min_similarity of :class:`~salbench.attacks.candidates.base.EmbeddingSource`.
 
     Example:
         >>> import salbench.attacks.candidates as candidates
@@ -50,9 +48,6 @@ class Generic(EmbeddingSource):
         >>> table.phrases("nausea"), table.phrases("lung"), table.phrases("table")[0]
         (('vomiting', 'lungs'), ('lungs', 'table'), 'chair')
     """
-
-    def __init__(self, max_candidates: int = 10, min_similarity: float | None = None):
-        super().__init__(max_candidates, min_similarity)
 
     def vectors(self, vocabulary: Vocabulary, corpus: Tensor) -> tuple[Tensor, list[int]]:
         tokenizer, model = minilm()

@@ -79,9 +79,6 @@ class Snomed(CandidateSource):
         (('thorax',), ('chest',), ('right and left',))
     """
 
-    def __init__(self, max_candidates: int = 10):
-        super().__init__(max_candidates)
-
     def rank(self, vocabulary: Vocabulary, corpus: Tensor) -> dict[int, list[Phrase]]:
         others: dict[str, set[tuple[str, ...]]] = defaultdict(set)
         for names in snomed_synonyms():

@@ -14,6 +14,22 @@ config against them (unknown names, wrong types) and builds the component::
 
     explainers.get("smoothgrad", n_samples=16)
 
+Parameters are declared once, along the class hierarchy. A ``**kwargs`` parameter stands for
+the parameters of the ``__init__`` that ``super().__init__`` calls (the next class in the MRO
+that defines one), read the same way, recursively; annotated ``ParamsOf[target]`` it stands for
+the parameters of ``target`` instead (a wrapper that builds ``target(**kwargs)``). A parameter
+the class declares itself overrides the inherited one of that name (its type and default).
+The component's parameters are its own, in signature order, then the inherited ones it does
+not redeclare, in their own order::
+
+    class Loop:
+        def __init__(self, steps: int = 50, seed: int = 0): ...
+
+    @attacks.register("topk")
+    class TopK(Loop):
+        def __init__(self, k: int = 8, steps: int = 20, **loop):   # k, steps = 20, seed = 0
+            super().__init__(steps=steps, **loop)
+
 A name ``family:member`` is shorthand for the component ``family`` with ``member`` as its
 first parameter (``captum:DeepLift`` is ``captum`` with ``method="DeepLift"``).
 
@@ -34,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
-__all__ = ["Param", "Entry", "Registry", "RegistryError", "UnknownNameError", "ParameterError"]
+__all__ = ["Param", "Entry", "ParamsOf", "Registry", "RegistryError", "UnknownNameError", "ParameterError"]
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -68,6 +84,33 @@ class Param:
         return text if self.required else f"{text} = {self.default!r}"
 
 
+class ParamsOf:
+    """Annotation of a ``**kwargs`` parameter that forwards to ``target``: ``**generator: ParamsOf[DecoyGenerator]``.
+
+    The registry reads ``target``'s declared parameters in place of the ``**kwargs`` (for a
+    component that builds ``target(**kwargs)`` rather than inheriting from it). For type
+    checkers the annotation is ``Any``.
+
+    Example:
+        >>> class Inner:
+        ...     def __init__(self, size: int = 3): ...
+        >>> reg = Registry("widget", group="salbench.test_widgets")
+        >>> @reg.register("outer")
+        ... class Outer:
+        ...     '''Wraps an Inner.'''
+        ...     def __init__(self, name: str = "a", **inner: ParamsOf[Inner]):
+        ...         self.inner = Inner(**inner)
+        >>> [p.describe() for p in reg.entry("outer").params]
+        ["name: str = 'a'", 'size: int = 3']
+    """
+
+    def __init__(self, target: Callable[..., Any]):
+        self.target = target
+
+    def __class_getitem__(cls, target: Callable[..., Any]) -> Any:
+        return typing.Annotated[Any, cls(target)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """A registered component: its factory, description, parameters and declared attributes."""
@@ -93,12 +136,25 @@ class Registry:
         group: the entry-point group that third-party packages use to add components.
         attributes: class attributes every component must declare (e.g. a metric's
             ``category`` and ``higher_is_better``); they are listed with the component.
+        defaults: class attributes a component may declare, with the value of one that does
+            not (e.g. a model's ``provides``); listed too.
+        check: called with the declared attributes of each component at registration; a
+            ValueError it raises becomes a :class:`RegistryError` naming the component.
     """
 
-    def __init__(self, kind: str, group: str, attributes: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        attributes: tuple[str, ...] = (),
+        defaults: Mapping[str, Any] | None = None,
+        check: Callable[[Mapping[str, Any]], None] | None = None,
+    ):
         self.kind = kind
         self.group = group
         self.attributes = attributes
+        self.defaults = dict(defaults or {})
+        self._check = check
         self._entries: dict[str, Entry] = {}
         self._plugins: dict[str, metadata.EntryPoint] | None = None
 
@@ -124,6 +180,12 @@ class Registry:
         if missing:
             raise RegistryError(f"{self.kind} {name!r} must declare class attribute(s) {missing}")
         attrs = {a: getattr(factory, a) for a in self.attributes}
+        attrs.update({a: getattr(factory, a, default) for a, default in self.defaults.items()})
+        if self._check is not None:
+            try:
+                self._check(attrs)
+            except ValueError as err:
+                raise RegistryError(f"{self.kind} {name!r} ({_qualname(factory)}): {err}") from err
         self._entries[name] = Entry(name, factory, doc.splitlines()[0].strip(), _signature_params(factory), attrs)
         if isinstance(factory, type):
             factory.registered_name = name
@@ -195,7 +257,7 @@ class Registry:
                 close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
                 hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
                 raise ParameterError(
-                    f"unknown parameter {key!r} for {self.kind} {entry.name!r}.{hint} "
+                    f"unknown parameter {key!r} for {self.kind} {entry.name!r} ({_qualname(entry.factory)}).{hint} "
                     f"Allowed: {', '.join(p.describe() for p in entry.params) or '(none)'}"
                 )
             try:
@@ -220,16 +282,65 @@ class Registry:
 
 # -- parameter introspection -------------------------------------------------------------------
 def _signature_params(factory: Callable[..., Any]) -> tuple[Param, ...]:
-    target = factory.__init__ if isinstance(factory, type) else factory
-    hints = typing.get_type_hints(target)
-    params = []
-    for p in inspect.signature(factory).parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise RegistryError(f"{factory!r}: registered components declare explicit parameters, not *args/**kwargs")
+    """The declared parameters of ``factory`` (a class: of its ``__init__``), ``**kwargs`` resolved."""
+    if isinstance(factory, type):
+        owner = next((c for c in factory.__mro__ if "__init__" in vars(c)), object)
+        return _init_params(factory, owner)
+    return _function_params(factory, inspect.signature(factory), None, factory)
+
+
+def _init_params(component: type, owner: type) -> tuple[Param, ...]:
+    """The parameters of ``owner.__init__`` (``owner`` in ``component``'s MRO), ``**kwargs`` resolved."""
+    if owner is object:
+        return ()
+    init = vars(owner)["__init__"]
+    signature = inspect.signature(init)
+    signature = signature.replace(parameters=list(signature.parameters.values())[1:])  # drop self
+    return _function_params(init, signature, (component, owner), component)
+
+
+def _function_params(
+    function: Callable[..., Any], signature: inspect.Signature, mro: tuple[type, type] | None, component: Any
+) -> tuple[Param, ...]:
+    hints = typing.get_type_hints(function, include_extras=True)
+    own: list[Param] = []
+    inherited: tuple[Param, ...] = ()
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            raise RegistryError(f"{component!r}: registered components declare keyword parameters, not *{p.name}")
+        if p.kind is p.VAR_KEYWORD:
+            inherited = _forwarded(hints.get(p.name), mro, component, p.name)
+            continue
         if p.name not in hints:
-            raise RegistryError(f"{factory!r}: parameter {p.name!r} needs a type annotation")
-        params.append(Param(p.name, hints[p.name], p.default))
-    return tuple(params)
+            raise RegistryError(f"{component!r}: parameter {p.name!r} needs a type annotation")
+        own.append(Param(p.name, _strip_annotated(hints[p.name]), p.default))
+    names = {p.name for p in own}
+    return tuple(own) + tuple(p for p in inherited if p.name not in names)
+
+
+def _forwarded(annotation: Any, mro: tuple[type, type] | None, component: Any, name: str) -> tuple[Param, ...]:
+    """The parameters ``**name`` stands for: those of its ``ParamsOf`` target, else of the parent ``__init__``."""
+    target = next((m.target for m in getattr(annotation, "__metadata__", ()) if isinstance(m, ParamsOf)), None)
+    if target is not None:
+        return _signature_params(target)
+    if mro is not None:
+        component_class, owner = mro
+        chain = component_class.__mro__
+        parent = next((c for c in chain[chain.index(owner) + 1 :] if "__init__" in vars(c)), object)
+        if parent is not object:
+            return _init_params(component_class, parent)
+    raise RegistryError(
+        f"{component!r}: **{name} stands for no declared parameters; it must forward to a parent class "
+        f"whose __init__ declares them, or be annotated ParamsOf[target]"
+    )
+
+
+def _strip_annotated(annotation: Any) -> Any:
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+
+
+def _qualname(factory: Callable[..., Any]) -> str:
+    return f"{factory.__module__}.{getattr(factory, '__qualname__', factory)}"
 
 
 def _type_name(annotation: Any) -> str:

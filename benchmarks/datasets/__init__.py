@@ -16,12 +16,13 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from salbench.core.applicability import check_declarations
 from salbench.core.registry import Registry
 from salbench.datasets.base import DataBundle, Dataset, Split
 
 __all__ = ["registry", "register", "get", "names", "load_dataset", "DataBundle", "Dataset", "Split"]
 
-registry = Registry("dataset", group="salbench.datasets")
+registry = Registry("dataset", group="salbench.datasets", attributes=("modality",), check=check_declarations)
 register = registry.register
 get = registry.get
 names = registry.names
@@ -48,6 +49,11 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> DataBundle:
     bundle = entry.factory(**validated).load()
     if not isinstance(bundle, DataBundle):
         raise TypeError(f"data set {entry.name!r}: load() must return a DataBundle, got {type(bundle).__name__}")
+    if bundle.modality != entry.attrs["modality"]:
+        raise ValueError(
+            f"data set {entry.name!r} declares modality {entry.attrs['modality']!r} but loaded a bundle of "
+            f"modality {bundle.modality!r}"
+        )
     _cache[key] = bundle
     while len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)

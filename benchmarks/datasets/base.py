@@ -12,15 +12,15 @@ rather than deep inside a grid cell.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar
 
 import torch
+from salbench.core.applicability import MODALITIES
 from salbench.core.text import Vocabulary, check_text_input
 from torch import Tensor
 
 __all__ = ["Split", "DataBundle", "Dataset"]
 
-MODALITIES = ("image", "tabular", "text")
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,9 @@ class DataBundle:
     Attributes:
         train, val, test: the splits; all have the same input shape.
         num_classes: number of classes (>= 2); every label lies in [0, num_classes).
-        modality: "image" (x is (N, C, H, W)), "tabular" (x is (N, F)) or "text" (x is a long
-            (N, 2, L) text tensor; input_shape is (2, L)).
+        modality: one of :data:`salbench.core.applicability.MODALITIES`: "image" (x is
+            (N, C, H, W)), "volume" (N, C, D, H, W), "signal" (N, C, L), "tabular" (x is (N, F))
+            or "text" (x is a long (N, 2, L) text tensor; input_shape is (2, L)).
         bounds: valid input range (low, high), each a tensor broadcastable to one sample
             (``input_shape``); None means unbounded. Attacks project onto it. None for text.
         feature_names: one name per feature for tabular data, else None.
@@ -105,7 +106,7 @@ class DataBundle:
     val: Split
     test: Split
     num_classes: int
-    modality: Literal["image", "tabular", "text"]
+    modality: str
     bounds: tuple[Tensor, Tensor] | None = None
     feature_names: tuple[str, ...] | None = None
     vocabulary: Vocabulary | None = None
@@ -173,6 +174,21 @@ class DataBundle:
         if (low > high).any():
             raise ValueError("bounds: low exceeds high for some feature")
 
+    def attack_inputs(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """The attack inputs ``names`` (an attack's declared ``inputs``, :class:`salbench.attacks.base.AttackInputs`)
+        from this data set: ``bounds``, the text ``vocabulary``, the ``corpus`` (the train split's x).
+
+        Example:
+            >>> from salbench.datasets import load_dataset
+            >>> load_dataset("wdbc").attack_inputs(("bounds",))["bounds"][0].shape
+            torch.Size([30])
+        """
+        available = {"bounds": self.bounds, "vocabulary": self.vocabulary, "corpus": self.train.x}
+        unknown = [name for name in names if name not in available]
+        if unknown:
+            raise ValueError(f"no attack input named {', '.join(unknown)}; a data set provides {', '.join(available)}")
+        return {name: available[name] for name in names}
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one sample, e.g. (1, 28, 28), (30,) or (2, 128) for text."""
@@ -183,8 +199,12 @@ class Dataset:
     """Base class of data sets: subclasses take typed ``__init__`` parameters and implement :meth:`load`.
 
     Loading happens through :func:`salbench.datasets.load_dataset`, which validates the
-    parameters and caches the bundle in-process.
+    parameters and caches the bundle in-process. Every data set declares its ``modality`` (one
+    of :data:`salbench.core.applicability.MODALITIES`) as a class attribute, so that a suite
+    knows which components apply before loading it; the loaded bundle must have it.
     """
+
+    modality: ClassVar[str]
 
     def load(self) -> DataBundle:
         raise NotImplementedError

@@ -73,6 +73,8 @@ class DrugReviews(Dataset):
         ((2, 160), 120, 3)
     """
 
+    modality = "text"
+
     def __init__(
         self,
         file: str = FILE,

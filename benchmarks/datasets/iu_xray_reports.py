@@ -89,6 +89,8 @@ class IUXrayReports(Dataset):
         ((2, 128), 2677, 1322)
     """
 
+    modality = "text"
+
     def __init__(
         self,
         file: str = FILE,

@@ -48,6 +48,8 @@ class MedMNIST(Dataset):
         ((1, 28, 28), 2)
     """
 
+    modality = "image"
+
     def __init__(self, file: str, data_dir: str | None = None):
         if not isinstance(file, str) or not file:
             raise ValueError(f"file must be a non-empty file name or path of a .npz archive, got {file!r}")

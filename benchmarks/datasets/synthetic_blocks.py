@@ -66,6 +66,8 @@ class SyntheticBlocks(Dataset):
         (torch.Size([4, 1, 8, 8]), 32)
     """
 
+    modality = "image"
+
     def __init__(
         self,
         size: int = 16,

@@ -43,6 +43,8 @@ class WDBC(Dataset):
         ((30,), 114, 'mean radius')
     """
 
+    modality = "tabular"
+
     def __init__(self, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0):
         check_fraction(val_fraction, "val_fraction")
         check_fraction(test_fraction, "test_fraction")

@@ -6,7 +6,10 @@ and ``num_classes: int``; a text architecture (see
 ``vocab_size: int``. The harness fills them in from the :class:`DataBundle` (``vocab_size``
 is ``len(bundle.vocabulary)``), so a suite or a cache key names only the architecture's own
 parameters. Architectures use ``nn.ReLU`` modules (never ``F.relu``) so that attacks can swap
-them for ``nn.Softplus``.
+them for ``nn.Softplus``. An architecture declares what every instance of it has that some
+components require, as the class attribute ``provides`` (names of
+:data:`salbench.core.applicability.MODEL_FEATURES`: ``conv``, ``gap_head``; default none); a
+suite uses it to drop, e.g., Grad-CAM on an MLP before anything is built.
 
 Example:
     >>> from salbench import models
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from salbench.core.applicability import check_declarations
 from salbench.core.registry import ParameterError, Registry, RegistryError
 from salbench.core.validation import check_positive_int
 from torch import nn
@@ -30,7 +34,7 @@ __all__ = [
     "build", "check_shape_and_classes",
 ]
 
-registry = Registry("model", group="salbench.models")
+registry = Registry("model", group="salbench.models", defaults={"provides": ()}, check=check_declarations)
 register = registry.register
 get = registry.get
 names = registry.names

@@ -44,6 +44,8 @@ class MiwaCNN(nn.Module):
         (torch.Size([3, 2]), torch.Size([3, 4, 16, 16]))
     """
 
+    provides = ("conv", "gap_head")  # AdaptiveAvgPool2d(1) → Flatten → Linear after the convolutions
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, channels: int = 4):
         super().__init__()
         check_shape_and_classes(input_shape, num_classes, rank=3)

@@ -44,6 +44,8 @@ class SmallCNN(nn.Module):
         (torch.Size([3, 2]), torch.Size([3, 32, 4, 4]))
     """
 
+    provides = ("conv", "gap_head")  # AdaptiveAvgPool2d(1) → Flatten → Linear after the convolutions
+
     def __init__(
         self,
         input_shape: tuple[int, ...],

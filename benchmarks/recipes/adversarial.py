@@ -59,10 +59,7 @@ class Adversarial(FineTuning):
         steps: int = 10,
         alpha: float | None = None,
         random_start: bool = True,
-        base: dict | None = None,
-        epochs: int = 5,
-        lr: float = 1e-3,
-        batch_size: int = 64,
+        **finetuning,
     ):
         check_positive(eps, "eps")
         check_norm(norm)
@@ -70,7 +67,7 @@ class Adversarial(FineTuning):
         if alpha is not None:
             check_positive(alpha, "alpha")
         self.eps, self.norm, self.steps, self.alpha, self.random_start = float(eps), norm, steps, alpha, random_start
-        self._set_finetuning(base, epochs, lr, batch_size)
+        super().__init__(**finetuning)
 
     def batch_loss(
         self, model: nn.Module, x: Tensor, y: Tensor, *, data: DataBundle, generator: torch.Generator

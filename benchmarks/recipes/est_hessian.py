@@ -54,15 +54,12 @@ class EstHessian(FineTuning):
         lam: float = 1.0,
         h: float = 1e-3,
         adaptive: bool = True,
-        base: dict | None = None,
-        epochs: int = 5,
-        lr: float = 1e-3,
-        batch_size: int = 64,
+        **finetuning,
     ):
         check_positive(lam, "lam", allow_zero=True)
         check_positive(h, "h")
         self.lam, self.h, self.adaptive = float(lam), float(h), adaptive
-        self._set_finetuning(base, epochs, lr, batch_size)
+        super().__init__(**finetuning)
 
     def batch_loss(
         self, model: nn.Module, x: Tensor, y: Tensor, *, data: DataBundle, generator: torch.Generator

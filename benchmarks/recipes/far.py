@@ -65,8 +65,8 @@ class FAR(TextAdversarial):
         delta: δ, weight of the attribution term (> 0).
         explainer: registered differentiable explainer applied to the embeddings.
         explainer_params: its parameters (None: its defaults).
-        fraction, source, k, rho_max, base, epochs, lr, batch_size: see
-            :class:`~salbench.recipes.text_adversarial.TextAdversarial`.
+        **text_adversarial: fraction, source, k, rho_max, base, epochs, lr, batch_size of
+            :class:`~salbench.recipes.text_adversarial.TextAdversarial` (the same defaults).
 
     Example:
         >>> from salbench import recipes
@@ -80,16 +80,9 @@ class FAR(TextAdversarial):
         delta: float = 0.5,
         explainer: str = "gradient",
         explainer_params: dict | None = None,
-        fraction: float = 0.75,
-        source: str = "domain_embedding",
-        k: int = 5,
-        rho_max: float = 0.15,
-        base: dict | None = None,
-        epochs: int = 3,
-        lr: float = 1e-3,
-        batch_size: int = 64,
+        **text_adversarial,
     ):
-        super().__init__(fraction, source, k, rho_max, base, epochs, lr, batch_size)
+        super().__init__(**text_adversarial)
         check_positive(delta, "delta")
         base = explainers.get(explainer, **(explainer_params or {}))
         if not base.differentiable:

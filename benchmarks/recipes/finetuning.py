@@ -30,12 +30,19 @@ class FineTuning(Standard):
     regulariser; the authors keep the last epoch that passes an accuracy threshold (R2ET) or
     select on validation accuracy plus insertion/deletion (ID-ExpO). The clean accuracy of the
     result is reported with every leaderboard.
+
+    Args (every subclass takes them as ``**finetuning``):
+        base: parameters of the base recipe (None: its defaults).
+        epochs: fine-tuning epochs (all run; the last weights are kept); default 5.
+        lr: Adam learning rate; default 1e-3.
+        batch_size: mini-batch size; default 64.
     """
 
     base_recipe: ClassVar[str] = "standard"
 
-    def _set_finetuning(self, base: dict | None, epochs: int, lr: float, batch_size: int) -> None:
-        """Check and store the base recipe's parameters and the loop's settings."""
+    def __init__(self, base: dict | None = None, epochs: int = 5, lr: float = 1e-3, batch_size: int = 64):
+        """Check and store the base recipe's parameters and the loop's settings (subclasses take them as
+        ``**finetuning``)."""
         if base is not None and not isinstance(base, dict):
             raise ValueError(f"base must be a table of {self.base_recipe!r} recipe parameters or None, got {base!r}")
         self.base = recipes.validate_params(self.base_recipe, base)

@@ -83,10 +83,7 @@ class IDExpO(FineTuning):
         fraction: float = 0.5,
         temperature: float = 1.0,
         baseline: float | Literal["blur", "mean"] = "mean",
-        base: dict | None = None,
-        epochs: int = 5,
-        lr: float = 1e-3,
-        batch_size: int = 64,
+        **finetuning,
     ):
         self._explainer = explainers.get(explainer, **(explainer_params or {}))
         if not getattr(self._explainer, "differentiable", False):
@@ -103,7 +100,7 @@ class IDExpO(FineTuning):
         self.explainer, self.explainer_params = explainer, explainer_params
         self.lam_insdel, self.lam_norm = float(lam_insdel), float(lam_norm)
         self.steps, self.fraction, self.temperature, self.baseline = steps, float(fraction), float(temperature), baseline
-        self._set_finetuning(base, epochs, lr, batch_size)
+        super().__init__(**finetuning)
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
         device = model_device(model)

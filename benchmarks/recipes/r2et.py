@@ -110,10 +110,7 @@ class R2ET(FineTuning):
         hessian: bool = True,
         h: float = 1e-3,
         adaptive: bool = True,
-        base: dict | None = None,
-        epochs: int = 5,
-        lr: float = 1e-3,
-        batch_size: int = 64,
+        **finetuning,
     ):
         check_positive_int(k, "k")
         check_positive(lam, "lam", allow_zero=True)
@@ -124,7 +121,7 @@ class R2ET(FineTuning):
         check_positive(h, "h")
         self.k, self.lam, self.mm_terms = k, float(lam), mm_terms
         self.hessian, self.h, self.adaptive = hessian, float(h), adaptive
-        self._set_finetuning(base, epochs, lr, batch_size)
+        super().__init__(**finetuning)
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
         features = explained_features(data.input_shape)

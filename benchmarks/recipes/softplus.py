@@ -48,18 +48,10 @@ class Softplus(Standard):
         ['Flatten', 'Linear', 'Softplus', 'Linear']
     """
 
-    def __init__(
-        self,
-        beta: float = 0.5,
-        epochs: int = 50,
-        lr: float = 1e-3,
-        batch_size: int = 64,
-        weight_decay: float = 0.0,
-        patience: int = 10,
-    ):
+    def __init__(self, beta: float = 0.5, **standard):
         check_positive(beta, "beta")
         self.beta = float(beta)
-        self._set_loop(epochs, lr, batch_size, weight_decay, patience)
+        super().__init__(**standard)
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """A copy of ``model`` with softplus_β for every ReLU (trainable, same state_dict keys)."""

@@ -88,20 +88,18 @@ class TextAdversarial(FineTuning):
         source: str = "domain_embedding",
         k: int = 5,
         rho_max: float = 0.15,
-        base: dict | None = None,
         epochs: int = 3,
-        lr: float = 1e-3,
-        batch_size: int = 64,
+        **finetuning,
     ):
         check_fraction(fraction, "fraction")
         check_substitution_params(source, k, rho_max)
         self.fraction, self.source, self.k, self.rho_max = float(fraction), source, k, float(rho_max)
-        self._set_finetuning(base, epochs, lr, batch_size)
+        super().__init__(epochs=epochs, **finetuning)
         self._ranking = WordAttribution(explainers.get("gradient"))
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
         check_text_data(data, f"recipe {self._name()!r}")
-        candidate_table(self.source, data)  # a source that cannot serve this vocabulary fails before training
+        candidate_table(self.source, data.vocabulary, data.train.x)  # a source that cannot serve this vocabulary fails before training
 
     def batch_loss(
         self, model: nn.Module, x: Tensor, y: Tensor, *, data: DataBundle, generator: torch.Generator
@@ -120,7 +118,7 @@ class TextAdversarial(FineTuning):
         with eval_mode(model):
             scores, objective = self.search(model, x_sel, y_sel)
             result = greedy_substitution(
-                model, x_sel, data.vocabulary, candidate_table(self.source, data), scores, k=self.k,
+                model, x_sel, data.vocabulary, candidate_table(self.source, data.vocabulary, data.train.x), scores, k=self.k,
                 rho_max=self.rho_max, objective=objective, keep_label=False,
             )
         return chosen, result.x_adv

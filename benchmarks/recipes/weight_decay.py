@@ -35,8 +35,6 @@ class WeightDecay(Standard):
         0.001
     """
 
-    def __init__(
-        self, weight_decay: float, epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, patience: int = 10
-    ):
+    def __init__(self, weight_decay: float, **standard):
         check_positive(weight_decay, "weight_decay")
-        self._set_loop(epochs, lr, batch_size, weight_decay, patience)
+        super().__init__(weight_decay=weight_decay, **standard)

@@ -87,7 +87,7 @@ def table(data):
 @pytest.fixture()
 def hand_table(monkeypatch, table):
     """The attacks take the hand-made table whatever their source (the source must still be registered)."""
-    monkeypatch.setattr(substitution, "candidate_table", lambda source, data: table)
+    monkeypatch.setattr(substitution, "candidate_table", lambda source, vocabulary, corpus: table)
     return table
 
 
@@ -96,7 +96,7 @@ EXPLAINER = WordAttribution(explainers.get("gradient"))
 
 def run(name: str, model, data, **params):
     x, target = data.test.x, model(data.test.x).argmax(1)
-    return attacks.get(name, **params)(model, EXPLAINER, x, target, bounds=None, data=data)
+    return attacks.get(name, **params)(model, EXPLAINER, x, target, **data.attack_inputs(attacks.registry.entry(name).attrs["inputs"]))
 
 
 def replay(x: torch.Tensor, subs) -> torch.Tensor:
@@ -124,7 +124,7 @@ def d_e(model, data, x_adv: torch.Tensor) -> torch.Tensor:
 def test_registered():
     assert {"dare", "random_synonym"} <= set(attacks.names())
     assert [p.name for p in attacks.registry.entry("random_synonym").params] == [
-        "source", "k", "rho_max", "min_similarity", "seed",
+        "seed", "source", "k", "rho_max", "min_similarity",
     ]
 
 
@@ -199,7 +199,7 @@ def test_similarity_floor_with_minilm(model, data):
 
     x = data.test.x[:16]
     target = model(x).argmax(1)
-    result = attacks.get("dare", min_similarity=0.9, rho_max=0.3)(model, EXPLAINER, x, target, data=data)
+    result = attacks.get("dare", min_similarity=0.9, rho_max=0.3)(model, EXPLAINER, x, target, vocabulary=data.vocabulary, corpus=data.train.x)
     sim = sentence_similarity(data.vocabulary.decode(x), data.vocabulary.decode(result.x_adv))
     assert (sim[result.success] >= 0.9).all()
 
@@ -221,15 +221,18 @@ def test_bad_parameters(name, params, message):
         attacks.get(name, **params)
 
 
-def test_needs_text_data(model, data):
+def test_needs_text_inputs(model, data):
     attack = attacks.get("dare")
     x = data.test.x[:2]
-    with pytest.raises(ValueError, match="needs the data bundle"):
+    text = {"vocabulary": data.vocabulary, "corpus": data.train.x}
+    assert attacks.registry.entry("dare").attrs["inputs"] == ("vocabulary", "corpus")
+    with pytest.raises(ValueError, match="works on text and needs vocabulary, corpus"):
         attack(model, EXPLAINER, x, 0)
-    image = type("Bundle", (), {"modality": "image", "vocabulary": None})()
-    with pytest.raises(ValueError, match="works on text only.*got modality 'image'"):
-        attack(model, EXPLAINER, x, 0, data=image)
-    with pytest.raises(ValueError, match="bounds must be None"):
-        attack(model, EXPLAINER, x, 0, bounds=(0.0, 1.0), data=data)
+    with pytest.raises(ValueError, match="works on text and needs corpus"):
+        attack(model, EXPLAINER, x, 0, vocabulary=data.vocabulary)
+    with pytest.raises(ValueError, match="takes vocabulary, corpus besides the batch, not bounds"):
+        attack(model, EXPLAINER, x, 0, bounds=(0.0, 1.0), **text)
+    with pytest.raises(ValueError, match="not data .an attack input is one of bounds, vocabulary, corpus"):
+        attack(model, EXPLAINER, x, 0, data=data)
     with pytest.raises(TypeError, match="long"):
-        attack(model, EXPLAINER, x.float(), 0, data=data)
+        attack(model, EXPLAINER, x.float(), 0, **text)

@@ -26,6 +26,23 @@ def test_list_prints_every_component_with_parameters_and_metric_directions(capsy
         assert f"  {name} [{entry.attrs['category']}, {arrow}]:" in out
 
 
+def test_list_shows_every_registry_with_its_declarations(capsys):
+    from salbench.attacks import candidates
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "  gradcam: Grad-CAM" in out and "      (modalities: image, volume, signal; requires: conv)" in out
+    assert "      (modalities: text; requires: -; inputs: vocabulary, corpus)" in out  # dare, random_synonym
+    assert "      (modalities: image; requires: gap_head; uses_explainer: no; needs_attack: no)" in out  # selective_pvalue
+    assert "      (modality: tabular)" in out and "      (provides: conv, gap_head)" in out and "      (provides: -)" in out
+    listing = out.split("candidate_sources:")[1]
+    for name in candidates.names():  # every source, with its inherited parameters
+        assert f"  {name}: " in listing
+    assert listing.count("      max_candidates: int = 10") == len(candidates.names())
+    topk = out.split("\n  topk: ")[1].split("\n\n")[0]  # the last attack listed
+    assert "surrogate_beta: float | None = 10.0" in topk and "k: int = 50" in topk
+
+
 def test_list_one_kind(capsys):
     assert main(["list", "attacks"]) == 0
     out = capsys.readouterr().out
@@ -40,6 +57,10 @@ def test_run_writes_leaderboards_report_and_provenance(tmp_path, capsys, salbenc
     assert main(["run", str(suite), "--out", str(out_dir), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "# Leaderboard: tiny" in printed and "topk_intersection ↑" in printed
+    assert printed.startswith(  # what the declarations drop, before any work
+        "dropped wdbc/mlp/standard seed 0: gradcam × none: explainer 'gradcam' applies to image, volume, signal "
+        "data, not tabular\n"
+    )
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "report.html", "README.md"):
         assert (out_dir / name).stat().st_size > 0, name
     provenance = json.loads((out_dir / "provenance.json").read_text())

@@ -235,25 +235,29 @@ def test_killed_run_resumes_without_lost_or_duplicated_rows(tiny, reference, tmp
 
 # -- failures --------------------------------------------------------------------------------------
 def test_a_crashing_cell_is_recorded_and_the_others_are_kept(tiny, reference, tmp_path):
-    # without the exclusion, Grad-CAM runs on the MLP of WDBC and raises: three failing cells
-    text = _tiny_text()
-    cut = text.index("[[exclude]]")
-    suite = parse_suite(text[:cut], source="no-exclude")
+    # an occlusion window larger than any sample raises in its cells (random_noise and attack-free on each
+    # data set; topk differentiates the explanation, so its occlusion cells are dropped at load): four failures
+    text = _tiny_text() + '\n[[explainers]]\nname = "occlusion"\nwindow = [50]\n'
+    suite = parse_suite(text, source="crashing")
+    assert {d for d, why in suite.dropped if "occlusion" in d} == {
+        f"{name}/standard seed 0: occlusion × topk" for name in ("wdbc/mlp", "synthetic_blocks/small_cnn")
+    }
     summary = run_suite(suite, tmp_path, backend="sequential", progress=False)
-    assert (summary.run, summary.failed) == (len(tiny.cells), 3)
+    assert (summary.run, summary.failed) == (len(tiny.cells), 4)
     failures = read_failures(tmp_path)
     assert {f["description"] for f in failures} == {
-        f"wdbc/mlp/standard seed 0: gradcam × {a}" for a in ("none", "topk", "random_noise")
+        f"{name}/standard seed 0: occlusion × {a}" for name in ("wdbc/mlp", "synthetic_blocks/small_cnn")
+        for a in ("none", "random_noise")
     }
     for failure in failures:
-        assert failure["error"].startswith("ValueError: gradcam needs x of shape")
-        assert "Traceback" in failure["traceback"] and failure["cell"]["explainer"]["name"] == "gradcam"
+        assert failure["error"].startswith("ValueError: window (50,) does not fit a sample")
+        assert "Traceback" in failure["traceback"] and failure["cell"]["explainer"]["name"] == "occlusion"
         assert failure["cell_id"] not in stored_cell_ids(tmp_path)
     # the other cells are the same cells as in the reference run, with the same records
     others = read_records(tmp_path).drop(columns="config_hash")
     assert_same_records(others, reference[2].drop(columns="config_hash"))
     again = run_suite(suite, tmp_path, backend="sequential", progress=False)  # failures are retried
-    assert (again.run, again.skipped, again.failed) == (0, len(tiny.cells), 3)
+    assert (again.run, again.skipped, again.failed) == (0, len(tiny.cells), 4)
 
 
 def test_a_model_that_fails_to_train_fails_its_cells_only(tmp_path):

@@ -45,9 +45,6 @@ test_labels = "positive"
 models = [{ name = "miwa_cnn", channels = 2 }]
 recipes = [{ name = "standard", epochs = 1 }]
 
-[[explainers]]
-name = "cam"
-
 [[metrics]]
 name = "selective_pvalue"
 statistic = "mean"

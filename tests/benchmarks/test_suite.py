@@ -122,6 +122,83 @@ def test_exclude_drops_matching_cells_only():
     assert all(c.attack is not None for c in only_free.cells) and len(only_free.cells) == 6
 
 
+# -- declarations: what applies --------------------------------------------------------------------
+BLOCKS = '\n[[datasets]]\nname = "synthetic_blocks"\nsize = 8\nmodels = [{ name = "small_cnn", channels = [4] }]\n'
+
+
+def test_declarations_drop_gradcam_on_a_table_and_say_why():
+    suite = parse_suite(BASE.replace("[[recipes]]", BLOCKS + "\n[[recipes]]") + '\n[[explainers]]\nname = "gradcam"\n')
+    gradcam = [c for c in suite.cells if c.explainer.name == "gradcam"]
+    assert {c.dataset.name for c in gradcam} == {"synthetic_blocks"} and len(gradcam) == 4  # 2 seeds × (none, topk)
+    dropped = dict(suite.dropped)
+    for seed in (0, 1):
+        for attack in ("none", "topk"):
+            reason = dropped[f"wdbc/mlp/standard seed {seed}: gradcam × {attack}"]
+            assert reason == "explainer 'gradcam' applies to image, volume, signal data, not tabular"
+    assert len(suite.dropped) == 4
+    # declarations leave the other cells as they were: same ids as without gradcam
+    without = parse_suite(BASE.replace("[[recipes]]", BLOCKS + "\n[[recipes]]"))
+    assert {c.id for c in suite.cells} - {c.id for c in gradcam} == {c.id for c in without.cells}
+
+
+def test_an_attack_that_differentiates_drops_a_non_differentiable_explainer():
+    suite = parse_suite(BASE + '\n[[explainers]]\nname = "occlusion"\n')
+    occlusion = {(c.attack_name, c.seed) for c in suite.cells if c.explainer.name == "occlusion"}
+    assert occlusion == {("none", 0), ("none", 1)}
+    assert dict(suite.dropped)["wdbc/mlp/standard seed 0: occlusion × topk"] == (
+        "attack 'topk' differentiates the explanation, but explainer 'occlusion' is not differentiable"
+    )
+
+
+def test_a_metric_that_does_not_apply_leaves_the_cell_with_the_others():
+    text = BASE.replace("[[recipes]]", BLOCKS + "\n[[recipes]]")
+    suite = parse_suite(text + '\n[[metrics]]\nname = "selective_pvalue"\nstatistic = "back"\n'
+                               '\n[[metrics]]\nname = "center_of_mass_shift"\n')
+    by_data = {}
+    for cell in suite.cells:
+        by_data.setdefault((cell.dataset.name, cell.explainer_name, cell.attack_name), set()).update(m.name for m in cell.metrics)
+    assert by_data[("wdbc", "gradient", "topk")] == {"topk_intersection", "center_of_mass_shift"}
+    assert by_data[("wdbc", "gradient", "none")] == {"deletion"}
+    assert by_data[("synthetic_blocks", "none", "none")] == {"selective_pvalue"}  # small_cnn has a GAP head
+    assert ("wdbc", "none", "none") not in by_data
+    assert dict(suite.dropped)["wdbc/mlp/standard seed 0: none × none"] == (
+        "metric 'selective_pvalue' applies to image data, not tabular"
+    )
+
+
+def test_an_explainer_independent_metric_runs_once_per_model_and_seed():
+    suite = parse_suite(
+        BASE.split("[[explainers]]")[0].replace('shared = { k = 5 }', '').replace('"wdbc"', '"synthetic_blocks"\nsize = 8')
+        .replace('{ name = "mlp", hidden = [8] }', '{ name = "small_cnn", channels = [4] }, { name = "miwa_cnn", channels = 2 }')
+        + '\n[[metrics]]\nname = "selective_pvalue"\nstatistic = ["back", "mean"]\n'
+    )
+    assert len(suite.cells) == 4  # 2 models × 2 seeds, not × explainers
+    assert {(c.model.name, c.seed) for c in suite.cells} == {(m, s) for m in ("small_cnn", "miwa_cnn") for s in (0, 1)}
+    for cell in suite.cells:
+        assert cell.explainer is None and cell.attack is None and cell.describe().endswith(": none × none")
+        assert [m.params["statistic"] for m in cell.metrics] == ["back", "mean"]
+        assert cell.to_dict()["explainer"] is None
+    with pytest.raises(SuiteError, match=r"no metric of the suite uses an explainer.*selective_pvalue"):
+        parse_suite(BASE.split("[[attacks]]")[0].replace('shared = { k = 5 }', '').replace('"wdbc"', '"synthetic_blocks"')
+                    + '\n[[metrics]]\nname = "selective_pvalue"\n')
+
+
+def test_a_grid_that_declarations_empty_fails_naming_why():
+    text = BASE.replace('[[attacks]]\nname = "topk"\nsteps = 2\n', "").replace(
+        '[[metrics]]\nname = "topk_intersection"\n', ""
+    ).replace('name = "gradient"', 'name = "gradcam"').replace('[[explainers]]\nname = "smoothgrad"\nn_samples = [2, 4]\n', "")
+    text = text.replace("shared = { k = 5 }", "")
+    with pytest.raises(SuiteError, match=r"grid: no cell applies.*explainer 'gradcam' applies to image, volume, signal data, not tabular"):
+        parse_suite(text)
+
+
+def test_exclude_names_are_checked_against_the_whole_grid():
+    # an exclusion of cells the declarations drop anyway is still a valid rule (tiny.toml keeps one)
+    suite = load_suite(TINY)
+    assert "wdbc/mlp/standard seed 0: gradcam × none" in dict(suite.dropped)
+    assert not any(c.dataset.name == "wdbc" and c.explainer.name == "gradcam" for c in suite.cells)
+
+
 def test_per_dataset_recipes_override_the_suite_recipes():
     suite = parse_suite(_variant('shared = { k = 5 }', 'shared = { k = 5 }\nrecipes = [{ name = "standard", epochs = [3, 4] }]'))
     assert {c.recipe.params["epochs"] for c in suite.cells} == {3, 4}

@@ -217,6 +217,8 @@ def keyword_dataset(monkeypatch):
     class KeywordTexts(datasets.Dataset):
         """Keyword task: label 1 iff the text holds the keyword."""
 
+        modality = "text"
+
         def __init__(self, seed: int = 0):
             self.seed = seed
 

@@ -68,7 +68,7 @@ def table(data) -> CandidateTable:
 
 @pytest.fixture(autouse=True)
 def hand_table(monkeypatch, table):
-    monkeypatch.setattr(adversarial_module, "candidate_table", lambda source, data: table)
+    monkeypatch.setattr(adversarial_module, "candidate_table", lambda source, vocabulary, corpus: table)
 
 
 def network(data, seed: int = 0, dtype=torch.float32):

@@ -9,6 +9,7 @@ from typing import Literal
 
 import pytest
 from salbench.core.registry import (
+    ParamsOf,
     ParameterError,
     Registry,
     RegistryError,
@@ -171,3 +172,150 @@ def test_real_explainer_registry_sees_an_entry_point_plugin(tmp_path, monkeypatc
     attr = explainers.get("ones_plugin", value=2.0)(lambda x: x, __import__("torch").zeros(2, 3), 0)
     assert attr.eq(2.0).all()
     explainers.registry._entries.pop("ones_plugin")
+
+
+class _Loop:
+    def __init__(self, *, steps: int = 50, beta: float | None = 10.0, seed: int = 0):
+        self.steps, self.beta, self.seed = steps, beta, seed
+
+
+class _Ball(_Loop):
+    def __init__(self, *, eps: float = 0.1, **loop):
+        super().__init__(**loop)
+        self.eps = eps
+
+
+class _Inner:
+    def __init__(self, size: int = 3, shape: str = "square"):
+        self.size, self.shape = size, shape
+
+
+def _hierarchy() -> Registry:
+    r = Registry("widget", group="salbench.test_widgets")
+
+    @r.register("top")
+    class Top(_Ball):
+        """Inherits everything but k and the number of steps."""
+
+        def __init__(self, k: int = 8, steps: int = 20, **ball):
+            super().__init__(steps=steps, **ball)
+            self.k = k
+
+    @r.register("wrapper")
+    class Wrapper:
+        """Builds an Inner from the parameters it forwards."""
+
+        def __init__(self, name: str = "w", size: int = 5, **inner: ParamsOf[_Inner]):
+            self.name, self.inner = name, _Inner(size=size, **inner)
+
+    return r
+
+
+def test_parameters_are_read_along_the_class_hierarchy():
+    r = _hierarchy()
+    assert [p.describe() for p in r.entry("top").params] == [
+        "k: int = 8", "steps: int = 20", "eps: float = 0.1", "beta: float | None = 10.0", "seed: int = 0",
+    ]
+    top = r.get("top")  # inherited defaults reach the parent, the override replaces the parent's default
+    assert (top.k, top.steps, top.eps, top.beta, top.seed) == (8, 20, 0.1, 10.0, 0)
+    top = r.get("top", eps=1, beta=None, steps=3)
+    assert (top.steps, top.eps, top.beta) == (3, 1.0, None) and isinstance(top.eps, float)
+    assert r.validate("top", {"seed": 4}) == {"k": 8, "steps": 20, "eps": 0.1, "beta": 10.0, "seed": 4}
+
+
+def test_forwarded_parameters_of_a_wrapped_class():
+    r = _hierarchy()
+    assert [p.name for p in r.entry("wrapper").params] == ["name", "size", "shape"]
+    w = r.get("wrapper", shape="round")
+    assert (w.inner.size, w.inner.shape) == (5, "round")
+
+
+def test_inherited_parameters_are_validated_by_name_and_class():
+    r = _hierarchy()
+    with pytest.raises(ParameterError, match=r"unknown parameter 'betta' for widget 'top' \(.*Top\).*Did you mean 'beta'"):
+        r.get("top", betta=1.0)
+    with pytest.raises(ParameterError, match=r"parameter 'eps' of widget 'top': got 'big'.*expected float"):
+        r.get("top", eps="big")
+
+
+def test_kwargs_without_a_parent_or_target_is_an_error():
+    r = Registry("widget", group="salbench.test_widgets")
+
+    class Orphan:
+        """Forwards to nothing."""
+
+        def __init__(self, a: int = 1, **rest):
+            pass
+
+    with pytest.raises(RegistryError, match=r"\*\*rest stands for no declared parameters"):
+        r.register("orphan")(Orphan)
+
+    def function(a: int = 1, *args: int):
+        """A factory with *args."""
+
+    with pytest.raises(RegistryError, match=r"not \*args"):
+        r.register("function")(function)
+
+
+def test_pgd_loop_parameters_are_declared_once():
+    """Every projected-ascent attack lists the loop's parameters with the loop's one declaration."""
+    import inspect as inspect_module
+
+    from salbench import attacks
+    from salbench.attacks import pgd
+
+    loop = inspect_module.signature(pgd.ProjectedAscent.__init__).parameters
+    family = [n for n in attacks.names() if issubclass(attacks.registry.entry(n).factory, pgd.ProjectedAscent)]
+    assert {"topk", "target_region", "mass_center", "er_attack", "mse", "acquisition", "clinical"} <= set(family)
+    for name in family:
+        entry = attacks.registry.entry(name)
+        assert entry.param("surrogate_beta").default == loop["surrogate_beta"].default == 10.0
+        assert entry.param("alpha").default is None
+    sources = [inspect_module.getsource(m) for m in (attacks.ghorbani, attacks.r2et, attacks.acquisition, attacks.clinical, pgd)]
+    assert sum(s.count("surrogate_beta: float") for s in sources) == 1
+
+
+def test_declared_attributes_are_checked_and_defaults_listed():
+    from salbench.core.applicability import check_declarations
+
+    r = Registry("widget", group="salbench.test_widgets", attributes=("modalities",), defaults={"provides": ()},
+                 check=check_declarations)
+
+    @r.register("fine")
+    class Fine:
+        """Declares a modality, not what it provides."""
+
+        modalities = ("image", "text")
+
+    assert r.entry("fine").attrs == {"modalities": ("image", "text"), "provides": ()}
+
+    class Misspelt:
+        """Declares a modality that does not exist."""
+
+        modalities = ("images",)
+
+    with pytest.raises(RegistryError, match=r"widget 'misspelt' \(.*Misspelt\): modalities must be .*image, volume"):
+        r.register("misspelt")(Misspelt)
+
+    class Unknown:
+        """Provides a feature that does not exist."""
+
+        modalities = ("tabular",)
+        provides = ("attention",)
+
+    with pytest.raises(RegistryError, match=r"provides must be a collection of names among conv, gap_head"):
+        r.register("unknown")(Unknown)
+
+
+def test_an_attack_declares_inputs_among_the_known_ones():
+    from salbench import attacks
+    from salbench.attacks.base import Attack
+
+    class NeedsBundle(Attack):
+        """Asks for the whole data bundle."""
+
+        inputs = ("data",)
+
+    with pytest.raises(RegistryError, match=r"inputs must be a tuple of names among bounds, vocabulary, corpus"):
+        attacks.registry.register("needs_bundle")(NeedsBundle)
+    assert "needs_bundle" not in attacks.names()

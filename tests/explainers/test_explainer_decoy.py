@@ -302,7 +302,7 @@ def test_attacks_on_decoy_maps_optimise_against_the_base_explainer():
     class Spy(attacks.base.Attack):
         """Records the explainer it was handed."""
 
-        def attack(self, model, explainer, x, target, *, bounds):
+        def attack(self, model, explainer, x, target, inputs):
             seen.append(explainer)
             return None
 

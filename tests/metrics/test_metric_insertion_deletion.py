@@ -40,8 +40,10 @@ def trapezoid(xs, ys):
 
 
 def test_declared_directions():
-    assert metrics.registry.entry("insertion").attrs == {"category": "faithfulness", "higher_is_better": True}
-    assert metrics.registry.entry("deletion").attrs == {"category": "faithfulness", "higher_is_better": False}
+    for name, higher in (("insertion", True), ("deletion", False)):
+        attrs = metrics.registry.entry(name).attrs
+        assert (attrs["category"], attrs["higher_is_better"], attrs["needs_attack"]) == ("faithfulness", higher, False)
+        assert "text" not in attrs["modalities"]  # the curves perturb float inputs
 
 
 # -- hand-worked curves ---------------------------------------------------------------------------

@@ -12,7 +12,10 @@ from salbench.metrics.base import Case
 
 def test_declared_direction():
     entry = metrics.registry.entry("sensitivity")
-    assert entry.attrs == {"category": "robustness", "higher_is_better": False}
+    assert entry.attrs == {
+        "category": "robustness", "higher_is_better": False, "modalities": ("image", "volume", "signal", "tabular"),
+        "requires": (), "uses_explainer": True, "needs_attack": True,
+    }
     assert metrics.get("sensitivity").needs_attack
 
 

@@ -17,9 +17,14 @@ def case(attr, attr_adv, valid=None, **extra) -> Case:
 
 
 def test_registered_with_category_and_direction():
-    for name in ("attribution_distance", "dare_estimate"):
+    for name, modalities in (
+        ("attribution_distance", ("image", "volume", "signal", "tabular", "text")), ("dare_estimate", ("text",))
+    ):
         entry = metrics.registry.entry(name)
-        assert entry.attrs == {"category": "robustness", "higher_is_better": False}
+        assert entry.attrs == {
+            "category": "robustness", "higher_is_better": False, "modalities": modalities, "requires": (),
+            "uses_explainer": True, "needs_attack": True,
+        }
         assert entry.factory.needs_attack
 
 
