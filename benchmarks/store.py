@@ -1,4 +1,4 @@
-"""The results store of a suite run: one compact file per suite, plus one atomic file per new cell.
+"""The results store of a suite run: two compact files, plus atomic per-cell files for new cells.
 
 Layout under ``out_dir/store/``::
 
@@ -239,9 +239,11 @@ def stored_cell_ids(out_dir: str | Path) -> set[str]:
 
     Reads only the ``cell_id`` column of the compact records, not the records themselves.
     """
+    ids = {p.stem for p in (store_dir(out_dir) / "cells").glob("*.parquet")}
     compact = store_dir(out_dir) / _RECORDS_FILE
-    ids = set(pq.read_table(compact, columns=["cell_id"]).column("cell_id").unique().to_pylist()) if compact.exists() else set()
-    return ids | {p.stem for p in (store_dir(out_dir) / "cells").glob("*.parquet")}
+    if compact.exists():
+        ids.update(pq.read_table(compact, columns=["cell_id"]).column("cell_id").unique().to_pylist())
+    return ids
 
 
 @dataclasses.dataclass(frozen=True)

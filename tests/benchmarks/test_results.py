@@ -41,7 +41,8 @@ def test_provenance_brings_the_suites_commentary(tmp_path):
     mine = tmp_path / "mine.toml"
     mine.with_suffix(".md").write_text("my notes")
     assert results.with_provenance({"suite": "mine", "source": str(mine)}).commentary == "my notes"
-    assert results.with_provenance({"suite": "no_such_suite", "source": str(mine.with_name("x.toml"))}).commentary is None
+    elsewhere = {"suite": "no_such_suite", "source": str(mine.with_name("x.toml"))}
+    assert results.with_provenance(elsewhere).commentary is None
 
 
 def test_no_records_is_an_error_that_names_the_store(tmp_path):

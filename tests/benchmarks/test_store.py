@@ -174,7 +174,8 @@ def test_compaction_folds_cells_into_two_files_that_read_the_same(tmp_path):
     assert before.loose == {"aa", "bb"}
     assert store.compact_store(tmp_path, before)
     assert _loose_files(tmp_path) == []
-    assert sorted(p.name for p in store.store_dir(tmp_path).iterdir() if p.is_file()) == ["examples.npz", "records.parquet"]
+    files = sorted(p.name for p in store.store_dir(tmp_path).iterdir() if p.is_file())
+    assert files == ["examples.npz", "records.parquet"]
     after = store.read_store(tmp_path)
     pd.testing.assert_frame_equal(after.records, before.records)
     assert after.loose == frozenset() and stored_cell_ids(tmp_path) == {"aa", "bb"}
