@@ -3,7 +3,9 @@
 Layout under ``out_dir/store/``::
 
     records.parquet              the records of every compacted cell (schema :data:`RECORD_SCHEMA`)
-    examples.npz                 their examples, arrays named ``<cell_id>/<name>``
+    examples.npz                 their examples, arrays named ``<cell_id>/<name>``; an array equal
+                                 to one stored before (a cell's input, shared by the cells of
+                                 one model and seed) is stored once and named in ``_same_as``
     cells/<cell_id>.parquet      the records of a cell finished since the last compaction; its
                                  presence marks the cell as done, so a rerun skips it
     examples/<cell_id>.npz       inputs and explanations of that cell's first samples, for figures
@@ -33,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -132,6 +135,7 @@ def store_dir(out_dir: str | Path) -> Path:
 
 _RECORDS_FILE = "records.parquet"
 _EXAMPLES_FILE = "examples.npz"
+_SAME_AS = "_same_as"  # (name, name of the equal array stored instead) in the compact examples
 
 
 def _cell_path(out_dir: str | Path, cell_id: str) -> Path:
@@ -253,7 +257,8 @@ class StoredRun:
     ``records``: every stored record, sorted by :data:`SORT_COLUMNS` (see :func:`read_records`);
     ``failures``: the failure records, sorted by cell id; ``examples``: cell id -> that cell's
     example arrays (x, attr and, in attacked cells, x_adv, attr_adv, ...), for the cells with
-    records; ``loose``: the cells read from per-cell files, which :func:`compact_store` folds
+    records (equal arrays from the compact file are one shared object: read them, do not write
+    into them); ``loose``: the cells read from per-cell files, which :func:`compact_store` folds
     into the compact files.
     """
 
@@ -280,12 +285,7 @@ def read_store(out_dir: str | Path) -> StoredRun:
     )
     records = frame.sort_values(list(SORT_COLUMNS), kind="mergesort").reset_index(drop=True)
     done = set(records["cell_id"])
-    examples: dict[str, dict[str, np.ndarray]] = {}
-    if (root / _EXAMPLES_FILE).exists():
-        with np.load(root / _EXAMPLES_FILE) as data:
-            for key in data.files:
-                cell_id, name = key.split("/", 1)
-                examples.setdefault(cell_id, {})[name] = data[key]
+    examples = _read_compact_examples(root / _EXAMPLES_FILE) if (root / _EXAMPLES_FILE).exists() else {}
     for path in sorted((root / "examples").glob("*.npz")):
         with np.load(path) as data:
             examples[path.stem] = {k: data[k] for k in data.files}
@@ -310,13 +310,42 @@ def compact_store(out_dir: str | Path, stored: StoredRun) -> bool:
         return False
     _check_records(stored.records)
     root = store_dir(out_dir)
-    arrays = {f"{cell_id}/{name}": array for cell_id, cell in stored.examples.items() for name, array in cell.items()}
-    atomic_write_bytes(root / _EXAMPLES_FILE, _npz_bytes(arrays))
+    atomic_write_bytes(root / _EXAMPLES_FILE, _compact_examples_bytes(stored.examples))
     atomic_write_bytes(root / _RECORDS_FILE, _parquet_bytes(stored.records))
     for cell_id in sorted(stored.loose):
         _examples_path(out_dir, cell_id).unlink(missing_ok=True)
         _cell_path(out_dir, cell_id).unlink()
     return True
+
+
+def _compact_examples_bytes(examples: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
+    """The compact examples file: every array under ``<cell_id>/<name>``, each distinct array once."""
+    arrays: dict[str, np.ndarray] = {}
+    same_as: list[tuple[str, str]] = []
+    first: dict[tuple, str] = {}  # (dtype, shape, digest of the bytes) -> name of the stored array
+    for cell_id in sorted(examples):
+        for name in sorted(examples[cell_id]):
+            key, array = f"{cell_id}/{name}", np.ascontiguousarray(examples[cell_id][name])
+            content = (array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).hexdigest())
+            if content in first:
+                same_as.append((key, first[content]))
+            else:
+                first[content], arrays[key] = key, array
+    if same_as:
+        arrays[_SAME_AS] = np.array(same_as, dtype=str)
+    return _npz_bytes(arrays)
+
+
+def _read_compact_examples(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    for key, target in arrays.pop(_SAME_AS, np.empty((0, 2), dtype=str)):
+        arrays[key] = arrays[target]
+    examples: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in arrays.items():
+        cell_id, name = key.split("/", 1)
+        examples.setdefault(cell_id, {})[name] = array
+    return examples
 
 
 def read_records(out_dir: str | Path) -> pd.DataFrame:

@@ -213,3 +213,22 @@ def test_a_compaction_killed_before_removing_the_cell_files_reads_the_same(tmp_p
     assert again.loose == {"aa", "bb"} and set(again.examples) == {"aa"}
     store.compact_store(tmp_path, again)
     pd.testing.assert_frame_equal(store.read_store(tmp_path).records, before.records)
+
+
+def test_compact_examples_store_an_array_shared_by_cells_once(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 1, 8, 8)).astype(np.float32)  # the same inputs in two cells (one model and seed)
+    write_cell(tmp_path, "aa", _records("aa", False), {"x": x, "attr": rng.normal(size=x.shape)})
+    write_cell(tmp_path, "bb", _records("bb", True), {"x": x.copy(), "attr": rng.normal(size=x.shape)})
+    write_cell(tmp_path, "cc", _records("cc", True), {"x": x.astype(np.float64)})  # equal values, other dtype
+    before = store.read_store(tmp_path)
+    store.compact_store(tmp_path, before)
+    with np.load(store.store_dir(tmp_path) / "examples.npz") as data:
+        assert sorted(data.files) == ["_same_as", "aa/attr", "aa/x", "bb/attr", "cc/x"]
+        assert data["_same_as"].tolist() == [["bb/x", "aa/x"]]
+    after = store.read_store(tmp_path).examples
+    for cell_id, arrays in before.examples.items():
+        assert after[cell_id].keys() == arrays.keys()
+        for name, array in arrays.items():
+            assert after[cell_id][name].dtype == array.dtype
+            np.testing.assert_array_equal(after[cell_id][name], array)
