@@ -73,20 +73,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_outputs(out_dir: Path, formats: tuple[str, ...]) -> str:
-    """Leaderboards in ``formats`` from the store; returns the Markdown leaderboard."""
-    from salbench.leaderboard import write_leaderboards
-    from salbench.store import read_records
-
-    records = read_records(out_dir)
-    if records.empty:
-        raise ValueError(f"no stored records under {out_dir}/store; run a suite first")
-    return write_leaderboards(records, out_dir, formats=formats)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    from salbench.provenance import write_provenance
-    from salbench.report import report
+    from salbench.publish import Run, publish
     from salbench.runner import run_suite
     from salbench.suite import load_suite
 
@@ -99,31 +87,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite, out_dir, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
         fresh=args.fresh, limit=args.limit, progress=not args.quiet,
     )
-    markdown = _write_outputs(out_dir, FORMATS)
-    report(out_dir)
-    write_provenance(out_dir, suite, summary, argv=["salbench", *args.argv], wall_s=time.perf_counter() - started)
-    print(markdown)
+    published = publish(out_dir, Run(suite, summary, argv=["salbench", *args.argv], started=started))
+    print(published.markdown)
     print(summary.describe())
     print(f"results: {out_dir}/ (leaderboard.md/.csv/.tex/.html, report.html, figures/, store/)")
     return 1 if summary.failed else 0
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    formats = tuple(args.format or FORMATS)
-    markdown = _write_outputs(Path(args.dir), formats)
-    print(markdown)
+    from salbench.publish import write_leaderboards
+    from salbench.results import load_results
+
+    out_dir = Path(args.dir)
+    print(write_leaderboards(load_results(out_dir), out_dir, tuple(args.format or FORMATS)))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from salbench.provenance import write_readme
-    from salbench.report import report
+    from salbench.publish import publish
 
-    out_dir = Path(args.dir)
-    _write_outputs(out_dir, FORMATS)
-    print(report(out_dir))
-    if (out_dir / "provenance.json").exists():
-        print(write_readme(out_dir))
+    published = publish(Path(args.dir))
+    print(published.report)
+    if published.readme is not None:
+        print(published.readme)
     return 0
 
 

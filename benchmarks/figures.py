@@ -2,7 +2,9 @@
 
 All figures are PNG files drawn with seaborn on matplotlib's Agg canvas (no pyplot, so no global
 backend is switched and nothing depends on a display), written atomically and deterministically
-(no time stamp in the PNG metadata). :func:`write_figures` writes them all into ``out_dir/figures``:
+(no time stamp in the PNG metadata) as 256-colour palette PNGs at 90 dpi, small enough for a
+browser and a repository. :func:`write_figures` draws them all from a
+:class:`~salbench.results.Results` into ``out_dir/figures``:
 
 - ``heatmap_<metric>.png``: per robustness metric, the mean over samples and seeds as an
   explainer × attack heatmap, one panel per (dataset, model, recipe). The colour map is
@@ -17,7 +19,7 @@ backend is switched and nothing depends on a display), written atomically and de
 - ``qq_pvalues.png``: sorted p-values against uniform quantiles, one line per metric, one
   panel per data set setting (on null data valid p-values follow the diagonal).
 - ``examples_<dataset>_<explainer>_<attack>_<cell>.png``: for each (dataset, model, recipe, explainer,
-  attack) at its lowest seed, the stored examples (``store/examples/<cell_id>.npz``) in
+  attack) at its lowest seed, the cell's stored examples in
   columns, rows input / explanation / attacked input / attacked explanation (for text: the
   original and attacked texts with words coloured by attribution, see
   :mod:`salbench.text_figures`). The attack-free
@@ -26,7 +28,7 @@ backend is switched and nothing depends on a display), written atomically and de
 
 Example::
 
-    paths = write_figures(read_records("results/quickstart"), "results/quickstart")
+    paths = write_figures(load_results("results/quickstart"), "results/quickstart")
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import io
 import json
 import re
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 
@@ -46,39 +48,40 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 from salbench.leaderboard import (
     CONFIDENCE,
     SIGNIFICANCE,
     clopper_pearson,
     label_components,
     rejection_indicators,
-    summarize,
 )
-from salbench.store import atomic_write_bytes, read_examples
+from salbench.results import Results
+from salbench.store import atomic_write_bytes
 from salbench.text_figures import text_example_figure
 from scipy import stats
 
 __all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures", "significance_figures"]
 
 _BENCH = ["dataset", "model", "recipe"]
-_DPI = 100
+_DPI = 90
 _MAX_PANEL_COLUMNS = 3
 _PREFIXES = ("heatmap", "curves", "examples", "compare", "rejection", "qq")  # file name prefixes of the kinds of figure
 
 
-def write_figures(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Draw every figure of ``records`` into ``out_dir/figures``; returns the written paths, sorted.
+def write_figures(results: Results, out_dir: str | Path) -> list[Path]:
+    """Draw every figure of ``results`` into ``out_dir/figures``; returns the written paths, sorted.
 
-    Example cells need their examples file under ``out_dir/store/examples``; cells without one
-    get no example figure. Figures of an earlier drawing that the records no longer give
+    Cells without stored examples get no example figure. Figures of an earlier drawing that the records no longer give
     (``heatmap_*``, ``curves_*``, ``examples_*`` PNGs not written now) are removed, so the folder
     always matches the records.
     """
     target = Path(out_dir) / "figures"
     paths = []
+    records, examples = results.records, results.examples
     drawn = chain(
-        heatmap_figures(records), curve_figures(records), significance_figures(records),
-        example_figures(records, out_dir), comparison_figures(records, out_dir),
+        heatmap_figures(results.summary), curve_figures(records), significance_figures(records),
+        example_figures(records, examples), comparison_figures(records, examples),
     )
     for name, figure in drawn:
         path = target / f"{name}.png"
@@ -91,9 +94,15 @@ def write_figures(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 
 
 def _png(figure: Figure) -> bytes:
-    FigureCanvasAgg(figure)
+    """The figure at :data:`_DPI` as a PNG of at most 256 colours (median cut, no dithering):
+    a third of the size of a true-colour PNG, with the same look for plots and text."""
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(_DPI)
+    canvas.draw()
+    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+    palette = rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette.save(buffer, format="png", optimize=True)
     return buffer.getvalue()
 
 
@@ -117,9 +126,9 @@ def _arrow(higher: bool) -> str:
 
 
 # -- heatmaps -----------------------------------------------------------------------------------
-def heatmap_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
-    """(file stem, figure) per robustness metric: explainer × attack heatmaps of the mean."""
-    summary = summarize(records)
+def heatmap_figures(summary: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) per robustness metric of ``summary`` (:func:`salbench.leaderboard.summarize`):
+    explainer × attack heatmaps of the mean."""
     robust = summary[(summary["category"] == "robustness") & (summary["attack"] != "none")]
     for metric, part in robust.groupby("metric", sort=True):
         higher = bool(part["higher_is_better"].iloc[0])
@@ -276,13 +285,15 @@ def _qq_figure(frame: pd.DataFrame, palette) -> Figure:
 _ROWS = (("x", "input"), ("attr", "explanation"), ("x_adv", "attacked input"), ("attr_adv", "attacked explanation"))
 
 
-def example_figures(records: pd.DataFrame, out_dir: str | Path) -> Iterator[tuple[str, Figure]]:
-    """(file stem, figure) per example cell (see the module docstring for the choice of cells)."""
+def example_figures(
+    records: pd.DataFrame, stored: Mapping[str, Mapping[str, np.ndarray]]
+) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) per example cell (see the module docstring for the choice of cells)
+    that has examples in ``stored`` (cell id -> example arrays)."""
     for cell in _example_cells(records).itertuples(index=False):
-        try:
-            examples = read_examples(out_dir, cell.cell_id)
-        except FileNotFoundError:
+        if cell.cell_id not in stored:
             continue
+        examples = stored[cell.cell_id]
         attack = "" if cell.attack == "none" else f" under {cell.attack}"
         title = f"{cell.dataset} / {cell.model} / {cell.recipe}\n{cell.explainer}{attack} (seed {cell.seed})"
         if "words" in examples:  # text: words on backgrounds coloured by their attribution
@@ -384,7 +395,9 @@ def _draw_bars(ax: Axes, sample: np.ndarray, kind: str, limits: tuple[float, flo
 
 
 # -- explainers side by side under one attack ---------------------------------------------------
-def comparison_figures(records: pd.DataFrame, out_dir: str | Path) -> Iterator[tuple[str, Figure]]:
+def comparison_figures(
+    records: pd.DataFrame, stored: Mapping[str, Mapping[str, np.ndarray]]
+) -> Iterator[tuple[str, Figure]]:
     """(file stem, figure) per (bench, attack) with two or more explainers: their maps side by side.
 
     Rows: the input, the attacked input of the first explainer, then for each explainer its
@@ -398,10 +411,7 @@ def comparison_figures(records: pd.DataFrame, out_dir: str | Path) -> Iterator[t
         group = group[group["seed"] == group["seed"].min()]
         loaded = []
         for cell in group.itertuples(index=False):
-            try:
-                examples = read_examples(out_dir, cell.cell_id)
-            except FileNotFoundError:
-                continue
+            examples = stored.get(cell.cell_id, {})
             if "x" in examples:  # text cells have their own example figures, no side-by-side maps
                 loaded.append((cell.explainer, examples))
         if len(loaded) < 2:

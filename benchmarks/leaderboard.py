@@ -4,13 +4,13 @@ The records are the long format of the store (one row per sample × metric, see
 ``salbench.store.read_records``). :func:`summarize` reduces them to one row per
 (dataset, model, recipe, explainer, attack, metric), :func:`accuracy_table` gives the clean test
 accuracy per (dataset, model, recipe), :func:`render` formats both as Markdown, CSV, LaTeX or
-HTML, and :func:`write_leaderboards` writes ``leaderboard.{md,csv,tex,html}`` atomically.
+HTML, each a pure function of its inputs (``salbench.publish`` writes the files).
 
 Example::
 
     records = read_records("results/quickstart")
     summary = summarize(records)
-    print(render(summary, accuracy_table(records), "markdown"))
+    print(render(summary, accuracy_table(records), "markdown", title=leaderboard_title(records)))
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from salbench.metrics.base import CATEGORIES
-from salbench.store import atomic_write_bytes, read_failures
 from scipy import stats
 
 __all__ = [
@@ -40,7 +38,7 @@ __all__ = [
     "render",
     "html_body",
     "html_page",
-    "write_leaderboards",
+    "leaderboard_title",
 ]
 
 COMPONENTS = ("dataset", "model", "recipe", "explainer", "attack", "metric")
@@ -538,29 +536,9 @@ def render(
     return _RENDERERS[fmt](summary, accuracy, list(failures), title)
 
 
-def _title(records: pd.DataFrame) -> str:
+def leaderboard_title(records: pd.DataFrame) -> str:
+    """'Leaderboard: <suites> (config <hash prefixes>)' of ``records``."""
     suites = sorted(records["suite"].astype(str).unique()) if "suite" in records else []
     hashes = sorted(records["config_hash"].astype(str).unique()) if "config_hash" in records else []
     title = f"Leaderboard: {', '.join(suites)}" if suites else "Leaderboard"
     return f"{title} (config {', '.join(h[:12] for h in hashes)})" if hashes else title
-
-
-def write_leaderboards(
-    records: pd.DataFrame, out_dir: str | Path, formats: Iterable[str] = tuple(FORMATS)
-) -> str:
-    """Write ``leaderboard.<ext>`` into ``out_dir`` for each of ``formats`` (md, csv, tex, html).
-
-    Failed cells are read with ``salbench.store.read_failures(out_dir)``. Each file is written
-    atomically. Returns the Markdown leaderboard (also when "markdown" is not among ``formats``).
-    """
-    formats = list(formats)
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"unknown leaderboard format(s) {unknown}; allowed: {list(FORMATS)}")
-    out_dir = Path(out_dir)
-    summary, accuracy = summarize(records), accuracy_table(records)
-    failures, title = read_failures(out_dir), _title(records)
-    texts = {fmt: render(summary, accuracy, fmt, failures=failures, title=title) for fmt in {*formats, "markdown"}}
-    for fmt in formats:
-        atomic_write_bytes(out_dir / f"leaderboard.{FORMATS[fmt]}", texts[fmt].encode("utf-8"))
-    return texts["markdown"]

@@ -1,39 +1,46 @@
 """Provenance of a results directory: the command, versions, machine and time beside the numbers.
 
-Every results folder gets ``provenance.json`` and a generated ``README.md`` (command, versions,
-time, the leaderboard and the figures) so that nothing under ``results/`` is edited by hand.
-A suite's commentary (what the numbers show, the comparison with the paper) lives beside its
-config as ``benchmarks/suites/<name>.md`` and is copied into the README under the table.
+Every results folder gets ``provenance.json`` (:func:`provenance_info`, written by ``salbench
+run``) and a generated ``README.md`` (:func:`readme_text`: command, versions, time, the suite's
+commentary, the leaderboard and the figures) so that nothing under ``results/`` is edited by
+hand. A suite's commentary (what the numbers show, the comparison with the paper) lives beside
+its config as ``benchmarks/suites/<name>.md``; its placeholders are filled from the leaderboard
+(:mod:`salbench.commentary`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from salbench.commentary import PLACEHOLDER, fill
+from salbench.commentary import fill
 from salbench.core.hashing import versions
-from salbench.leaderboard import summarize
-from salbench.store import atomic_write_bytes, read_records
+from salbench.leaderboard import render
+from salbench.results import Results
+from salbench.runner import RunSummary
+from salbench.suite import SUITES_DIR, Suite
 
-__all__ = ["versions", "write_provenance"]
+__all__ = ["versions", "provenance_info", "readme_text"]
+
 
 def _machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}"
 
 
-def write_provenance(out_dir: Path, suite, summary, argv: list[str], wall_s: float) -> None:
-    """Write ``provenance.json`` and ``README.md`` into ``out_dir`` for the run just finished.
+def provenance_info(suite: Suite, summary: RunSummary, argv: list[str], wall_s: float) -> dict[str, Any]:
+    """The content of ``provenance.json`` for the run just finished: suite, command, time, cells,
+    machine and versions.
 
-    ``wall_s`` is the whole command's wall time (start-up, training, cells, tables, figures);
-    ``summary.elapsed_s`` the time spent in the grid (training and cells).
+    ``wall_s`` is the whole command's
+    wall time (start-up, training, cells, tables, figures); ``summary.elapsed_s`` the time spent in
+    the grid (training and cells).
     """
-    out_dir = Path(out_dir)
-    info = {
+    return {
         "suite": suite.name,
         "description": suite.description,
         "source": _portable(suite.source),
@@ -46,20 +53,18 @@ def write_provenance(out_dir: Path, suite, summary, argv: list[str], wall_s: flo
         "machine": _machine(),
         "versions": versions(),
     }
-    atomic_write_bytes(out_dir / "provenance.json", json.dumps(info, indent=2).encode())
-    write_readme(out_dir)
 
 
-def write_readme(out_dir: Path) -> Path:
-    """(Re)write ``README.md`` from ``provenance.json``, the leaderboard, the figures and the
-    suite's commentary file; no number in it is typed by hand. ``salbench report`` calls it
-    too, so a commentary written after a run reaches the README without recomputing."""
-    out_dir = Path(out_dir)
-    info = json.loads((out_dir / "provenance.json").read_text())
-    leaderboard = (out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").exists() else ""
-    commentary = _commentary_path(info)
-    notes = _filled(commentary.read_text(), out_dir) if commentary is not None else ""
-    figures = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").exists() else []
+def readme_text(results: Results, figures: Sequence[str]) -> str:
+    """The results ``README.md`` of ``results`` (which must carry provenance): the run's command,
+    versions and time, the suite's commentary with its placeholders filled, the Markdown
+    leaderboard and ``figures`` (paths relative to the README); no number in it is typed by hand.
+    """
+    info = results.provenance
+    if info is None:
+        raise ValueError("a results README needs the run's provenance (provenance.json); run the suite first")
+    leaderboard = render(results.summary, results.accuracy, "markdown", failures=results.failures, title=results.title)
+    notes = fill(results.commentary, results.summary) if results.commentary is not None else ""
     cells = info["cells"]
     lines = [
         f"# Results of suite `{info['suite']}`",
@@ -85,35 +90,15 @@ def write_readme(out_dir: Path) -> Path:
         "",
         "## Figures",
         "",
-        *[f"![{f.stem}](figures/{f.name})" for f in figures],
+        *[f"![{Path(f).stem}]({f})" for f in figures],
         "",
     ]
-    path = out_dir / "README.md"
-    atomic_write_bytes(path, "\n".join(lines).encode())
-    return path
-
-
-def _filled(notes: str, out_dir: Path) -> str:
-    """The commentary with its ``{{ ... }}`` placeholders filled from the stored records."""
-    return fill(notes, summarize(read_records(out_dir))) if PLACEHOLDER.search(notes) else notes
+    return "\n".join(lines)
 
 
 def _portable(source: str) -> str:
     """A built-in suite's path relative to the repository (the same in every checkout); others as given."""
-    from salbench.suite import SUITES_DIR
-
     path = Path(source).resolve()
     if path.parent == SUITES_DIR.resolve():
         return f"benchmarks/suites/{path.name}"
     return str(source)
-
-
-def _commentary_path(info: dict) -> Path | None:
-    """``benchmarks/suites/<name>.md`` beside the suite's TOML (looked up by name if the recorded
-    source path is from another checkout)."""
-    from salbench.suite import SUITES_DIR
-
-    for candidate in (Path(info.get("source", "")).with_suffix(".md"), SUITES_DIR / f"{info['suite']}.md"):
-        if candidate.is_file():
-            return candidate
-    return None

@@ -1,64 +1,62 @@
-"""The self-contained HTML report of a results directory: metadata, leaderboard and figures.
+"""The HTML report of a results directory: metadata, leaderboard and figures on one page.
 
-:func:`report` reads the store of ``out_dir``, (re)draws the figures into ``out_dir/figures``
-and writes ``out_dir/report.html``: the suite's metadata (name, config hash, cells, seeds,
-package versions), the leaderboard tables and every figure embedded as a base64 PNG data URI,
-with inline CSS, so the one file can be mailed or archived without any external asset.
+:func:`report_html` renders a :class:`~salbench.results.Results` and the figures drawn from it
+as one HTML page (inline CSS, no script, nothing fetched from elsewhere): the suite's metadata
+(name, config hash, cells, seeds, package versions), the leaderboard tables and every figure,
+referenced by its path relative to the page (``figures/<name>.png``), so the page stays small
+and shows its figures wherever the results folder is copied. ``salbench.publish`` writes it as
+``report.html``.
 
 Example::
 
-    report("results/quickstart")   # -> Path("results/quickstart/report.html")
+    html = report_html(load_results("results/quickstart"), ["figures/heatmap_spearman.png"])
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import PurePosixPath
 
-import pandas as pd
-from salbench.figures import write_figures
-from salbench.leaderboard import accuracy_table, html_body, html_page, summarize
-from salbench.store import atomic_write_bytes, read_failures, read_records
+from salbench.leaderboard import html_body, html_page
+from salbench.results import Results
 
-__all__ = ["report"]
+__all__ = ["report_html"]
 
 _FIGURE_SECTIONS = (
     ("heatmap_", "Robustness heatmaps"),
     ("curves_", "Insertion / deletion curves"),
+    ("rejection_", "Rejection rates of p-values"),
+    ("qq_", "p-values against the uniform distribution"),
+    ("compare_", "Explainers side by side"),
     ("examples_", "Examples"),
 )
 
 
-def report(out_dir: str | Path) -> Path:
-    """Write ``out_dir/report.html`` (and the figures in ``out_dir/figures``); returns its path."""
-    out_dir = Path(out_dir)
-    records = read_records(out_dir)
-    if records.empty:
-        raise ValueError(f"no stored records under {out_dir / 'store'}; run a suite first")
-    failures = read_failures(out_dir)
-    figures = write_figures(records, out_dir)
+def report_html(results: Results, figures: Sequence[str]) -> str:
+    """The report page of ``results``; ``figures`` are the figure files' paths relative to the
+    page (e.g. ``figures/heatmap_spearman.png``), shown in sections by kind."""
+    records = results.records
     body = "\n".join([
-        _metadata_html(records, len(failures)),
-        html_body(summarize(records), accuracy_table(records), failures),
+        _metadata_html(results),
+        html_body(results.summary, results.accuracy, results.failures),
         _figures_html(figures),
     ])
     suites = ", ".join(sorted(records["suite"].astype(str).unique()))
-    path = out_dir / "report.html"
-    atomic_write_bytes(path, html_page(f"salbench report: {suites}", body).encode("utf-8"))
-    return path
+    return html_page(f"salbench report: {suites}", body)
 
 
-def _metadata_html(records: pd.DataFrame, n_failed: int) -> str:
+def _metadata_html(results: Results) -> str:
     """A table of what the records came from: suite, config hash, cells, seeds, versions."""
+    records = results.records
     per_cell = records.groupby("cell_id")["sample"].nunique()
     low, high = per_cell.min(), per_cell.max()
     rows = [
         ("suite", ", ".join(sorted(records["suite"].astype(str).unique()))),
         ("config hash", ", ".join(sorted(records["config_hash"].astype(str).unique()))),
         ("cells stored", str(records["cell_id"].nunique())),
-        ("cells failed", str(n_failed)),
+        ("cells failed", str(len(results.failures))),
         ("seeds", ", ".join(str(s) for s in sorted(records["seed"].unique()))),
         ("samples per cell", f"{low}" if low == high else f"{low}–{high}"),
     ]
@@ -71,16 +69,15 @@ def _metadata_html(records: pd.DataFrame, n_failed: int) -> str:
     return f"<h2>Run</h2>\n<table>\n{cells}\n</table>"
 
 
-def _figures_html(paths: list[Path]) -> str:
-    """Each figure as an <img> with a base64 PNG data URI, in sections by kind."""
-    parts = ["<h2>Figures</h2>"] if paths else []
+def _figures_html(figures: Sequence[str]) -> str:
+    """Each figure as an <img> referring to its file, in sections by kind."""
+    parts = ["<h2>Figures</h2>"] if figures else []
     for prefix, heading in _FIGURE_SECTIONS:
-        chosen = [p for p in paths if p.name.startswith(prefix)]
+        chosen = [f for f in figures if PurePosixPath(f).name.startswith(prefix)]
         if chosen:
             parts.append(f"<h3>{html.escape(heading)}</h3>")
-        for path in chosen:
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            name = html.escape(path.stem)
-            image = f'<img src="data:image/png;base64,{data}" alt="{name}">'
+        for figure in chosen:
+            name = html.escape(PurePosixPath(figure).stem)
+            image = f'<img src="{html.escape(figure)}" alt="{name}" loading="lazy">'
             parts.append(f"<figure>{image}<figcaption>{name}</figcaption></figure>")
     return "\n".join(parts)

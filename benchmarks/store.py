@@ -1,11 +1,22 @@
-"""The results store of a suite run: one atomic file per grid cell.
+"""The results store of a suite run: two compact files, plus atomic per-cell files for new cells.
 
 Layout under ``out_dir/store/``::
 
-    cells/<cell_id>.parquet      the cell's records (schema :data:`RECORD_SCHEMA`); its presence
-                                 marks the cell as done, so a rerun skips it
+    records.parquet              the records of every compacted cell (schema :data:`RECORD_SCHEMA`)
+    examples.npz                 their examples, arrays named ``<cell_id>/<name>``; an array equal
+                                 to one stored before (a cell's input, shared by the cells of
+                                 one model and seed) is stored once and named in ``_same_as``
+    cells/<cell_id>.parquet      the records of a cell finished since the last compaction; its
+                                 presence marks the cell as done, so a rerun skips it
+    examples/<cell_id>.npz       inputs and explanations of that cell's first samples, for figures
     failures/<cell_id>.json      a cell that raised: error text, traceback, cell parameters
-    examples/<cell_id>.npz       inputs and explanations of the cell's first samples, for figures
+
+While a grid runs, each finished cell goes to its own files (:func:`write_cell`), so a killed
+run never loses a finished cell. :func:`compact_store` then folds those files into the two
+compact ones and removes them (``salbench run`` after its grid, ``salbench report``).
+:func:`read_store` reads the compact files and every per-cell file; a cell found in both (a
+compaction killed before it removed the per-cell files) is taken from its per-cell file, so
+the store reads the same before, during and after a compaction.
 
 Every file is written to a temporary name in its directory and then renamed over the final
 name (:func:`atomic_write_bytes`), so a killed run never leaves a half-written record: a cell is
@@ -17,22 +28,27 @@ rather than the method (:data:`VOLATILE_COLUMNS`: the cell's wall-clock seconds)
 otherwise identical runs; compare runs on :func:`comparable` records.
 
 Example:
-    >>> records = read_records("results/quickstart")          # doctest: +SKIP
-    >>> records.groupby(["explainer", "metric"]).value.mean()  # doctest: +SKIP
+    >>> stored = read_store("results/quickstart")                    # doctest: +SKIP
+    >>> stored.records.groupby(["explainer", "metric"]).value.mean()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 __all__ = [
@@ -40,9 +56,12 @@ __all__ = [
     "RECORD_COLUMNS",
     "VOLATILE_COLUMNS",
     "SORT_COLUMNS",
+    "StoredRun",
     "atomic_write_bytes",
     "write_cell",
     "write_failure",
+    "read_store",
+    "compact_store",
     "read_records",
     "read_failures",
     "read_examples",
@@ -114,6 +133,11 @@ def store_dir(out_dir: str | Path) -> Path:
     return Path(out_dir) / "store"
 
 
+_RECORDS_FILE = "records.parquet"
+_EXAMPLES_FILE = "examples.npz"
+_SAME_AS = "_same_as"  # (name, name of the equal array stored instead) in the compact examples
+
+
 def _cell_path(out_dir: str | Path, cell_id: str) -> Path:
     return store_dir(out_dir) / "cells" / f"{cell_id}.parquet"
 
@@ -174,21 +198,37 @@ def _check_records(records: pd.DataFrame) -> None:
 def write_cell(
     out_dir: str | Path, cell_id: str, records: pd.DataFrame, examples: dict[str, np.ndarray] | None = None
 ) -> None:
-    """Store a finished cell: its examples (if any), then its records, then drop an old failure.
+    """Store a finished cell in its own files: its examples (if any), then its records, then drop
+    an old failure.
 
     The records file goes last because its presence marks the cell as done.
     """
     _check_cell_id(cell_id)
     _check_records(records)
-    table = pa.Table.from_pandas(records[list(RECORD_COLUMNS)], schema=RECORD_SCHEMA, preserve_index=False)
     if examples is not None:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **examples)
-        atomic_write_bytes(_examples_path(out_dir, cell_id), buffer.getvalue())
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    atomic_write_bytes(_cell_path(out_dir, cell_id), sink.getvalue().to_pybytes())
+        atomic_write_bytes(_examples_path(out_dir, cell_id), _npz_bytes(examples))
+    atomic_write_bytes(_cell_path(out_dir, cell_id), _parquet_bytes(records))
     _failure_path(out_dir, cell_id).unlink(missing_ok=True)
+
+
+def _parquet_bytes(records: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(records[list(RECORD_COLUMNS)], schema=RECORD_SCHEMA, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An ``.npz`` archive (deflated, readable by :func:`numpy.load`) of ``arrays`` in name order,
+    with fixed time stamps, so the same arrays always give the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def write_failure(out_dir: str | Path, cell_id: str, failure: dict[str, Any]) -> None:
@@ -199,39 +239,137 @@ def write_failure(out_dir: str | Path, cell_id: str, failure: dict[str, Any]) ->
 
 
 def stored_cell_ids(out_dir: str | Path) -> set[str]:
-    """Ids of the cells whose records are stored (the cells a rerun skips)."""
-    return {p.stem for p in (store_dir(out_dir) / "cells").glob("*.parquet")}
+    """Ids of the cells whose records are stored (the cells a rerun skips).
+
+    Reads only the ``cell_id`` column of the compact records, not the records themselves.
+    """
+    ids = {p.stem for p in (store_dir(out_dir) / "cells").glob("*.parquet")}
+    compact = store_dir(out_dir) / _RECORDS_FILE
+    if compact.exists():
+        ids.update(pq.read_table(compact, columns=["cell_id"]).column("cell_id").unique().to_pylist())
+    return ids
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredRun:
+    """Everything a store holds, read at once by :func:`read_store`.
+
+    ``records``: every stored record, sorted by :data:`SORT_COLUMNS` (see :func:`read_records`);
+    ``failures``: the failure records, sorted by cell id; ``examples``: cell id -> that cell's
+    example arrays (x, attr and, in attacked cells, x_adv, attr_adv, ...), for the cells with
+    records (equal arrays from the compact file are one shared object: read them, do not write
+    into them); ``loose``: the cells read from per-cell files, which :func:`compact_store` folds
+    into the compact files.
+    """
+
+    records: pd.DataFrame
+    failures: tuple[dict[str, Any], ...]
+    examples: Mapping[str, Mapping[str, np.ndarray]]
+    loose: frozenset[str]
+
+
+def read_store(out_dir: str | Path) -> StoredRun:
+    """Read the whole store of ``out_dir`` once: compact files and per-cell files (see the module
+    docstring); a cell in both is taken from its per-cell files. An empty or missing store
+    gives empty records with the record columns."""
+    root = store_dir(out_dir)
+    loose_paths = sorted((root / "cells").glob("*.parquet"))
+    loose = frozenset(p.stem for p in loose_paths)
+    tables = [pq.read_table(p, schema=RECORD_SCHEMA) for p in loose_paths]
+    if (root / _RECORDS_FILE).exists():
+        compact = pq.read_table(root / _RECORDS_FILE, schema=RECORD_SCHEMA)
+        tables.append(compact.filter(pc.invert(pc.is_in(compact["cell_id"], pa.array(sorted(loose), pa.string())))))
+    table = pa.concat_tables(tables) if tables else RECORD_SCHEMA.empty_table()
+    frame = table.to_pandas().astype(
+        {f.name: _NULLABLE_DTYPES[f.type] for f in RECORD_SCHEMA if f.nullable and f.type in _NULLABLE_DTYPES}
+    )
+    records = frame.sort_values(list(SORT_COLUMNS), kind="mergesort").reset_index(drop=True)
+    done = set(records["cell_id"])
+    examples = _read_compact_examples(root / _EXAMPLES_FILE) if (root / _EXAMPLES_FILE).exists() else {}
+    for path in sorted((root / "examples").glob("*.npz")):
+        with np.load(path) as data:
+            examples[path.stem] = {k: data[k] for k in data.files}
+    failures = tuple(json.loads(p.read_text()) for p in sorted((root / "failures").glob("*.json")))
+    return StoredRun(
+        records=records,
+        failures=failures,
+        examples={k: v for k, v in sorted(examples.items()) if k in done},
+        loose=loose & done,
+    )
+
+
+def compact_store(out_dir: str | Path, stored: StoredRun) -> bool:
+    """Fold the per-cell files of ``stored`` (what :func:`read_store` just read from ``out_dir``)
+    into ``records.parquet`` and ``examples.npz``, then remove those per-cell files.
+
+    Both compact files are written atomically before any per-cell file goes, so a kill at any
+    point leaves a store that reads the same. Cells stored after ``stored`` was read keep their
+    per-cell files. Returns whether there was anything to compact (nothing is written if not).
+    """
+    if not stored.loose:
+        return False
+    _check_records(stored.records)
+    root = store_dir(out_dir)
+    atomic_write_bytes(root / _EXAMPLES_FILE, _compact_examples_bytes(stored.examples))
+    atomic_write_bytes(root / _RECORDS_FILE, _parquet_bytes(stored.records))
+    for cell_id in sorted(stored.loose):
+        _examples_path(out_dir, cell_id).unlink(missing_ok=True)
+        _cell_path(out_dir, cell_id).unlink()
+    return True
+
+
+def _compact_examples_bytes(examples: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
+    """The compact examples file: every array under ``<cell_id>/<name>``, each distinct array once."""
+    arrays: dict[str, np.ndarray] = {}
+    same_as: list[tuple[str, str]] = []
+    first: dict[tuple, str] = {}  # (dtype, shape, digest of the bytes) -> name of the stored array
+    for cell_id in sorted(examples):
+        for name in sorted(examples[cell_id]):
+            key, array = f"{cell_id}/{name}", np.ascontiguousarray(examples[cell_id][name])
+            content = (array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).hexdigest())
+            if content in first:
+                same_as.append((key, first[content]))
+            else:
+                first[content], arrays[key] = key, array
+    if same_as:
+        arrays[_SAME_AS] = np.array(same_as, dtype=str)
+    return _npz_bytes(arrays)
+
+
+def _read_compact_examples(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    for key, target in arrays.pop(_SAME_AS, np.empty((0, 2), dtype=str)):
+        arrays[key] = arrays[target]
+    examples: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in arrays.items():
+        cell_id, name = key.split("/", 1)
+        examples.setdefault(cell_id, {})[name] = array
+    return examples
 
 
 def read_records(out_dir: str | Path) -> pd.DataFrame:
-    """All stored records of ``out_dir``, one DataFrame sorted by :data:`SORT_COLUMNS`.
+    """All stored records of ``out_dir`` (``read_store(out_dir).records``), one DataFrame sorted
+    by :data:`SORT_COLUMNS`.
 
     The attack columns, which are null in attack-free cells, use pandas' nullable dtypes (Int64,
     boolean); ``curve`` holds a float64 array per row or None, ``note`` a string or None. An empty store gives an empty
     frame with the record columns.
     """
-    paths = sorted((store_dir(out_dir) / "cells").glob("*.parquet"))
-    tables = [pq.read_table(p, schema=RECORD_SCHEMA) for p in paths]
-    table = pa.concat_tables(tables) if tables else RECORD_SCHEMA.empty_table()
-    frame = table.to_pandas().astype(
-        {f.name: _NULLABLE_DTYPES[f.type] for f in RECORD_SCHEMA if f.nullable and f.type in _NULLABLE_DTYPES}
-    )
-    return frame.sort_values(list(SORT_COLUMNS), kind="mergesort").reset_index(drop=True)
+    return read_store(out_dir).records
 
 
 def read_failures(out_dir: str | Path) -> list[dict[str, Any]]:
-    """Every recorded cell failure, sorted by cell id."""
-    paths = sorted((store_dir(out_dir) / "failures").glob("*.json"))
-    return [json.loads(p.read_text()) for p in paths]
+    """Every recorded cell failure, sorted by cell id (``read_store(out_dir).failures``)."""
+    return list(read_store(out_dir).failures)
 
 
 def read_examples(out_dir: str | Path, cell_id: str) -> dict[str, np.ndarray]:
     """The stored examples of one cell (x, attr and, in attacked cells, x_adv, attr_adv, ...)."""
-    path = _examples_path(out_dir, cell_id)
-    if not path.exists():
-        raise FileNotFoundError(f"no examples stored for cell {cell_id!r} (looked for {path})")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    examples = read_store(out_dir).examples
+    if cell_id not in examples:
+        raise FileNotFoundError(f"no examples stored for cell {cell_id!r} under {store_dir(out_dir)}")
+    return dict(examples[cell_id])
 
 
 def comparable(records: pd.DataFrame) -> pd.DataFrame:

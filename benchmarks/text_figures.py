@@ -3,7 +3,7 @@
 A text example (stored by the grid runner for text cells) holds per sample the words by word
 position (``words``, and ``words_adv`` after an attack, where a position holds its substitute
 phrase) and the word attributions (``attr``, ``attr_adv``). :func:`text_example_figure` draws,
-for each sample, the original text and the attacked text one under the other, each word on a
+for each of the first :data:`SAMPLES` samples, the original text and the attacked text one under the other, each word on a
 background from a diverging colour map (red positive, blue negative; one scale per sample, set
 by the largest |attribution| of its two texts, so the two compare directly), substituted words
 framed and bold. The layout is monospaced and computed from character counts, so the figure is
@@ -19,7 +19,11 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-__all__ = ["text_example_figure"]
+__all__ = ["text_example_figure", "SAMPLES"]
+
+SAMPLES = 2
+"""How many of the stored samples a text figure shows: two texts, original and attacked, fill
+a screen; the others stay in the store."""
 
 _COLUMNS = 96  # characters per line
 _FONT = 8.5
@@ -27,7 +31,7 @@ _CMAP = colormaps["RdBu_r"]
 
 
 def text_example_figure(examples: dict[str, np.ndarray], title: str = "") -> Figure:
-    """Original and attacked texts of each stored sample with their word attributions.
+    """Original and attacked texts of the first :data:`SAMPLES` stored samples with their word attributions.
 
     Args:
         examples: ``words`` (N, L) str and ``attr`` (N, L) float, optionally ``words_adv`` and
@@ -40,7 +44,7 @@ def text_example_figure(examples: dict[str, np.ndarray], title: str = "") -> Fig
         raise ValueError(f"text examples need words and attr of one shape (N, L), got {words.shape} and {attr.shape}")
     rows = [("original", "words", "attr")] + ([("attacked", "words_adv", "attr_adv")] if "words_adv" in examples else [])
     blocks = []
-    for i in range(words.shape[0]):
+    for i in range(min(words.shape[0], SAMPLES)):
         scale = max(float(np.abs(examples[a][i]).max()) for _, _, a in rows) or 1.0
         label = f"test sample {examples['sample'][i]}" if "sample" in examples else f"example {i + 1}"
         for name, w, a in rows:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
-from salbench import attacks, explainers, metrics
+from salbench import attacks, explainers, metrics, store
 from salbench.cli import KINDS, main
 
 TINY = Path(__file__).parent / "suites" / "tiny.toml"
@@ -79,6 +80,34 @@ def test_run_writes_leaderboards_report_and_provenance(tmp_path, capsys, salbenc
     assert main(["report", str(out_dir)]) == 0
     readme = (out_dir / "README.md").read_text()
     assert "second commentary" in readme and "first commentary" not in readme and "topk_intersection" in readme
+
+
+def test_run_reads_the_store_once_and_leaves_it_compact(tmp_path, monkeypatch, capsys, salbench_cache_dir):
+    reads, full_file_reads = [], []
+    read_store, read_table = store.read_store, pq.read_table
+
+    def counted_read_store(out_dir):
+        reads.append(out_dir)
+        return read_store(out_dir)
+
+    def counted_read_table(source, *args, **kwargs):
+        if kwargs.get("columns") is None:  # the runner's listing of done cells reads only their ids
+            full_file_reads.append(str(source))
+        return read_table(source, *args, **kwargs)
+
+    monkeypatch.setattr(store, "read_store", counted_read_store)
+    monkeypatch.setattr(pq, "read_table", counted_read_table)
+    out_dir = tmp_path / "tiny"
+    for run in ("fresh", "resumed"):
+        reads.clear(), full_file_reads.clear()
+        assert main(["run", str(TINY), "--out", str(out_dir), "--quiet"]) == 0, run
+        assert len(reads) == 1, run  # leaderboards, figures, report and README all come from one read
+        assert len(full_file_reads) == len(set(full_file_reads)) > 0, run  # and no store file is read twice
+        files = sorted(p.name for p in (out_dir / "store").rglob("*") if p.is_file())
+        assert files == ["examples.npz", "records.parquet"], run  # the cells folded into two files
+    assert full_file_reads == [str(out_dir / "store" / "records.parquet")]
+    printed = capsys.readouterr().out
+    assert printed.count("# Leaderboard: tiny") == 2
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ from salbench.figures import (
     heatmap_figures,
     write_figures,
 )
-from salbench.store import RECORD_COLUMNS, read_records, write_cell
+from salbench.leaderboard import summarize
+from salbench.results import load_results
+from salbench.store import RECORD_COLUMNS, read_store, write_cell
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METRICS = {"topk_intersection": ("robustness", True), "sensitivity": ("robustness", False),
@@ -52,7 +54,7 @@ def robustness_records() -> pd.DataFrame:
 
 
 def test_heatmap_annotates_the_means_and_keeps_bright_as_good():
-    figures = dict(heatmap_figures(robustness_records()))
+    figures = dict(heatmap_figures(summarize(robustness_records())))
     assert sorted(figures) == ["heatmap_sensitivity", "heatmap_topk-intersection"]
     ax = figures["heatmap_topk-intersection"].axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["0.2", "0.4", "0.6", "0.8"]  # means over the two samples
@@ -109,7 +111,8 @@ def stored(tmp_path):
 
 def test_example_panels_show_inputs_and_channel_summed_attributions(stored):
     out_dir, image = stored
-    figures = dict(example_figures(read_records(out_dir), out_dir))
+    stored = read_store(out_dir)
+    figures = dict(example_figures(stored.records, stored.examples))
     kinds = sorted(stem.rsplit("_", 1)[0] for stem in figures)
     # not the attack-free twin of the attacked image cell, not the cell without examples
     assert kinds == ["examples_synthetic-blocks_grad_topk", "examples_wdbc_grad_none"]
@@ -127,16 +130,16 @@ def test_example_panels_show_inputs_and_channel_summed_attributions(stored):
 
 def test_write_figures_writes_readable_deterministic_pngs(stored):
     out_dir, _ = stored
-    records = read_records(out_dir)
+    results = load_results(out_dir)
     (out_dir / "figures").mkdir()
     (out_dir / "figures" / "heatmap_gone.png").write_bytes(b"stale")  # a figure the records no longer give
     (out_dir / "figures" / "notes.png").write_bytes(b"mine")  # not a figure of ours
-    paths = write_figures(records, out_dir)
+    paths = write_figures(results, out_dir)
     assert sorted(p.name for p in (out_dir / "figures").iterdir()) == sorted([p.name for p in paths] + ["notes.png"])
     assert [p.parent for p in paths] == [out_dir / "figures"] * len(paths)
     assert [p.name.split("_")[0] for p in paths] == ["curves", "examples", "examples", "heatmap"]
     first = [p.read_bytes() for p in paths]
-    assert write_figures(records, out_dir) == paths
+    assert write_figures(results, out_dir) == paths
     assert [p.read_bytes() for p in paths] == first  # byte-identical when redrawn
     for path, data in zip(paths, first):
         assert data.startswith(PNG_SIGNATURE)
@@ -153,12 +156,12 @@ def _store_pair(tmp_path, second_samples):
                     "attr_adv": rng.normal(size=x.shape).astype(np.float32), "sample": samples}
         cell_id, records = cell(explainer, "topk", {"topk_intersection": [0.5, 0.5]})
         write_cell(tmp_path, cell_id, records, examples)
-    return read_records(tmp_path), rng
+    return read_store(tmp_path), rng
 
 
 def test_comparison_puts_explainers_side_by_side_on_the_same_samples(tmp_path):
-    records, _ = _store_pair(tmp_path, np.array([3, 7]))
-    (stem, figure), = comparison_figures(records, tmp_path)
+    stored, _ = _store_pair(tmp_path, np.array([3, 7]))
+    (stem, figure), = comparison_figures(stored.records, stored.examples)
     assert stem == "compare_synthetic-blocks_topk"
     axes = np.array(figure.axes).reshape(6, 2)
     labels = [ax.get_ylabel() for ax in axes[:, 0]]
@@ -168,6 +171,6 @@ def test_comparison_puts_explainers_side_by_side_on_the_same_samples(tmp_path):
 
 
 def test_comparison_refuses_explainers_scored_on_different_samples(tmp_path):
-    records, _ = _store_pair(tmp_path, np.array([3, 8]))
+    stored, _ = _store_pair(tmp_path, np.array([3, 8]))
     with pytest.raises(ValueError, match="other samples"):
-        list(comparison_figures(records, tmp_path))
+        list(comparison_figures(stored.records, stored.examples))

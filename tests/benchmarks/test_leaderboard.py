@@ -15,9 +15,10 @@ from salbench.leaderboard import (
     label_components,
     render,
     summarize,
-    write_leaderboards,
 )
-from salbench.store import RECORD_COLUMNS, write_failure
+from salbench.publish import write_leaderboards
+from salbench.results import build_results
+from salbench.store import RECORD_COLUMNS
 from scipy import stats
 
 METRICS = {  # name -> (category, higher_is_better)
@@ -236,17 +237,17 @@ def test_render_rejects_unknown_format(board):
 
 
 def test_write_leaderboards_writes_every_format_and_returns_markdown(board, tmp_path):
-    failure = {"error": "RuntimeError: boom", "description": "wdbc/mlp/standard seed 0: x × y"}
-    write_failure(tmp_path, "cd" * 32, failure)
-    markdown = write_leaderboards(board, tmp_path)
+    failure = {"cell_id": "cd" * 32, "error": "RuntimeError: boom", "description": "wdbc/mlp/standard seed 0: x × y"}
+    results = build_results(board, failures=(failure,))
+    markdown = write_leaderboards(results, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert names == ["leaderboard.csv", "leaderboard.html", "leaderboard.md", "leaderboard.tex"]
     assert (tmp_path / "leaderboard.md").read_text() == markdown
     assert "RuntimeError: boom" in markdown and "wdbc/mlp/standard seed 0: x × y" in markdown
     assert markdown.startswith("# Leaderboard: tiny (config c0ffeec0ffee)")
     only_csv = tmp_path / "csv-only"
-    returned = write_leaderboards(board, only_csv, formats=["csv"])
+    returned = write_leaderboards(build_results(board), only_csv, formats=["csv"])
     assert "| explainer | attack |" in returned and "Failed" not in returned
     assert sorted(p.name for p in only_csv.iterdir()) == ["leaderboard.csv"]
     with pytest.raises(ValueError, match="unknown leaderboard format"):
-        write_leaderboards(board, tmp_path, formats=["word"])
+        write_leaderboards(results, tmp_path, formats=["word"])

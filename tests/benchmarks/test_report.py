@@ -1,14 +1,13 @@
-"""The HTML report: one self-contained file with metadata, leaderboard, failures and every figure."""
+"""The HTML report: one page with metadata, leaderboard, failures and every figure by relative path."""
 
 from __future__ import annotations
 
-import base64
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
-from salbench.report import report
+from salbench.publish import publish
 from salbench.store import RECORD_COLUMNS, write_cell, write_failure
 
 BASE = {
@@ -27,7 +26,7 @@ def store_cell(out_dir, cell_id: str, attack: str, metric: str, category: str, e
     write_cell(out_dir, cell_id, pd.DataFrame(rows)[list(RECORD_COLUMNS)], examples)
 
 
-def test_report_embeds_leaderboard_figures_and_metadata(tmp_path):
+def test_report_shows_leaderboard_figures_and_metadata(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.random((2, 1, 5, 5), dtype=np.float32)
     examples = {"x": x, "attr": x - 0.5, "x_adv": x, "attr_adv": 0.5 - x}
@@ -35,7 +34,7 @@ def test_report_embeds_leaderboard_figures_and_metadata(tmp_path):
     store_cell(tmp_path, "b2" * 32, "none", "insertion", "faithfulness", {"x": x, "attr": x})
     write_failure(tmp_path, "c3" * 32, {"error": "RuntimeError: out of memory\ndetails", "traceback": "Traceback ..."})
 
-    path = report(tmp_path)
+    path = publish(tmp_path).report
 
     assert path == tmp_path / "report.html"
     text = path.read_text(encoding="utf-8")
@@ -43,8 +42,9 @@ def test_report_embeds_leaderboard_figures_and_metadata(tmp_path):
     assert not re.search(r"https?://", text) and "<link" not in text and "<script" not in text
     figures = sorted((tmp_path / "figures").glob("*.png"))
     assert [f.name.split("_")[0] for f in figures] == ["curves", "examples", "heatmap"]
-    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert sorted(embedded) == sorted(base64.b64encode(f.read_bytes()).decode() for f in figures)
+    shown = re.findall(r'<img src="([^"]+)"', text)  # each figure once, by its path relative to the page
+    assert sorted(shown) == [f"figures/{f.name}" for f in figures] and "data:" not in text
+    assert len(text) < 20_000  # the figures stay in their files
     assert "9" * 64 in text and "numpy 2.x, torch 2.y" in text  # config hash, versions
     assert "<tr><th>cells stored</th><td>2</td></tr>" in text and "<tr><th>cells failed</th><td>1</td></tr>" in text
     assert "topk_intersection ↑" in text and "0.600 ± " in text  # the leaderboard
@@ -54,4 +54,4 @@ def test_report_embeds_leaderboard_figures_and_metadata(tmp_path):
 
 def test_report_of_an_empty_store_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no stored records"):
-        report(tmp_path)
+        publish(tmp_path)

@@ -25,9 +25,11 @@ from salbench.model_cache import trained_model
 from salbench.runner import RunSummary, run_suite, select_samples
 from salbench.store import (
     comparable,
+    compact_store,
     read_examples,
     read_failures,
     read_records,
+    read_store,
     stored_cell_ids,
 )
 from salbench.suite import load_suite, parse_suite
@@ -201,6 +203,19 @@ def test_limit_then_resume_gives_the_uninterrupted_records(tiny, reference, tmp_
     assert_same_records(read_records(tmp_path), reference[2])
     third = run_suite(tiny, tmp_path, backend="sequential", progress=False)
     assert (third.run, third.skipped) == (0, len(tiny.cells))
+
+
+def test_resume_after_a_compaction_gives_the_uninterrupted_records(tiny, reference, tmp_path):
+    run_suite(tiny, tmp_path, limit=4, backend="sequential", progress=False)
+    assert compact_store(tmp_path, read_store(tmp_path))  # what `salbench run` does after its grid
+    assert not any((tmp_path / "store" / "cells").glob("*.parquet"))
+    assert stored_cell_ids(tmp_path) == {c.id for c in tiny.cells[:4]}
+    second = run_suite(tiny, tmp_path, backend="sequential", progress=False)
+    assert (second.run, second.skipped) == (len(tiny.cells) - 4, 4)
+    assert_same_records(read_records(tmp_path), reference[2])
+    assert compact_store(tmp_path, read_store(tmp_path))
+    assert_same_records(read_records(tmp_path), reference[2])
+    assert read_examples(tmp_path, tiny.cells[0].id).keys() == read_examples(reference[0], tiny.cells[0].id).keys()
 
 
 def test_fresh_deletes_the_store(tiny, tmp_path):

@@ -16,6 +16,7 @@ from salbench.leaderboard import accuracy_table, clopper_pearson, render, summar
 from salbench.metrics.base import Case
 from salbench.metrics.selective import cam_saliency, salient_region_test
 from salbench.model_cache import trained_model
+from salbench.results import load_results
 from salbench.runner import run_suite, select_samples
 from salbench.store import read_records
 from salbench.suite import SUITES_DIR, load_suite, parse_suite
@@ -188,8 +189,8 @@ def test_leaderboard_shows_rejection_rate_interval_and_note(run):
 
 
 def test_significance_figures_are_drawn(run):
-    _, out, records = run
-    names = {p.name for p in write_figures(records, out)}
+    _, out, _ = run
+    names = {p.name for p in write_figures(load_results(out), out)}
     assert {"rejection_test-delta.png", "qq_pvalues.png"} <= names
 
 

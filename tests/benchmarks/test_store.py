@@ -159,3 +159,76 @@ def test_failure_file_is_plain_json(tmp_path):
     write_failure(tmp_path, "ab12", {"error": "x", "cell": {"seed": 1}})
     text = (store.store_dir(tmp_path) / "failures" / "ab12.json").read_text()
     assert json.loads(text)["cell"] == {"seed": 1}
+
+
+def _loose_files(out_dir) -> list[str]:
+    root = store.store_dir(out_dir)
+    return sorted(p.name for d in ("cells", "examples") if (root / d).exists() for p in (root / d).iterdir())
+
+
+def test_compaction_folds_cells_into_two_files_that_read_the_same(tmp_path):
+    examples = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "words": np.array([["a", "b"], ["c", ""]])}
+    write_cell(tmp_path, "bb", _records("bb", attacked=True), examples)
+    write_cell(tmp_path, "aa", _records("aa", attacked=False))
+    before = store.read_store(tmp_path)
+    assert before.loose == {"aa", "bb"}
+    assert store.compact_store(tmp_path, before)
+    assert _loose_files(tmp_path) == []
+    files = sorted(p.name for p in store.store_dir(tmp_path).iterdir() if p.is_file())
+    assert files == ["examples.npz", "records.parquet"]
+    after = store.read_store(tmp_path)
+    pd.testing.assert_frame_equal(after.records, before.records)
+    assert after.loose == frozenset() and stored_cell_ids(tmp_path) == {"aa", "bb"}
+    assert set(after.examples) == {"bb"} and set(after.examples["bb"]) == {"x", "words"}
+    np.testing.assert_array_equal(after.examples["bb"]["words"], examples["words"])
+    assert not store.compact_store(tmp_path, after)  # nothing new: nothing rewritten
+
+
+def test_cells_after_a_compaction_add_to_it_and_compact_again_byte_identically(tmp_path):
+    write_cell(tmp_path, "aa", _records("aa", attacked=False), {"x": np.ones((1, 2))})
+    store.compact_store(tmp_path, store.read_store(tmp_path))
+    write_cell(tmp_path, "bb", _records("bb", attacked=True), {"x": np.zeros((1, 2))})
+    stored = store.read_store(tmp_path)
+    assert stored.loose == {"bb"} and stored_cell_ids(tmp_path) == {"aa", "bb"}
+    assert len(stored.records) == 8 and set(stored.examples) == {"aa", "bb"}
+    store.compact_store(tmp_path, stored)
+    files = {name: (store.store_dir(tmp_path) / name).read_bytes() for name in ("records.parquet", "examples.npz")}
+    other = tmp_path / "other"  # the same cells stored in another order and compacted once
+    write_cell(other, "bb", _records("bb", attacked=True), {"x": np.zeros((1, 2))})
+    write_cell(other, "aa", _records("aa", attacked=False), {"x": np.ones((1, 2))})
+    store.compact_store(other, store.read_store(other))
+    assert {name: (store.store_dir(other) / name).read_bytes() for name in files} == files
+
+
+def test_a_compaction_killed_before_removing_the_cell_files_reads_the_same(tmp_path):
+    write_cell(tmp_path, "aa", _records("aa", attacked=False), {"x": np.ones((1, 2))})
+    write_cell(tmp_path, "bb", _records("bb", attacked=True))
+    before = store.read_store(tmp_path)
+    kept = {p: p.read_bytes() for p in store.store_dir(tmp_path).rglob("*") if p.is_file()}
+    store.compact_store(tmp_path, before)
+    for path, data in kept.items():  # the per-cell files are back, as if the kill came before their removal
+        path.write_bytes(data)
+    again = store.read_store(tmp_path)
+    pd.testing.assert_frame_equal(again.records, before.records)  # no cell counted twice
+    assert again.loose == {"aa", "bb"} and set(again.examples) == {"aa"}
+    store.compact_store(tmp_path, again)
+    pd.testing.assert_frame_equal(store.read_store(tmp_path).records, before.records)
+
+
+def test_compact_examples_store_an_array_shared_by_cells_once(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 1, 8, 8)).astype(np.float32)  # the same inputs in two cells (one model and seed)
+    write_cell(tmp_path, "aa", _records("aa", False), {"x": x, "attr": rng.normal(size=x.shape)})
+    write_cell(tmp_path, "bb", _records("bb", True), {"x": x.copy(), "attr": rng.normal(size=x.shape)})
+    write_cell(tmp_path, "cc", _records("cc", True), {"x": x.astype(np.float64)})  # equal values, other dtype
+    before = store.read_store(tmp_path)
+    store.compact_store(tmp_path, before)
+    with np.load(store.store_dir(tmp_path) / "examples.npz") as data:
+        assert sorted(data.files) == ["_same_as", "aa/attr", "aa/x", "bb/attr", "cc/x"]
+        assert data["_same_as"].tolist() == [["bb/x", "aa/x"]]
+    after = store.read_store(tmp_path).examples
+    for cell_id, arrays in before.examples.items():
+        assert after[cell_id].keys() == arrays.keys()
+        for name, array in arrays.items():
+            assert after[cell_id][name].dtype == array.dtype
+            np.testing.assert_array_equal(after[cell_id][name], array)

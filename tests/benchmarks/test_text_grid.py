@@ -15,6 +15,7 @@ from salbench import datasets
 from salbench.datasets import load_dataset
 from salbench.figures import write_figures
 from salbench.model_cache import trained_model
+from salbench.results import load_results
 from salbench.runner import run_suite
 from salbench.store import read_examples, read_records
 from salbench.suite import parse_suite
@@ -108,7 +109,7 @@ def test_text_suite_runs_end_to_end(archive, tmp_path, monkeypatch):
     changed = (examples["words"] != examples["words_adv"]).sum(1)
     kept = dare.drop_duplicates("sample").set_index("sample")["attack_iterations"]
     assert changed.tolist() == [int(kept[s]) for s in examples["sample"]]
-    figures = {p.name for p in write_figures(records, out)}
+    figures = {p.name for p in write_figures(load_results(out), out)}
     assert any(name.startswith("examples_drug-reviews_gradient_dare") for name in figures)
 
 

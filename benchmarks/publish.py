@@ -1,0 +1,95 @@
+"""Everything a results directory shows, drawn from one :class:`~salbench.results.Results`.
+
+:func:`publish` is the one path of ``salbench run`` (after the grid) and ``salbench report``:
+it reads the store once (:func:`~salbench.results.load_results`, compacting the cells stored
+since the last time), then writes, each file atomically, the leaderboards
+(``leaderboard.{md,csv,tex,html}``), the figures (``figures/``), ``report.html`` and, where the
+run's provenance is known, ``provenance.json`` (for a run just finished) and ``README.md``.
+``salbench leaderboard`` writes only the leaderboards (:func:`write_leaderboards`).
+
+Example::
+
+    published = publish("results/quickstart")     # redraw everything from the stored records
+    print(published.markdown)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from salbench.figures import write_figures
+from salbench.leaderboard import FORMATS, render
+from salbench.provenance import provenance_info, readme_text
+from salbench.report import report_html
+from salbench.results import Results, load_results
+from salbench.runner import RunSummary
+from salbench.store import atomic_write_bytes
+from salbench.suite import Suite
+
+__all__ = ["Run", "Published", "publish", "write_leaderboards"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The run whose results are published: its suite, its grid's summary, the command line and
+    when the command started (``time.perf_counter()``), for ``provenance.json``."""
+
+    suite: Suite
+    summary: RunSummary
+    argv: list[str]
+    started: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """What :func:`publish` drew and wrote: the results it drew from, the Markdown leaderboard's
+    text, the report's path and the README's path (None without provenance)."""
+
+    results: Results
+    markdown: str
+    report: Path
+    readme: Path | None
+
+
+def write_leaderboards(results: Results, out_dir: str | Path, formats: Iterable[str] = tuple(FORMATS)) -> str:
+    """Write ``leaderboard.<ext>`` into ``out_dir`` for each of ``formats`` (markdown, csv, latex,
+    html), atomically. Returns the Markdown leaderboard (also when "markdown" is not among them)."""
+    formats = list(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown leaderboard format(s) {unknown}; allowed: {list(FORMATS)}")
+    texts = {
+        fmt: render(results.summary, results.accuracy, fmt, failures=results.failures, title=results.title)
+        for fmt in {*formats, "markdown"}
+    }
+    for fmt in formats:
+        atomic_write_bytes(Path(out_dir) / f"leaderboard.{FORMATS[fmt]}", texts[fmt].encode("utf-8"))
+    return texts["markdown"]
+
+
+def publish(out_dir: str | Path, run: Run | None = None) -> Published:
+    """Draw every output of the results directory ``out_dir`` from its store, read once.
+
+    With ``run`` (``salbench run``), ``provenance.json`` is written for it, after the figures so
+    that its wall time covers them; without (``salbench report``), the folder's existing
+    ``provenance.json`` is kept as it is. ``README.md`` is written whenever there is provenance.
+    """
+    out_dir = Path(out_dir)
+    results = load_results(out_dir, compact=True)
+    markdown = write_leaderboards(results, out_dir)
+    figures = [p.relative_to(out_dir).as_posix() for p in write_figures(results, out_dir)]
+    report = out_dir / "report.html"
+    atomic_write_bytes(report, report_html(results, figures).encode("utf-8"))
+    if run is not None:
+        info = provenance_info(run.suite, run.summary, run.argv, wall_s=time.perf_counter() - run.started)
+        atomic_write_bytes(out_dir / "provenance.json", json.dumps(info, indent=2).encode())
+        results = results.with_provenance(info)
+    readme = None
+    if results.provenance is not None:
+        readme = out_dir / "README.md"
+        atomic_write_bytes(readme, readme_text(results, figures).encode())
+    return Published(results, markdown, report, readme)
