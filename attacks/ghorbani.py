@@ -101,6 +101,7 @@ class TopKAttack(ExplanationAttack):
     """
 
     reference_from_real = True
+    test_params = {"k": 3}  # the contract checks' tables have 6 features
 
     def __init__(
         self,
@@ -159,6 +160,7 @@ class TargetRegionAttack(ExplanationAttack):
     """
 
     reference_from_real = True
+    test_params = {"region": (0, 0, 4, 4)}  # a region of the contract checks' 8×8 images
 
     def __init__(
         self,

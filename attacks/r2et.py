@@ -73,6 +73,7 @@ class ERAttack(ExplanationAttack):
     """
 
     reference_from_real = True
+    test_params = {"k": 3}  # the contract checks' tables have 6 features (k at most half)
 
     def __init__(
         self,

@@ -26,6 +26,10 @@ Reproducibility: each cell runs on the CPU with ``torch.set_num_threads(suite.th
 backend and the number of jobs. The cell seed also reaches every explainer and attack that
 declares ``seed`` (see :mod:`salbench.suite`).
 
+Plugins: the suite's ``plugins`` (files or modules that register components, see
+:mod:`salbench.plugins`) travel with the cell settings and are imported in each worker, once
+per process, before its first model or cell; the run prints which it imports.
+
 Backends: ``"loky"`` (local processes, the default), ``"sequential"`` (in this process),
 ``"dask"`` (an existing dask.distributed cluster at ``scheduler``; its workers set the
 parallelism), ``"ray"`` (a Ray cluster at ``scheduler``, or a local one; needs ``ray``). Results
@@ -61,6 +65,7 @@ from salbench.datasets import Split, load_dataset
 from salbench.explainers.word_attribution import WordAttribution
 from salbench.metrics.base import Case, MetricOutput
 from salbench.model_cache import cache_dir_path, model_key, trained_model
+from salbench.plugins import Plugin, import_plugins
 from salbench.store import (
     RECORD_COLUMNS,
     store_dir,
@@ -118,6 +123,7 @@ class _Settings:
     batch_size: int
     threads: int
     cache_dir: str
+    plugins: tuple[Plugin, ...] = ()  # imported in each worker before its first task
 
 
 @dataclasses.dataclass
@@ -166,7 +172,11 @@ def run_suite(
     stored = stored_cell_ids(out_dir)
     pending = [cell for cell in suite.cells if cell.id not in stored]
     todo = pending if limit is None else pending[:limit]
-    settings = _Settings(suite.name, suite.config_hash, suite.batch_size, suite.threads, str(cache_dir_path()))
+    settings = _Settings(
+        suite.name, suite.config_hash, suite.batch_size, suite.threads, str(cache_dir_path()), suite.plugins
+    )
+    if suite.plugins:
+        print(f"{suite.name}: plugins imported here and in every worker: {', '.join(p.describe() for p in suite.plugins)}")
     run = failed = 0
     if todo:
         with _backend(backend, scheduler):
@@ -262,6 +272,7 @@ def _train_models(cells: list[Cell], settings: _Settings, jobs: int, backend: st
 
 def _train(key: str, inputs: tuple, settings: _Settings) -> tuple[str, dict | None]:
     try:
+        import_plugins(settings.plugins)
         with _isolated(settings.threads):
             trained_model(*inputs, cache_dir=settings.cache_dir)
     except Exception as err:  # recorded for every cell of this model; the run goes on
@@ -288,6 +299,7 @@ def _run_cell(cell: Cell, settings: _Settings) -> _Outcome:
     """Compute one cell; an exception becomes a recorded failure rather than propagating."""
     start = time.perf_counter()
     try:
+        import_plugins(settings.plugins)
         with _isolated(settings.threads):
             records, examples = _evaluate(cell, settings)
     except Exception as err:
