@@ -35,6 +35,7 @@ from pathlib import Path
 
 __all__ = ["Plugin", "PluginError", "resolve_plugins", "import_plugins"]
 
+_PREFIX = "salbench_plugin_"  # of the module names of plugin files
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -88,25 +89,44 @@ def _file_plugin(entry: str, base_dir: Path, at: str) -> Plugin:
     source = path.read_text(encoding="utf-8")
     tag = hashlib.sha256(f"{path}\0{source}".encode()).hexdigest()[:16]
     stem = re.sub(r"\W", "_", path.stem)
-    return Plugin(entry, f"salbench_plugin_{stem}_{tag}", str(path), source)
+    return Plugin(entry, f"{_PREFIX}{stem}_{tag}", str(path), source)
 
 
 def import_plugins(plugins: Iterable[Plugin], where: str = "plugins") -> list[types.ModuleType]:
-    """Import each plugin once per process (a plugin already imported is not run again).
+    """Import each plugin once per process (a plugin already imported is not run again, nor
+    is a file that this process already imported as an ordinary module, e.g. by a test's
+    ``import my_explainer``: its components are registered already).
 
     An import that raises becomes a :class:`PluginError` naming the entry and the cause, and
     leaves no half-imported module behind.
     """
     modules = []
     for i, plugin in enumerate(plugins):
-        if plugin.module in sys.modules:
-            modules.append(sys.modules[plugin.module])
+        known = sys.modules.get(plugin.module) or _imported_file(plugin.path)
+        if known is not None:
+            sys.modules[plugin.module] = known
+            modules.append(known)
             continue
         try:
             modules.append(_import_file(plugin) if plugin.source is not None else importlib.import_module(plugin.module))
         except Exception as err:
             raise PluginError(f"{where}[{i}]: importing {plugin.entry!r} failed: {type(err).__name__}: {err}") from err
     return modules
+
+
+def _imported_file(path: str | None) -> types.ModuleType | None:
+    """The ordinary module (not a plugin import, whose name carries the content) of this
+    process imported from ``path``, if there is one."""
+    if path is None:
+        return None
+    name = Path(path).name
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if getattr(module, "__name__", "").startswith(_PREFIX) or not (isinstance(file, str) and file.endswith(name)):
+            continue
+        if str(Path(file).resolve()) == path:
+            return module
+    return None
 
 
 def _import_file(plugin: Plugin) -> types.ModuleType:

@@ -1,6 +1,7 @@
 """The grid runner: train a suite's models, then run its cells in parallel and store each one.
 
-``run_suite(suite, out_dir)`` works in two phases, both through joblib:
+``run_suite(suite, out_dir)`` works in two phases, both through joblib (on Dask, through its
+client: see :func:`_map_unordered`):
 
 1. train every distinct model that the cells to run need (data set, model, recipe, seed), in
    parallel, into the trained-model cache (:func:`salbench.model_cache.trained_model`);
@@ -223,7 +224,7 @@ def _backend(backend: str, scheduler: str | None) -> Iterator[None]:
             from distributed import Client
         except ImportError as err:
             raise ImportError("backend 'dask' needs dask.distributed: pip install 'salbench[dask]'") from err
-        with Client(scheduler), parallel_config(backend="dask"):
+        with Client(scheduler):  # the default client of _map_unordered
             yield
     elif backend == "ray":
         try:
@@ -244,8 +245,20 @@ def _backend(backend: str, scheduler: str | None) -> Iterator[None]:
 
 
 def _map_unordered(function: Callable[..., Any], args: list[tuple], jobs: int, backend: str) -> Iterator[Any]:
-    """``function(*a)`` for each ``a`` in ``args``, yielded as each finishes."""
-    if backend == "ray":  # its joblib backend cannot stream results: run rounds of tasks
+    """``function(*a)`` for each ``a`` in ``args``, yielded as each finishes.
+
+    Dask tasks go to the cluster through its client (``client.map``, ``as_completed``), not
+    through joblib: joblib runs a call in the calling process when the backend reports one
+    core, so a one-thread cluster would never see the work.
+    """
+    if backend == "dask":
+        from distributed import as_completed, get_client
+
+        futures = get_client().map(function, *zip(*args), pure=False) if args else []
+        for future in as_completed(futures):
+            yield future.result()
+            future.release()
+    elif backend == "ray":  # its joblib backend cannot stream results: run rounds of tasks
         size = _RAY_ROUND * jobs
         for i in range(0, len(args), size):
             yield from Parallel(n_jobs=jobs, batch_size=1)(delayed(function)(*a) for a in args[i : i + size])

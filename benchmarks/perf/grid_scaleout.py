@@ -1,17 +1,25 @@
 """Speed-up of a grid run on a dask.distributed cluster with N worker processes over 1.
 
-    python -m salbench.perf.grid_scaleout [--workers 2] [--samples 64]
+    python -m salbench.perf.grid_scaleout [--workers 2] [--samples 64] [--repeats 1]
 
 Runs the same suite (synthetic 16×16 blocks, small CNN, two explainers × the top-k attack at
-six budgets = 12 cells of similar cost) on a LocalCluster of 1 worker and on one of N workers
-(one thread each), each into a fresh store, with the model trained beforehand and the workers'
-imports done before the clock starts. Prints both wall-clock times and their ratio, measured
-in this one run, and checks that both runs stored identical records. The ratio is bounded by
-the number of idle CPU cores, so the load average is printed with it, and so is each run's
-efficiency: the seconds spent inside cells over workers × wall-clock seconds (near 1 when the
-harness adds no overhead; when cells slow down with more workers, the cores were busy) and
-the speed-up the machine itself allows at that moment: a fixed matrix-product loop in N
-processes at once against one.
+six budgets = 12 cells of similar cost) in this process (sequential backend), on a
+LocalCluster of 1 worker process and on one of N worker processes (one thread each), each
+into a fresh store, with the model trained beforehand and the workers' imports done before
+the clock starts. Both cluster runs really run on their workers (the runner submits to Dask's
+client; joblib would run a one-core cluster's work in the calling process). Prints, measured
+in this one run:
+
+* the speed-up of N workers over 1 (wall-clock), beside the speed-up the machine itself allows
+  at that moment (a fixed matrix-product loop in N processes at once against one), which bounds
+  it on a busy machine; the load average is printed too;
+* the per-cell overhead of a worker: the mean seconds of a cell inside a 1-worker cluster over
+  the same cells' mean in this process (1.00 = none);
+* each run's efficiency: seconds inside cells over workers × wall-clock seconds (1 = no
+  scheduling overhead).
+
+It checks that the three runs stored identical records. ``--repeats`` repeats the
+measurement, for a noisy machine.
 """
 
 from __future__ import annotations
@@ -88,42 +96,66 @@ def machine_speedup(workers: int) -> float:
     return workers * one / many
 
 
-def timed_run(suite: Suite, out_dir: Path, workers: int) -> tuple[float, float]:
+def timed_run(suite: Suite, out_dir: Path, workers: int | None) -> tuple[float, float]:
     """Wall-clock seconds to run ``suite`` into ``out_dir`` on a fresh LocalCluster of ``workers``
-    processes, and the sum of the cells' own seconds (their ``elapsed_s``)."""
+    processes (None: in this process, sequentially), and the sum of the cells' own seconds
+    (their ``elapsed_s``)."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster.scheduler_address) as client:
-            client.run(importlib.import_module, "salbench.runner")  # imports happen before the clock
+    if workers is None:
         start = time.perf_counter()
-        summary = run_suite(suite, out_dir, backend="dask", scheduler=cluster.scheduler_address, progress=False)
+        summary = run_suite(suite, out_dir, backend="sequential", progress=False)
         elapsed = time.perf_counter() - start
+    else:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            with Client(cluster.scheduler_address) as client:
+                client.run(importlib.import_module, "salbench.runner")  # imports happen before the clock
+            start = time.perf_counter()
+            summary = run_suite(suite, out_dir, backend="dask", scheduler=cluster.scheduler_address, progress=False)
+            elapsed = time.perf_counter() - start
     if summary.failed or summary.run != len(suite.cells):
         raise RuntimeError(f"the timed run did not complete: {summary.describe()}")
     return elapsed, read_records(out_dir).drop_duplicates("cell_id").elapsed_s.sum()
+
+
+def measure(suite: Suite, workers: int, tmp: Path) -> dict[str, float]:
+    """One measurement: the three runs (in-process, 1 worker, ``workers`` workers) and the machine bound."""
+    runs = {n: timed_run(suite, tmp / str(n), n) for n in (None, 1, workers)}
+    reference = comparable(read_records(tmp / "None"))
+    for n in (1, workers):
+        pd.testing.assert_frame_equal(reference, comparable(read_records(tmp / str(n))))
+    bound = machine_speedup(workers)
+    for n, (wall, cells) in runs.items():
+        # efficiency: the share of the workers' wall time spent inside cells (1 = no scheduling overhead)
+        label = "in this process" if n is None else f"{n} worker(s)"
+        print(f"  {label}: {wall:.1f} s wall, {cells:.1f} s in cells, efficiency {cells / ((n or 1) * wall):.2f}")
+    return {
+        "speedup": runs[1][0] / runs[workers][0],
+        "overhead": runs[1][1] / runs[None][1],
+        "bound": bound,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default 2)")
     parser.add_argument("--samples", type=int, default=64, help="evaluation samples per cell (default 64)")
+    parser.add_argument("--repeats", type=int, default=1, help="repeat the whole measurement (default 1)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)
     suite = parse_suite(SUITE.format(samples=args.samples), source="grid_scaleout")
     for inputs in {model_key(*cell.model_inputs): cell.model_inputs for cell in suite.cells}.values():
         trained_model(*inputs)  # phase 1 out of the measurement
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {n: timed_run(suite, Path(tmp) / str(n), n) for n in (1, args.workers)}
-        bound = machine_speedup(args.workers)
-        pd.testing.assert_frame_equal(
-            comparable(read_records(Path(tmp) / "1")), comparable(read_records(Path(tmp) / str(args.workers)))
+    print(f"{len(suite.cells)} cells, {args.samples} samples each, on {os.cpu_count()} cores")
+    for repeat in range(args.repeats):
+        print(f"measurement {repeat + 1} of {args.repeats} (load average before: {os.getloadavg()[0]:.1f})")
+        with tempfile.TemporaryDirectory() as tmp:
+            found = measure(suite, args.workers, Path(tmp))
+        print(
+            f"  speed-up of {args.workers} workers over 1: {found['speedup']:.2f}x (identical records; the machine's own "
+            f"for {args.workers} CPU-bound processes now: {found['bound']:.2f}x)\n"
+            f"  per-cell time inside a worker / in this process: {found['overhead']:.2f}"
         )
-    print(f"{len(suite.cells)} cells, {args.samples} samples each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    for n, (wall, cells) in runs.items():
-        # efficiency: the share of the workers' wall time spent inside cells (1 = no scheduling overhead)
-        print(f"{n} worker(s): {wall:.1f} s wall, {cells:.1f} s in cells, efficiency {cells / (n * wall):.2f}")
-    print(f"speed-up of {args.workers} workers over 1: {runs[1][0] / runs[args.workers][0]:.2f}x (identical records); "
-          f"the machine's own speed-up for {args.workers} CPU-bound processes: {bound:.2f}x")
 
 
 if __name__ == "__main__":

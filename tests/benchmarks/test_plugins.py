@@ -152,3 +152,13 @@ def test_a_file_plugin_is_imported_once_per_process_and_same_stems_do_not_collid
     (tmp_path / "a" / "helper.py").write_text("VALUE = 3\n")
     (edited,) = import_plugins(resolve_plugins(["a/helper.py"], tmp_path))
     assert edited.VALUE == 3 and edited is not first[0]
+
+
+def test_a_file_already_imported_as_a_module_is_not_run_again(tmp_path, monkeypatch):
+    """A test's ``import my_explainer`` and the suite's plugin of the same file register once."""
+    (tmp_path / "my_plugin_mod.py").write_text("import torch\nDRAW = torch.rand(1).item()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_plugin_mod
+
+    (module,) = import_plugins(resolve_plugins(["my_plugin_mod.py"], tmp_path))
+    assert module is my_plugin_mod
