@@ -3,9 +3,8 @@
     python -m salbench.perf.grid_scaleout [--workers 2] [--samples 64] [--repeats 1]
 
 Runs the same suite (synthetic 16×16 blocks, small CNN, two explainers × the top-k attack at
-six budgets = 12 cells of similar cost) in this process (sequential backend), on a
-LocalCluster of 1 worker process and on one of N worker processes (one thread each), each
-into a fresh store, with the model trained beforehand and the workers' imports done before
+six budgets = 12 cells of similar cost) on a LocalCluster of 1 worker process and on one of N
+worker processes (one thread each), each into a fresh store, with the model trained beforehand and the workers' imports done before
 the clock starts. Both cluster runs really run on their workers (the runner submits to Dask's
 client; joblib would run a one-core cluster's work in the calling process). Prints, measured
 in this one run:
@@ -13,12 +12,13 @@ in this one run:
 * the speed-up of N workers over 1 (wall-clock), beside the speed-up the machine itself allows
   at that moment (a fixed matrix-product loop in N processes at once against one), which bounds
   it on a busy machine; the load average is printed too;
-* the per-cell overhead of a worker: the mean seconds of a cell inside a 1-worker cluster over
-  the same cells' mean in this process (1.00 = none);
+* the per-cell overhead of a worker: each cell run alternately in this process and in a
+  1-worker cluster, the worker's total over this process's, in wall-clock and in CPU seconds of
+  the running thread (1.00 = none; CPU seconds hardly move with the load of a busy machine);
 * each run's efficiency: seconds inside cells over workers × wall-clock seconds (1 = no
   scheduling overhead).
 
-It checks that the three runs stored identical records. ``--repeats`` repeats the
+It checks that the two cluster runs stored identical records. ``--repeats`` repeats the
 measurement, for a noisy machine.
 """
 
@@ -35,9 +35,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 from salbench.model_cache import model_key, trained_model
-from salbench.runner import run_suite
+from salbench.model_cache import cache_dir_path
+from salbench.runner import _run_cell, _Settings, run_suite
 from salbench.store import comparable, read_records
-from salbench.suite import Suite, parse_suite
+from salbench.suite import Cell, Suite, parse_suite
 
 SUITE = """
 [suite]
@@ -96,44 +97,61 @@ def machine_speedup(workers: int) -> float:
     return workers * one / many
 
 
-def timed_run(suite: Suite, out_dir: Path, workers: int | None) -> tuple[float, float]:
+def timed_run(suite: Suite, out_dir: Path, workers: int) -> tuple[float, float]:
     """Wall-clock seconds to run ``suite`` into ``out_dir`` on a fresh LocalCluster of ``workers``
-    processes (None: in this process, sequentially), and the sum of the cells' own seconds
-    (their ``elapsed_s``)."""
+    processes, and the sum of the cells' own seconds (their ``elapsed_s``)."""
     from distributed import Client, LocalCluster
 
-    if workers is None:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster.scheduler_address) as client:
+            client.run(importlib.import_module, "salbench.runner")  # imports happen before the clock
         start = time.perf_counter()
-        summary = run_suite(suite, out_dir, backend="sequential", progress=False)
+        summary = run_suite(suite, out_dir, backend="dask", scheduler=cluster.scheduler_address, progress=False)
         elapsed = time.perf_counter() - start
-    else:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            with Client(cluster.scheduler_address) as client:
-                client.run(importlib.import_module, "salbench.runner")  # imports happen before the clock
-            start = time.perf_counter()
-            summary = run_suite(suite, out_dir, backend="dask", scheduler=cluster.scheduler_address, progress=False)
-            elapsed = time.perf_counter() - start
     if summary.failed or summary.run != len(suite.cells):
         raise RuntimeError(f"the timed run did not complete: {summary.describe()}")
     return elapsed, read_records(out_dir).drop_duplicates("cell_id").elapsed_s.sum()
 
 
+def _timed_cell(cell: Cell, settings: _Settings) -> tuple[float, float]:
+    """Wall-clock and thread CPU seconds of one cell run here (the runner's own cell function)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    outcome = _run_cell(cell, settings)
+    if outcome.failure is not None:
+        raise RuntimeError(f"cell {cell.describe()} failed: {outcome.failure['error']}")
+    return time.perf_counter() - wall, time.thread_time() - cpu
+
+
+def worker_overhead(suite: Suite) -> tuple[float, float]:
+    """Each cell of ``suite`` run alternately in this process and in a 1-worker LocalCluster (after
+    one untimed cell in each): the worker's total over this process's, in wall-clock and in CPU
+    seconds."""
+    from distributed import Client, LocalCluster
+
+    settings = _Settings(suite.name, suite.config_hash, suite.batch_size, suite.threads, str(cache_dir_path()))
+    totals = {"here": [0.0, 0.0], "worker": [0.0, 0.0]}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster.scheduler_address) as client:
+            client.submit(_timed_cell, suite.cells[0], settings, pure=False).result()
+            _timed_cell(suite.cells[0], settings)
+            for cell in suite.cells:
+                here = _timed_cell(cell, settings)
+                there = client.submit(_timed_cell, cell, settings, pure=False).result()
+                for where, seconds in (("here", here), ("worker", there)):
+                    totals[where] = [a + b for a, b in zip(totals[where], seconds)]
+    return totals["worker"][0] / totals["here"][0], totals["worker"][1] / totals["here"][1]
+
+
 def measure(suite: Suite, workers: int, tmp: Path) -> dict[str, float]:
-    """One measurement: the three runs (in-process, 1 worker, ``workers`` workers) and the machine bound."""
-    runs = {n: timed_run(suite, tmp / str(n), n) for n in (None, 1, workers)}
-    reference = comparable(read_records(tmp / "None"))
-    for n in (1, workers):
-        pd.testing.assert_frame_equal(reference, comparable(read_records(tmp / str(n))))
+    """One measurement: the worker overhead, the runs on 1 and on ``workers`` workers, the machine bound."""
+    wall_overhead, cpu_overhead = worker_overhead(suite)
+    runs = {n: timed_run(suite, tmp / str(n), n) for n in (1, workers)}
+    pd.testing.assert_frame_equal(comparable(read_records(tmp / "1")), comparable(read_records(tmp / str(workers))))
     bound = machine_speedup(workers)
     for n, (wall, cells) in runs.items():
         # efficiency: the share of the workers' wall time spent inside cells (1 = no scheduling overhead)
-        label = "in this process" if n is None else f"{n} worker(s)"
-        print(f"  {label}: {wall:.1f} s wall, {cells:.1f} s in cells, efficiency {cells / ((n or 1) * wall):.2f}")
-    return {
-        "speedup": runs[1][0] / runs[workers][0],
-        "overhead": runs[1][1] / runs[None][1],
-        "bound": bound,
-    }
+        print(f"  {n} worker(s): {wall:.1f} s wall, {cells:.1f} s in cells, efficiency {cells / (n * wall):.2f}")
+    return {"speedup": runs[1][0] / runs[workers][0], "bound": bound, "wall": wall_overhead, "cpu": cpu_overhead}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"  speed-up of {args.workers} workers over 1: {found['speedup']:.2f}x (identical records; the machine's own "
             f"for {args.workers} CPU-bound processes now: {found['bound']:.2f}x)\n"
-            f"  per-cell time inside a worker / in this process: {found['overhead']:.2f}"
+            f"  per-cell time inside a worker / in this process: {found['wall']:.2f} wall-clock, {found['cpu']:.2f} CPU"
         )
 
 
