@@ -34,8 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from salbench.model_cache import model_key, trained_model
-from salbench.model_cache import cache_dir_path
+from salbench.model_cache import cache_dir_path, model_key, trained_model
 from salbench.runner import _run_cell, _Settings, run_suite
 from salbench.store import comparable, read_records
 from salbench.suite import Cell, Suite, parse_suite

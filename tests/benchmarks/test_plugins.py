@@ -9,7 +9,7 @@ import pytest
 import torch
 from salbench import explainers
 from salbench.cli import main
-from salbench.plugins import PluginError, import_plugins, resolve_plugins
+from salbench.plugins import import_plugins, resolve_plugins
 from salbench.runner import run_suite
 from salbench.store import read_records
 from salbench.suite import SuiteError, load_suite

@@ -7,7 +7,14 @@ import torch
 from salbench.attacks.base import Attack, AttackResult
 from salbench.explainers.base import Explainer, output_gradient
 from salbench.metrics.base import Metric
-from salbench.testing import ContractError, check_attack, check_explainer, check_metric, fixture, registered
+from salbench.testing import (
+    ContractError,
+    check_attack,
+    check_explainer,
+    check_metric,
+    fixture,
+    registered,
+)
 
 
 class Plain(Explainer):
