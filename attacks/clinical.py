@@ -108,6 +108,11 @@ class ClinicalAttack(BorrowedObjective):
 
     modalities = ("tabular",)
 
+    contract_exemption = (
+        "needs a table whose columns match its profile (wdbc: 30 standardised columns, integer ones on their grid); "
+        "tests/attacks/test_attack_clinical.py checks it on WDBC"
+    )
+
     def __init__(self, profile: str = "wdbc", fractions: dict | None = None, k: int = 8, **borrowed):
         self._table, self._fractions = feature_fractions(profile, fractions)
         super().__init__(k=k, **borrowed)

@@ -24,6 +24,7 @@ import torch
 from salbench.attacks import register
 from salbench.attacks.pgd import ExplanationAttack
 from salbench.attacks.ranking import magnitudes, ranked_features
+from salbench.core.applicability import SPATIAL
 from salbench.core.validation import check_k, check_positive_int
 from torch import Tensor
 
@@ -100,6 +101,7 @@ class TopKAttack(ExplanationAttack):
     """
 
     reference_from_real = True
+    test_params = {"k": 3}  # the contract checks' tables have 6 features
 
     def __init__(self, k: int = 50, **ball):
         check_positive_int(k, "k")
@@ -146,6 +148,8 @@ class TargetRegionAttack(ExplanationAttack):
     """
 
     reference_from_real = True
+    modalities = SPATIAL  # a target region is a place in an image, signal or volume, not a set of table columns
+    test_params = {"region": (0, 0, 4, 4)}  # a region of the contract checks' 8×8 images
 
     def __init__(self, region: tuple[int, ...], **ball):
         _check_region(region)

@@ -73,6 +73,7 @@ class ERAttack(ExplanationAttack):
     """
 
     reference_from_real = True
+    test_params = {"k": 3}  # the contract checks' tables have 6 features (k at most half)
 
     def __init__(self, k: int = 50, eps: float = 0.5, norm: Norm = "l2", steps: int = 100, **ball):
         check_positive_int(k, "k")

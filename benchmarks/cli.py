@@ -1,7 +1,7 @@
 """The ``salbench`` command line.
 
     salbench list [KIND]                 every component with its parameters
-    salbench run SUITE [--out DIR] [--jobs N] [--backend B --scheduler ADDR] [--fresh] [--limit N]
+    salbench run SUITE [--out DIR] [--jobs N] [--backend B --scheduler ADDR] [--fresh] [--limit N] [--no-plugins]
     salbench leaderboard DIR [--format F ...]
     salbench report DIR                  HTML report with figures
     salbench data fetch NAME [--data-dir DIR]   the only command that downloads
@@ -79,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from salbench.suite import load_suite
 
     started = time.perf_counter()
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, allow_plugins=not args.no_plugins)
     for cell, reason in suite.dropped:  # what the components' declarations rule out, before any work
         print(f"dropped {cell}: {reason}")
     out_dir = Path(args.out) if args.out else Path("results") / suite.name
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="delete stored records first and recompute everything")
     p.add_argument("--limit", type=int, help="run at most N pending cells now (the rest stay pending)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-plugins", action="store_true", help="refuse a suite that names plugins (files or modules it would import)"
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("leaderboard", help="write leaderboards from a results directory")

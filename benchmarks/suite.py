@@ -37,6 +37,10 @@ Grid rules:
   explainer, attack; attack ``"none"`` names the attack-free cells, explainer ``"none"`` the
   cells without an explainer). Its names are checked against the whole grid, before the
   declarations drop anything.
+* ``plugins = ["my_explainer.py", "my_package.metrics"]`` (top level) names files (relative to
+  the suite file) or modules that register components; they are imported before the rest of
+  the suite is validated, and by the runner in every worker (:mod:`salbench.plugins`). A
+  suite's plugins are code: ``allow_plugins=False`` refuses a suite that names any.
 
 The cell id is the SHA-256 of the canonical JSON of everything that determines the cell's
 records: the full validated parameters (defaults included) of its data set, model, recipe,
@@ -73,6 +77,7 @@ from salbench import attacks, datasets, explainers, metrics, models, recipes
 from salbench.core.applicability import Offer
 from salbench.core.hashing import canonical_json, digest
 from salbench.core.registry import Registry, RegistryError
+from salbench.plugins import Plugin, PluginError, import_plugins, resolve_plugins
 
 __all__ = [
     "Component",
@@ -88,7 +93,7 @@ __all__ = [
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
-_TOP_LEVEL = ("suite", "datasets", "recipes", "explainers", "attacks", "metrics", "exclude")
+_TOP_LEVEL = ("suite", "plugins", "datasets", "recipes", "explainers", "attacks", "metrics", "exclude")
 _SUITE_OPTIONS = ("name", "description", "samples", "seeds", "batch_size", "threads", "select")
 _DATASET_KEYS = ("models", "recipes", "shared", "samples")  # a data set table's keys that are not its parameters
 SELECTS = ("correct", "all")
@@ -186,7 +191,8 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
-    """A validated suite: its options, its expanded grid of cells, and what the declarations dropped.
+    """A validated suite: its options, its expanded grid of cells, what the declarations dropped,
+    and the plugins it imports (which every worker imports again before it runs a cell).
 
     ``dropped`` lists (cell description, reason) for every cell, or metric of a cell, that the
     components' declarations rule out (see the module docstring); ``[[exclude]]`` drops are not
@@ -204,6 +210,7 @@ class Suite:
     source: str
     select: str = SELECT_DEFAULT
     dropped: tuple[tuple[str, str], ...] = ()
+    plugins: tuple[Plugin, ...] = ()
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -212,8 +219,12 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
-def load_suite(name_or_path: str | Path) -> Suite:
-    """Load, validate and expand a suite: a file path, or the name of a shipped suite."""
+def load_suite(name_or_path: str | Path, *, allow_plugins: bool = True) -> Suite:
+    """Load, validate and expand a suite: a file path, or the name of a shipped suite.
+
+    Its ``plugins`` are read relative to the suite file; ``allow_plugins=False`` refuses a
+    suite that names any (see :func:`parse_suite`).
+    """
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.is_file():
         path = SUITES_DIR / f"{name_or_path}.toml"
@@ -224,19 +235,46 @@ def load_suite(name_or_path: str | Path) -> Suite:
             )
     if not path.is_file():
         raise SuiteError(f"suite file {str(path)!r} does not exist")
-    return parse_suite(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_suite(path.read_text(encoding="utf-8"), source=str(path), base_dir=path.parent, allow_plugins=allow_plugins)
 
 
-def parse_suite(text: str, source: str = "<string>") -> Suite:
-    """Validate and expand the TOML text of a suite; ``source`` names it in errors."""
+def parse_suite(
+    text: str, source: str = "<string>", *, base_dir: str | Path = ".", allow_plugins: bool = True
+) -> Suite:
+    """Validate and expand the TOML text of a suite; ``source`` names it in errors.
+
+    Plugin files are found relative to ``base_dir`` and imported (in this process) before the
+    rest is validated; with ``allow_plugins=False`` a suite that names plugins is an error
+    that lists them, raised before anything is imported.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SuiteError(f"{source}: not valid TOML: {err}") from err
     try:
-        return _build(data, source)
+        plugins = _plugin_entries(data, Path(base_dir), allow_plugins)
+        return _build(data, source, plugins)
     except SuiteError as err:
         raise SuiteError(f"{source}: {err}") from err
+
+
+def _plugin_entries(data: Mapping[str, Any], base_dir: Path, allow: bool) -> tuple[Plugin, ...]:
+    """The suite's ``plugins``, resolved and imported (refused when not ``allow``)."""
+    entries = data.get("plugins", [])
+    if not isinstance(entries, list):
+        _fail("plugins", f"must be a list of .py paths or module names, got {entries!r}")
+    if entries and not allow:
+        _fail(
+            "plugins",
+            f"the suite imports code ({', '.join(map(repr, entries))}) and plugins are disabled "
+            "(--no-plugins); read those files, then run without --no-plugins",
+        )
+    try:
+        plugins = resolve_plugins(entries, base_dir)
+        import_plugins(plugins)
+    except PluginError as err:
+        raise SuiteError(str(err)) from err
+    return plugins
 
 
 # -- validation helpers ------------------------------------------------------------------------
@@ -508,7 +546,7 @@ class _Plugins:
         return self.explainers + self.attacks + self.free_metrics + self.attack_metrics + self.independent_metrics
 
 
-def _build(data: Mapping[str, Any], source: str) -> Suite:
+def _build(data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, ...]) -> Suite:
     _check_keys(data, _TOP_LEVEL, "top level")
     options = _suite_options(data)
     dataset_tables = _tables(data, "datasets", required=True)
@@ -545,7 +583,9 @@ def _build(data: Mapping[str, Any], source: str) -> Suite:
         summary["select"] = options["select"]
     config_hash = digest({"suite": summary, "cells": sorted(c.id for c in cells)})
     described = tuple((cell.describe(), reason) for cell, reason in dropped)
-    return Suite(cells=tuple(cells), config_hash=config_hash, source=source, dropped=described, **options)
+    return Suite(
+        cells=tuple(cells), config_hash=config_hash, source=source, dropped=described, plugins=plugin_modules, **options
+    )
 
 
 def _dataset_cells(

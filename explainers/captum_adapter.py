@@ -70,6 +70,7 @@ class CaptumMethod(Explainer):
     """
 
     differentiable = False
+    test_params = {"method": "Saliency"}  # cheap parameters for salbench.testing's contract checks
 
     def __init__(self, method: str, kwargs: dict | None = None):
         attr = _captum_attr()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,3 +27,36 @@ def test_ci_runs_the_readme_test_command_verbatim():
     _, test = quickstart_commands()
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test in ci_lines
+
+
+def extension_blocks() -> dict[str, str]:
+    """The code blocks of "Adding your own explainer, attack or metric", by the file name in
+    their first comment (``# my_explainer.py``) or their language (the first of each)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Adding your own explainer, attack or metric", 1)[1].split("\n## ", 1)[0]
+    blocks = {}
+    for language, body in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S):
+        first = body.splitlines()[0]
+        blocks.setdefault(first[2:].strip() if language == "python" and first.startswith("# ") else language, body)
+    return blocks
+
+
+def test_the_extension_path_is_one_file_one_suite_line_and_one_test_that_pass(tmp_path):
+    blocks = extension_blocks()
+    (tmp_path / "my_explainer.py").write_text(blocks["my_explainer.py"])
+    (tmp_path / "test_my_explainer.py").write_text(blocks["test_my_explainer.py"])
+    suite = tmp_path / "mine.toml"
+    suite.write_text(
+        blocks["toml"]
+        + '[suite]\nname = "mine"\nsamples = 2\nseeds = [0]\n[[datasets]]\nname = "wdbc"\nmodels = [{ name = "mlp" }]\n'
+        '[[recipes]]\nname = "standard"\n[[metrics]]\nname = "deletion"\n'
+    )
+    script = (
+        "import sys, test_my_explainer; from salbench.suite import load_suite; "
+        "test_my_explainer.test_gradient_squared_keeps_the_contract(); "
+        "s = load_suite(sys.argv[1]); assert [c.explainer.name for c in s.cells] == ['gradient_squared']; print('ok')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(suite)], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -1,17 +1,25 @@
 """Speed-up of a grid run on a dask.distributed cluster with N worker processes over 1.
 
-    python -m salbench.perf.grid_scaleout [--workers 2] [--samples 64]
+    python -m salbench.perf.grid_scaleout [--workers 2] [--samples 64] [--repeats 1]
 
 Runs the same suite (synthetic 16×16 blocks, small CNN, two explainers × the top-k attack at
-six budgets = 12 cells of similar cost) on a LocalCluster of 1 worker and on one of N workers
-(one thread each), each into a fresh store, with the model trained beforehand and the workers'
-imports done before the clock starts. Prints both wall-clock times and their ratio, measured
-in this one run, and checks that both runs stored identical records. The ratio is bounded by
-the number of idle CPU cores, so the load average is printed with it, and so is each run's
-efficiency: the seconds spent inside cells over workers × wall-clock seconds (near 1 when the
-harness adds no overhead; when cells slow down with more workers, the cores were busy) and
-the speed-up the machine itself allows at that moment: a fixed matrix-product loop in N
-processes at once against one.
+six budgets = 12 cells of similar cost) on a LocalCluster of 1 worker process and on one of N
+worker processes (one thread each), each into a fresh store, with the model trained beforehand and the workers' imports done before
+the clock starts. Both cluster runs really run on their workers (the runner submits to Dask's
+client; joblib would run a one-core cluster's work in the calling process). Prints, measured
+in this one run:
+
+* the speed-up of N workers over 1 (wall-clock), beside the speed-up the machine itself allows
+  at that moment (a fixed matrix-product loop in N processes at once against one), which bounds
+  it on a busy machine; the load average is printed too;
+* the per-cell overhead of a worker: each cell run alternately in this process and in a
+  1-worker cluster, the worker's total over this process's, in wall-clock and in CPU seconds of
+  the running thread (1.00 = none; CPU seconds hardly move with the load of a busy machine);
+* each run's efficiency: seconds inside cells over workers × wall-clock seconds (1 = no
+  scheduling overhead).
+
+It checks that the two cluster runs stored identical records. ``--repeats`` repeats the
+measurement, for a noisy machine.
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from salbench.model_cache import model_key, trained_model
-from salbench.runner import run_suite
+from salbench.model_cache import cache_dir_path, model_key, trained_model
+from salbench.runner import _run_cell, _Settings, run_suite
 from salbench.store import comparable, read_records
-from salbench.suite import Suite, parse_suite
+from salbench.suite import Cell, Suite, parse_suite
 
 SUITE = """
 [suite]
@@ -104,26 +112,67 @@ def timed_run(suite: Suite, out_dir: Path, workers: int) -> tuple[float, float]:
     return elapsed, read_records(out_dir).drop_duplicates("cell_id").elapsed_s.sum()
 
 
+def _timed_cell(cell: Cell, settings: _Settings) -> tuple[float, float]:
+    """Wall-clock and thread CPU seconds of one cell run here (the runner's own cell function)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    outcome = _run_cell(cell, settings)
+    if outcome.failure is not None:
+        raise RuntimeError(f"cell {cell.describe()} failed: {outcome.failure['error']}")
+    return time.perf_counter() - wall, time.thread_time() - cpu
+
+
+def worker_overhead(suite: Suite) -> tuple[float, float]:
+    """Each cell of ``suite`` run alternately in this process and in a 1-worker LocalCluster (after
+    one untimed cell in each): the worker's total over this process's, in wall-clock and in CPU
+    seconds."""
+    from distributed import Client, LocalCluster
+
+    settings = _Settings(suite.name, suite.config_hash, suite.batch_size, suite.threads, str(cache_dir_path()))
+    totals = {"here": [0.0, 0.0], "worker": [0.0, 0.0]}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster.scheduler_address) as client:
+            client.submit(_timed_cell, suite.cells[0], settings, pure=False).result()
+            _timed_cell(suite.cells[0], settings)
+            for cell in suite.cells:
+                here = _timed_cell(cell, settings)
+                there = client.submit(_timed_cell, cell, settings, pure=False).result()
+                for where, seconds in (("here", here), ("worker", there)):
+                    totals[where] = [a + b for a, b in zip(totals[where], seconds)]
+    return totals["worker"][0] / totals["here"][0], totals["worker"][1] / totals["here"][1]
+
+
+def measure(suite: Suite, workers: int, tmp: Path) -> dict[str, float]:
+    """One measurement: the worker overhead, the runs on 1 and on ``workers`` workers, the machine bound."""
+    wall_overhead, cpu_overhead = worker_overhead(suite)
+    runs = {n: timed_run(suite, tmp / str(n), n) for n in (1, workers)}
+    pd.testing.assert_frame_equal(comparable(read_records(tmp / "1")), comparable(read_records(tmp / str(workers))))
+    bound = machine_speedup(workers)
+    for n, (wall, cells) in runs.items():
+        # efficiency: the share of the workers' wall time spent inside cells (1 = no scheduling overhead)
+        print(f"  {n} worker(s): {wall:.1f} s wall, {cells:.1f} s in cells, efficiency {cells / (n * wall):.2f}")
+    return {"speedup": runs[1][0] / runs[workers][0], "bound": bound, "wall": wall_overhead, "cpu": cpu_overhead}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="workers of the parallel run (default 2)")
     parser.add_argument("--samples", type=int, default=64, help="evaluation samples per cell (default 64)")
+    parser.add_argument("--repeats", type=int, default=1, help="repeat the whole measurement (default 1)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)
     suite = parse_suite(SUITE.format(samples=args.samples), source="grid_scaleout")
     for inputs in {model_key(*cell.model_inputs): cell.model_inputs for cell in suite.cells}.values():
         trained_model(*inputs)  # phase 1 out of the measurement
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {n: timed_run(suite, Path(tmp) / str(n), n) for n in (1, args.workers)}
-        bound = machine_speedup(args.workers)
-        pd.testing.assert_frame_equal(
-            comparable(read_records(Path(tmp) / "1")), comparable(read_records(Path(tmp) / str(args.workers)))
+    print(f"{len(suite.cells)} cells, {args.samples} samples each, on {os.cpu_count()} cores")
+    for repeat in range(args.repeats):
+        print(f"measurement {repeat + 1} of {args.repeats} (load average before: {os.getloadavg()[0]:.1f})")
+        with tempfile.TemporaryDirectory() as tmp:
+            found = measure(suite, args.workers, Path(tmp))
+        print(
+            f"  speed-up of {args.workers} workers over 1: {found['speedup']:.2f}x (identical records; the machine's own "
+            f"for {args.workers} CPU-bound processes now: {found['bound']:.2f}x)\n"
+            f"  per-cell time inside a worker / in this process: {found['wall']:.2f} wall-clock, {found['cpu']:.2f} CPU"
         )
-    print(f"{len(suite.cells)} cells, {args.samples} samples each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    for n, (wall, cells) in runs.items():
-        # efficiency: the share of the workers' wall time spent inside cells (1 = no scheduling overhead)
-        print(f"{n} worker(s): {wall:.1f} s wall, {cells:.1f} s in cells, efficiency {cells / (n * wall):.2f}")
-    print(f"speed-up of {args.workers} workers over 1: {runs[1][0] / runs[args.workers][0]:.2f}x (identical records); "
-          f"the machine's own speed-up for {args.workers} CPU-bound processes: {bound:.2f}x")
 
 
 if __name__ == "__main__":

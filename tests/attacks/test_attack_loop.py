@@ -8,10 +8,12 @@ import dataclasses
 import pytest
 import torch
 from salbench import attacks, explainers, metrics
+from salbench.attacks.pgd import ExplanationAttack
 from salbench.explainers.base import Explainer
 
 GRADIENT = explainers.get("gradient")
-ITERATIVE = ["topk", "target_region", "mass_center", "er_attack", "mse"]
+ITERATIVE = sorted(n for n in attacks.names() if issubclass(attacks.registry.entry(n).factory, ExplanationAttack))
+"""The attacks on the shared projected-gradient loop."""
 BALL = sorted(n for n in attacks.names() if "eps" in {p.name for p in attacks.registry.entry(n).params})
 """The ε-ball attacks (the domain-plausible ones, acquisition and clinical, have their own tests)."""
 

@@ -59,12 +59,6 @@ def table_batch():
 
 
 @pytest.fixture
-def smooth_cnn():
-    """The CNN with softplus activations, on 1-channel inputs."""
-    return make_cnn(Softplus5, channels=1, seed=3)
-
-
-@pytest.fixture
 def smooth_mlp():
     """The MLP with softplus activations, on 4 features."""
     return make_mlp(Softplus5, features=4, seed=4)

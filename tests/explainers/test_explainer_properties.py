@@ -1,68 +1,22 @@
-"""Invariants of the explainers: double backprop, batching, seeds, completeness, CAM identities."""
+"""Invariants of the explainers: the contract of every registered one (double backprop, batching,
+seeds; :mod:`salbench.testing`), completeness, CAM identities."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from salbench import explainers
+from salbench.testing import check_explainer, registered
 from torch import nn
 
-DIFFERENTIABLE = {
-    "gradient": {},
-    "gradient_x_input": {},
-    "smoothgrad": {"n_samples": 4, "noise": 0.1, "batch_size": 3},
-    "integrated_gradients": {"steps": 4, "internal_batch_size": 5},
-    "gradcam": {},
-    "cam": {},
-}
-IMAGE_ONLY = {"gradcam", "cam"}
 
-
-def smooth_case(name, smooth_cnn, smooth_mlp):
-    gen = torch.Generator().manual_seed(5)
-    if name in IMAGE_ONLY:
-        return smooth_cnn, torch.randn(2, 1, 4, 4, generator=gen, dtype=torch.float64), torch.tensor([0, 2])
-    return smooth_mlp, torch.randn(2, 4, generator=gen, dtype=torch.float64), torch.tensor([1, 2])
-
-
-@pytest.mark.parametrize("name", sorted(DIFFERENTIABLE))
-def test_create_graph_gives_the_exact_derivative_of_the_attribution(name, smooth_cnn, smooth_mlp):
-    """gradcheck: the autograd Jacobian of E(x) (double backprop) equals finite differences."""
-    model, x, t = smooth_case(name, smooth_cnn, smooth_mlp)
-    explainer = explainers.get(name, **DIFFERENTIABLE[name])
-    x = x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda v: explainer(model, v, t, create_graph=True), (x,), atol=1e-6)
-    (second,) = torch.autograd.grad(explainer(model, x, t, create_graph=True).square().sum(), x)
-    assert second.abs().max() > 1e-6
-
-
-@pytest.mark.parametrize("name", sorted(DIFFERENTIABLE))
-def test_create_graph_changes_nothing_but_the_graph(name, smooth_cnn, smooth_mlp):
-    model, x, t = smooth_case(name, smooth_cnn, smooth_mlp)
-    explainer = explainers.get(name, **DIFFERENTIABLE[name])
-    x = x.requires_grad_(True)
-    plain, kept = explainer(model, x, t), explainer(model, x, t, create_graph=True)
-    assert not plain.requires_grad and kept.requires_grad
-    torch.testing.assert_close(plain, kept.detach(), rtol=0, atol=1e-12)
-
-
-DETERMINISTIC = {
-    "gradient": {},
-    "gradient_x_input": {},
-    "integrated_gradients": {"steps": 6, "internal_batch_size": 4},
-    "gradcam": {},
-    "cam": {},
-    "occlusion": {"window": (2, 2), "stride": (2, 2), "batch_size": 9},
-}
-
-
-@pytest.mark.parametrize("name", sorted(DETERMINISTIC))
-def test_batched_equals_per_sample(name, cnn, image_batch):
-    x, t = image_batch
-    explainer = explainers.get(name, **DETERMINISTIC[name])
-    batched = explainer(cnn, x, t)
-    single = torch.cat([explainer(cnn, x[i : i + 1], t[i : i + 1]) for i in range(len(x))])
-    torch.testing.assert_close(batched, single, rtol=1e-10, atol=1e-12)
+@pytest.mark.parametrize("name", registered("explainers"))
+def test_every_registered_explainer_keeps_its_contract(name):
+    """Shape, device, batch invariance, NaN rejection, gradcheck when differentiable and
+    determinism (salbench.testing), for every registered explainer: built-in or plug-in."""
+    report = check_explainer(name)
+    if not report.applicable:
+        pytest.skip(report.describe())
 
 
 def test_smoothgrad_is_the_mean_gradient_over_its_noise(smooth_mlp):

@@ -179,9 +179,12 @@ def test_center_of_mass_of_zero_map_is_an_error():
 
 
 # -- bad inputs -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["topk_intersection", "spearman", "kendall_tau", "center_of_mass_shift"])
+@pytest.mark.parametrize(
+    "name", sorted(n for n in metrics.names() if issubclass(metrics.registry.entry(n).factory, metrics.base.PairMetric))
+)
 def test_bad_inputs_name_the_argument(name):
-    metric = metrics.get(name, k=3) if name == "topk_intersection" else metrics.get(name)
+    """Every registered robustness metric comparing two maps (its cheap test parameters)."""
+    metric = metrics.get(name, **getattr(metrics.registry.entry(name).factory, "test_params", {}))
     a = torch.randn(2, 6)
     with pytest.raises(ValueError, match="attr and attr_adv must have the same shape"):
         metric(a, torch.randn(2, 7))
