@@ -7,7 +7,6 @@ every registered explainer: checked by its contract (:mod:`salbench.testing`,
 from __future__ import annotations
 
 import pytest
-import torch
 import torch.nn.functional as F
 from salbench import explainers
 from salbench.core.registry import ParameterError
