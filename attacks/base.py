@@ -19,14 +19,13 @@ Like every component, an attack also declares the ``modalities`` it applies to a
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from salbench.core import applicability
 from salbench.core.applicability import CONTINUOUS
+from salbench.core.text import Vocabulary, check_text_input
+from salbench.core.validation import check_input, check_target
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from salbench.core.text import Vocabulary
 
 __all__ = ["AttackResult", "AttackInputs", "Attack", "TextAttack", "Bounds", "check_declarations", "check_text_data"]
 
@@ -107,8 +106,6 @@ class Attack:
 
     def check(self, x: Tensor, target: Tensor | int, inputs: AttackInputs) -> Tensor:
         """Check the batch (and the inputs) before any work; return the target as a (N,) tensor."""
-        from salbench.core.validation import check_input, check_target
-
         check_input(x)
         return check_target(target, x)
 
@@ -136,9 +133,6 @@ class TextAttack(Attack):
     inputs = ("vocabulary", "corpus")
 
     def check(self, x: Tensor, target: Tensor | int, inputs: AttackInputs) -> Tensor:
-        from salbench.core.text import check_text_input
-        from salbench.core.validation import check_target
-
         check_text_input(x)
         missing = [name for name in self.inputs if getattr(inputs, name) is None]
         if missing:

@@ -72,6 +72,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from salbench.attacks import candidates
 from salbench.attacks.base import AttackInputs, AttackResult, TextAttack
 from salbench.core.text import (
     PAD,
@@ -82,6 +83,7 @@ from salbench.core.text import (
     n_words,
 )
 from salbench.core.validation import check_fraction, check_positive_int
+from salbench.metrics import sentence_similarity as similarity
 from salbench.metrics.attribution_distance import AttributionDistance
 from torch import Tensor, nn
 
@@ -126,8 +128,6 @@ class SubstitutionResult(AttackResult):
 def check_substitution_params(source: str, k: int, rho_max: float, min_similarity: float | None = None) -> None:
     """The parameters every user of the engine shares: a registered candidate source, k in
     [1, the source's ``max_candidates``], rho_max in (0, 1], min_similarity None or in [0, 1]."""
-    from salbench.attacks import candidates
-
     if not isinstance(source, str) or source not in candidates.registry:
         raise ValueError(f"source must be a registered candidate source, one of {candidates.names()}, got {source!r}")
     check_positive_int(k, "k")
@@ -384,8 +384,6 @@ class _Search:
         if self.keep_label and len(rows):
             keep = _predict(self.model, texts) == self.label[rows]
         if self.min_similarity is not None and keep.any():
-            from salbench.metrics import sentence_similarity as similarity
-
             checked = keep.nonzero().squeeze(1)
             originals = [self.original_texts[i] for i in rows[checked].tolist()]
             sim = similarity.sentence_similarity(originals, self.vocabulary.decode(texts[checked]))
@@ -428,8 +426,6 @@ def class_loss(model: nn.Module, y: Tensor) -> Objective:
 def candidate_table(source: str, vocabulary: Vocabulary, corpus: Tensor):
     """The candidate table of ``source`` for ``vocabulary`` with the text tensor ``corpus`` (the
     training texts), built once per process by the source (:mod:`salbench.attacks.candidates`)."""
-    from salbench.attacks import candidates
-
     return candidates.get(source).table(vocabulary, corpus)
 
 

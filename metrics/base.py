@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 from salbench.core.applicability import MODALITIES
+from salbench.core.text import Vocabulary
+from salbench.core.validation import check_input, check_same_shape
 from salbench.explainers.base import Explainer
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from salbench.core.text import Vocabulary
 
 __all__ = ["Case", "Metric", "MetricOutput", "PairMetric", "FaithfulnessMetric", "CATEGORIES"]
 
@@ -116,8 +115,6 @@ class PairMetric(Metric):
     needs_attack: ClassVar[bool] = True
 
     def __call__(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
-        from salbench.core.validation import check_input, check_same_shape
-
         check_input(attr, "attr")
         check_input(attr_adv, "attr_adv")
         check_same_shape(attr, attr_adv, ("attr", "attr_adv"))
@@ -181,8 +178,6 @@ class PairMetric(Metric):
 
 def _check_valid(valid: Tensor, attr: Tensor, attr_adv: Tensor) -> None:
     """``valid`` is a bool mask of the attributions' shape with >= 1 valid position per sample."""
-    from salbench.core.validation import check_same_shape
-
     check_same_shape(valid, attr, ("valid", "attr"))
     check_same_shape(valid, attr_adv, ("valid", "attr_adv"))
     if valid.dtype != torch.bool:
