@@ -6,15 +6,15 @@ import math
 from typing import ClassVar, Literal
 
 import torch
-from salbench.core.validation import check_positive
+from salbench.core.validation import check_positive, check_positive_int
 from salbench.metrics import register
 from salbench.metrics.base import Case, Metric, MetricOutput
-from salbench.metrics.selective import cam_saliency, salient_region_test
+from salbench.metrics.selective import ALTERNATIVES, cam_saliency, salient_region_test
 from torch import Tensor
 
 __all__ = ["SelectivePValue"]
 
-_STATISTICS = ("back", "mean", "abs")
+_STATISTICS = ("back", "neighbor", "mean", "abs")
 _MODES = ("parametric", "oc")
 _UPSAMPLE = ("bilinear", "nearest")
 
@@ -27,14 +27,16 @@ class SelectivePValue(Metric):
     (authors' code: takeuchi-lab/selective_inference_dnn_salient_region). For each sample x
     with target class c the region is S(x) = {i : CAM_c(x)_i > threshold} (after min-max
     normalisation if ``normalize``) and the test of T = ηᵀY ("back": mean over S minus mean
-    over the complement; "mean": mean over S of x − x_ref; "abs": mean over S of |x − x_ref|)
+    over the complement; "neighbor": minus the mean over the pixels within ``neighborhood`` of S;
+    "mean": mean over S of x − x_ref; "abs": mean over S of |x − x_ref|)
     conditions on the selection: see :func:`salbench.metrics.selective.salient_region_test`, which this
     metric calls with ``on_invalid="record"``.
 
     Outputs, one stored metric each (``selective_pvalue.<output>``): ``selective`` (the p-value
     of ``mode``: parametric, the exact homotopy, or oc, over-conditioning), ``oc``,
     ``naive`` (2Φ(−|z|), ignoring the selection) and ``bonferroni`` (naive × the number of
-    possible regions, capped at 1). All are two-sided p-values: lower means stronger evidence,
+    possible regions, capped at 1). All follow ``alternative`` (default "abs", the two-sided
+    P(|Z| >= |z| | 𝒵) of Miwa et al.'s code; "two-sided" is sicore's 2·min(F, 1 − F)): lower means stronger evidence,
     and the leaderboard shows the rejection rate at ``alpha`` (false positive rate on null
     data, power on signal data).
 
@@ -53,7 +55,10 @@ class SelectivePValue(Metric):
     recorded with them for the leaderboard.
 
     Args:
-        statistic: "back", "mean" or "abs".
+        statistic: "back", "neighbor", "mean" or "abs".
+        neighborhood: the Chebyshev radius of the neighbourhood for "neighbor", >= 1.
+        alternative: "abs", "two-sided", "greater" or "less" (see
+            :mod:`salbench.metrics.selective.truncated_normal`).
         mode: "parametric" or "oc": which p-value the ``selective`` output holds.
         threshold: τ on the (optionally normalised) CAM; Miwa et al. use 0 on the raw map.
         normalize: min-max normalise each map before thresholding.
@@ -83,8 +88,10 @@ class SelectivePValue(Metric):
 
     def __init__(
         self,
-        statistic: Literal["back", "mean", "abs"] = "mean",
+        statistic: Literal["back", "neighbor", "mean", "abs"] = "mean",
         mode: Literal["parametric", "oc"] = "parametric",
+        alternative: Literal["abs", "two-sided", "greater", "less"] = "abs",
+        neighborhood: int = 1,
         threshold: float = 0.0,
         normalize: bool = False,
         alpha: float = 0.05,
@@ -95,6 +102,9 @@ class SelectivePValue(Metric):
             raise ValueError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if alternative not in ALTERNATIVES:
+            raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+        check_positive_int(neighborhood, "neighborhood")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
         if not isinstance(normalize, bool):
@@ -106,6 +116,7 @@ class SelectivePValue(Metric):
             raise ValueError(f"upsample must be one of {_UPSAMPLE}, got {upsample!r}")
         self.statistic, self.mode, self.threshold, self.normalize = statistic, mode, float(threshold), normalize
         self.alpha, self.sigma2, self.upsample = float(alpha), float(sigma2), upsample
+        self.alternative, self.neighborhood = alternative, neighborhood
 
     def evaluate(self, case: Case) -> MetricOutput:
         """p-values (N, 4) in the order of :attr:`outputs`, with a note for every NaN sample."""
@@ -119,7 +130,8 @@ class SelectivePValue(Metric):
             results = salient_region_test(
                 saliency, x[rows], x_ref=None if reference is None else reference[rows],
                 threshold=self.threshold, statistic=self.statistic, normalize=self.normalize,
-                sigma2=self.sigma2, mode=self.mode, on_invalid="record",
+                sigma2=self.sigma2, mode=self.mode, alternative=self.alternative, neighborhood=self.neighborhood,
+                on_invalid="record",
             )
             for row, result in zip(rows.tolist(), results):
                 values[row] = torch.tensor(
@@ -130,7 +142,7 @@ class SelectivePValue(Metric):
         return MetricOutput(values, None, notes)
 
     def _reference(self, case: Case) -> Tensor | None:
-        if self.statistic == "back":
+        if self.statistic in ("back", "neighbor"):
             return None
         if case.reference is None:
             raise ValueError(

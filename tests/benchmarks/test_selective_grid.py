@@ -118,6 +118,25 @@ def test_metric_matches_salient_region_test_and_records_invalid_images():
         metrics.get("selective_pvalue", alpha=1.5)
 
 
+@pytest.mark.parametrize("statistic,alternative", [("neighbor", "two-sided"), ("back", "greater"), ("mean", "less")])
+def test_metric_passes_the_hypothesis_and_the_convention_through(statistic, alternative):
+    gen = torch.Generator().manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    net = net.double().eval()
+    x = torch.randn(4, 1, 6, 6, generator=gen, dtype=torch.float64)
+    ref = torch.randn(4, 1, 1, 6, 6, generator=gen, dtype=torch.float64) if statistic == "mean" else None
+    case = Case(model=net, explainer=None, x=x, target=torch.ones(4, dtype=torch.long), attr=x, reference=ref)
+    out = metrics.get("selective_pvalue", statistic=statistic, alternative=alternative, threshold=0.5,
+                      normalize=True, neighborhood=2).evaluate(case)  # fmt: skip
+    direct = salient_region_test(cam_saliency(net, 1, (1, 6, 6)), x, x_ref=None if ref is None else ref[:, 0], threshold=0.5,
+                                 normalize=True, statistic=statistic, alternative=alternative, neighborhood=2,
+                                 on_invalid="record")  # fmt: skip
+    expected = [[r.p_value, r.oc_p_value, r.naive_p_value, r.bonferroni_p_value] for r in direct]
+    torch.testing.assert_close(out.values, torch.tensor(expected, dtype=torch.float64), equal_nan=True)
+    with pytest.raises(ValueError, match=r"parameter 'alternative' of metric 'selective_pvalue': got 'both'"):
+        metrics.get("selective_pvalue", alternative="both")
+
+
 def test_synthetic_blocks_references_and_test_delta_are_seeded_and_leave_the_rest_unchanged():
     base = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1).load()
     new = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1, references=3, test_delta=0.0,
