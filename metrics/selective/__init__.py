@@ -5,6 +5,7 @@ p-value for the region {score > threshold} of the saliency map that stays valid 
 region was chosen by looking at the same data. See :mod:`salbench.metrics.selective.region_test`.
 """
 
+from salbench.metrics.selective.permutation import PermutationResult, permutation_test
 from salbench.metrics.selective.piecewise import LinePropagator, UnsupportedModuleError
 from salbench.metrics.selective.region_test import (
     RegionTestResult,
@@ -26,6 +27,8 @@ __all__ = [
     "UnsupportedModuleError",
     "cam_saliency",
     "gradcam_saliency",
+    "permutation_test",
+    "PermutationResult",
     "truncated_normal_pvalue",
     "log_truncated_normal_pvalue",
     "ALTERNATIVES",
