@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from salbench.core.applicability import SPATIAL
@@ -14,39 +12,13 @@ from salbench.explainers.layers import (
     capture_output,
     conv_type,
     find_layer,
+    last_spatial_output,
     to_input_shape,
 )
 from torch import Tensor, nn
 
 # fc(mean_s A) must reproduce the logits to this relative precision (float32 sums of K·Z terms).
 _HEAD_RTOL = 1e-3
-
-
-def _last_pooled_output(model: nn.Module, x: Tensor, channels: int) -> tuple[str, Tensor, Tensor]:
-    """Run ``model(x)`` and return the last module to finish whose output is (N, channels, *s), |s| > 1.
-
-    Returns (its name, its output, the model's output).
-    """
-    found: dict[str, tuple[str, Tensor]] = {}
-
-    def recorder(name: str):
-        def record(module: nn.Module, args: object, out: object) -> None:
-            if isinstance(out, Tensor) and out.dim() == x.dim() and out.shape[1] == channels and out[0, 0].numel() > 1:
-                found["last"] = (name, out)
-
-        return record
-
-    with contextlib.ExitStack() as hooks:
-        for name, module in model.named_modules():
-            if name:
-                hooks.callback(module.register_forward_hook(recorder(name)).remove)
-        logits = model(x)
-    if "last" not in found:
-        raise ValueError(
-            f"layer='auto' found no module whose output has {channels} channels (the input features of "
-            f"the final linear layer) and more than one spatial position; name the layer with layer=..."
-        )
-    return found["last"] + (logits,)
 
 
 @register("cam")
@@ -105,7 +77,7 @@ class CAM(Explainer):
             raise ValueError(f"fc={fc_name!r} must name an nn.Linear, got {type(fc).__name__}")
         with torch.set_grad_enabled(create_graph):
             if self.layer == "auto":
-                name, activation, logits = _last_pooled_output(model, x, fc.in_features)
+                name, activation, logits = last_spatial_output(model, x, fc.in_features)
             else:
                 name, layer = find_layer(model, self.layer, conv_type(x, "cam"), "layer")
                 activation, logits = capture_output(model, layer, name, x)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["conv_type", "find_layer", "capture_output", "to_input_shape"]
+__all__ = ["conv_type", "find_layer", "last_spatial_output", "capture_output", "to_input_shape"]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -42,6 +44,44 @@ def find_layer(model: nn.Module, name: str, kind: type[nn.Module], argument: str
             f"{argument}={name!r} is not a submodule of the model; {kind.__name__} layers: "
             f"{', '.join(map(repr, candidates)) or '(none)'}"
         ) from None
+
+
+def last_spatial_output(model: nn.Module, x: Tensor, channels: int | None = None) -> tuple[str, Tensor, Tensor]:
+    """Run ``model(x)`` once; (the name of the last submodule to finish whose output is a feature
+    map, that output, the model's output).
+
+    A feature map is (N, K, *s) of ``x``'s rank with more than one spatial position (and K =
+    ``channels`` where given). "Last to finish" is the forward-hook order, so a container wins
+    over the modules inside it: in a torchvision ResNet it is ``layer4``, the last block's output
+    after the skip addition and the ReLU (not ``layer4.1.conv2``, the last convolution); in a
+    DenseNet ``features`` (after ``norm5``); in conv → ReLU → pool → linear the ReLU. That is the
+    map that reaches the global pooling, the layer CAM libraries recommend (pytorch-grad-cam's
+    ``model.layer4[-1]``; Zhou et al.'s CAM is defined on it).
+    """
+    found: dict[str, tuple[str, Tensor]] = {}
+
+    def recorder(name: str):
+        def record(module: nn.Module, args: object, out: object) -> None:
+            if (
+                isinstance(out, Tensor) and out.dim() == x.dim() and out.shape[0] == x.shape[0]
+                and (channels is None or out.shape[1] == channels) and out[0, 0].numel() > 1
+            ):
+                found["last"] = (name, out)
+
+        return record
+
+    with contextlib.ExitStack() as hooks:
+        for name, module in model.named_modules():
+            if name:
+                hooks.callback(module.register_forward_hook(recorder(name)).remove)
+        logits = model(x)
+    if "last" not in found:
+        wanted = f"{channels} channels (the input features of the final linear layer) and " if channels else ""
+        raise ValueError(
+            f"layer='auto' found no submodule whose output has {wanted}more than one spatial position "
+            f"(shape (N, K, *spatial) like the input {tuple(x.shape)}); name the layer with layer=..."
+        )
+    return found["last"] + (logits,)
 
 
 def capture_output(model: nn.Module, layer: nn.Module, name: str, x: Tensor) -> tuple[Tensor, Tensor]:

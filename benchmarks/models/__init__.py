@@ -114,6 +114,7 @@ def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank
 from salbench.models import (  # noqa: E402,F401  (registers the built-ins)
     miwa_cnn,
     mlp,
+    resnet,
     small_cnn,
     text_bigru,
     text_cnn,

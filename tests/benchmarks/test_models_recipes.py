@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import salbench.recipes.standard as standard_module
 import torch
@@ -46,17 +48,52 @@ def test_small_cnn_is_a_cam_network():
     assert feature_maps.shape[-2:] == (8, 8)
 
 
+# -- resnet --------------------------------------------------------------------------------------
+def test_resnet_has_torchvisions_resnet18_layout():
+    """Names and shapes of torchvision's resnet18 (3 channels, 1000 classes), spot-checked: the
+    stem, a downsampling block, the last block and the head, and the count of its state dict's
+    122 tensors (20 convolutions, 20 BatchNorms with 5 tensors each, the head's 2)."""
+    state = models.build("resnet", {}, (3, 224, 224), 1000).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    assert shapes["conv1.weight"] == (64, 3, 7, 7)
+    assert shapes["layer2.0.downsample.0.weight"] == (128, 64, 1, 1)
+    assert shapes["layer2.0.downsample.1.running_var"] == (128,)
+    assert shapes["layer4.1.bn2.weight"] == (512,)
+    assert shapes["fc.weight"] == (1000, 512)
+    assert "layer1.0.downsample.0.weight" not in shapes and "layer5.0.conv1.weight" not in shapes
+    assert len(shapes) == 20 + 20 * 5 + 2
+
+
 @pytest.mark.parametrize(
-    "name, params, shape", [("small_cnn", {"channels": (3, 4), "pool": False}, (2, 8, 8)), ("mlp", {}, (5,))]
+    "params, message",
+    [
+        ({"blocks": (2, 2), "widths": (8,)}, "blocks and widths need one entry per stage, got 2 and 1"),
+        ({"stem": "cifar"}, "stem must be one of ('imagenet', 'small'), got 'cifar'"),
+        ({"blocks": ()}, "blocks must be a non-empty tuple"),
+        ({"widths": (8, 0, 4, 4)}, "widths[1]"),
+    ],
+)
+def test_resnet_rejects_bad_parameters(params, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        models.build("resnet", params, (1, 28, 28), 2)
+
+
+@pytest.mark.parametrize(
+    "name, params, shape",
+    [
+        ("small_cnn", {"channels": (3, 4), "pool": False}, (2, 8, 8)),
+        ("mlp", {}, (5,)),
+        ("resnet", {"blocks": (1, 2), "widths": (3, 4), "stem": "small"}, (2, 8, 8)),
+    ],
 )
 def test_relus_are_modules_so_swapping_them_linearises_the_model(name, params, shape):
     torch.manual_seed(1)
-    net = swap_relus(models.build(name, params, shape, 2).double(), nn.Identity)
+    net = swap_relus(models.build(name, params, shape, 2).double().eval(), nn.Identity)
     a, b = torch.randn(3, *shape, dtype=torch.float64), torch.randn(3, *shape, dtype=torch.float64)
     zero = torch.zeros(3, *shape, dtype=torch.float64)
     # no functional ReLU left (and no max-pool here): the model is affine, f(a + b) + f(0) = f(a) + f(b)
     assert torch.allclose(net(a + b) + net(zero), net(a) + net(b), atol=1e-10)
-    relu_net = models.build(name, params, shape, 2).double()
+    relu_net = models.build(name, params, shape, 2).double().eval()
     assert not torch.allclose(relu_net(a + b) + relu_net(zero), relu_net(a) + relu_net(b), atol=1e-6)
 
 

@@ -53,8 +53,8 @@ def test_integrated_gradients_matches_captum(case, method):
 @pytest.mark.parametrize("relu", [True, False])
 def test_gradcam_matches_layer_gradcam_interpolated(cnn, image_batch, relu):
     x, t = image_batch
-    ours = explainers.get("gradcam", relu=relu)(cnn, x, t)  # "auto": the last Conv2d, cnn[2]
-    raw = LayerGradCam(cnn, cnn[2]).attribute(x, target=t, relu_attributions=relu)
+    ours = explainers.get("gradcam", relu=relu)(cnn, x, t)  # "auto": the ReLU feeding the pool, cnn[3]
+    raw = LayerGradCam(cnn, cnn[3]).attribute(x, target=t, relu_attributions=relu)
     theirs = LayerAttribution.interpolate(raw, x.shape[2:], "bilinear")
     assert ours.shape == x.shape
     torch.testing.assert_close(ours, theirs.expand_as(x), **TOL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from salbench import explainers
+from salbench import explainers, models
 from salbench.testing import check_explainer, registered
 from torch import nn
 
@@ -113,11 +113,33 @@ def test_cam_map_averages_to_the_logit_minus_bias(cnn, image_batch):
     torch.testing.assert_close(maps.mean((1, 2, 3)), logits.detach(), rtol=1e-10, atol=1e-10)
 
 
-def test_gradcam_auto_is_the_last_conv(cnn, image_batch):
+def test_gradcam_auto_is_the_map_that_reaches_the_pool(cnn, image_batch):
+    """conv → ReLU → pool: "auto" is the ReLU module's output (cnn[3]), not the convolution (cnn[2])."""
     x, t = image_batch
     auto = explainers.get("gradcam", upsample=False)(cnn, x, t)
-    torch.testing.assert_close(auto, explainers.get("gradcam", layer="2", upsample=False)(cnn, x, t), rtol=0, atol=0)
+    torch.testing.assert_close(auto, explainers.get("gradcam", layer="3", upsample=False)(cnn, x, t), rtol=0, atol=0)
+    assert not torch.equal(auto, explainers.get("gradcam", layer="2", upsample=False)(cnn, x, t))
     assert auto.shape == (5, 1, 8, 8) and (auto >= 0).all()
+
+
+@pytest.mark.parametrize("name", ["gradcam", "cam"])
+def test_auto_layer_of_a_resnet_is_the_last_stage_output(name):
+    """In torchvision's ResNet layout "auto" is ``layer2`` here (the last stage: after the skip
+    addition and the ReLU), which pytorch-grad-cam recommends; the last Conv2d
+    (``layer2.0.conv2``) comes before BatchNorm, the addition and the ReLU and gives another map."""
+    torch.manual_seed(0)
+    net = models.build("resnet", {"blocks": (1, 1), "widths": (4, 6), "stem": "small"},
+                       input_shape=(1, 12, 12), num_classes=3).double().eval()
+    for module in net.modules():  # non-trivial BatchNorm statistics, so BN is not the identity
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(4, 1, 12, 12, dtype=torch.float64)
+    t = torch.tensor([0, 1, 2, 1])
+    auto = explainers.get(name, upsample=False)(net, x, t)
+    torch.testing.assert_close(auto, explainers.get(name, layer="layer2", upsample=False)(net, x, t), rtol=0, atol=0)
+    if name == "gradcam":
+        assert not torch.allclose(auto, explainers.get(name, layer="layer2.0.conv2", upsample=False)(net, x, t))
 
 
 def test_occlusion_of_a_linear_model_is_weight_times_input():

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from salbench.metrics.selective import LinePropagator, UnsupportedModuleError, salient_region_test
+from salbench.models.resnet import ResNet
 from torch import nn
 
 
@@ -31,59 +32,29 @@ _REGION = _sibling("test_selective_region")  # the brute-force scan and the hook
 _check_against_brute_force, _randomize = _REGION._check_against_brute_force, _REGION._randomize
 
 
-class BasicBlock(nn.Module):
-    """torchvision's ResNet BasicBlock layout: conv-bn-relu-conv-bn, + identity or downsample, relu."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
-        )
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += identity
-        return self.relu(out)
+def TinyResNet(classes: int = 2) -> ResNet:
+    """salbench's torchvision-layout ResNet, narrow (stages of two BasicBlocks, widths 4 and 6), with
+    the ImageNet stem's 3×3/2 max-pool on a 3×3/1 convolution (so max-pool propagation is covered)."""
+    net = ResNet((1, 32, 32), classes, blocks=(2, 2), widths=(4, 6), stem="small")
+    net.maxpool = nn.MaxPool2d(3, 2, 1)
+    return net
 
 
-class TinyResNet(nn.Module):
-    """ResNet-18's layout (stem conv-bn-relu-maxpool, stages of BasicBlocks, avgpool, flatten, fc), narrow."""
-
-    def __init__(self, classes: int = 2):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(4)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = nn.Sequential(BasicBlock(4, 4), BasicBlock(4, 4))
-        self.layer2 = nn.Sequential(BasicBlock(4, 6, stride=2), BasicBlock(6, 6))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(6, classes)
-
-    def features(self, x):
-        return self.layer2(self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x))))))
-
-    def forward(self, x):
-        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+def features(net: ResNet, x):
+    """The feature map that ``avgpool`` reduces: the output of the last stage."""
+    return net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))
 
 
 class ResNetCAM(nn.Module):
     """The class-1 CAM of a TinyResNet at the input's size: Σ_k w_k A_k, bilinearly upsampled."""
 
-    def __init__(self, net: TinyResNet, size: int):
+    def __init__(self, net: ResNet, size: int):
         super().__init__()
         self.net, self.size = net, size
         self.weight = nn.Parameter(net.fc.weight[1].detach().clone().view(1, -1, 1, 1))
 
     def forward(self, x):
-        cam = (self.net.features(x) * self.weight).sum(1, keepdim=True)
+        cam = (features(self.net, x) * self.weight).sum(1, keepdim=True)
         return F.interpolate(cam, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
 
@@ -264,8 +235,7 @@ def test_cam_of_a_torchvision_layout_resnet_is_found_in_its_graph():
     saliency = cam_saliency(net, 1, (1, 32, 32))
     x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():
-        features = net.features(x)
-        want = F.interpolate((features * net.fc.weight[1].view(1, -1, 1, 1)).sum(1, keepdim=True), size=(32, 32), mode="bilinear")
+        want = F.interpolate((features(net, x) * net.fc.weight[1].view(1, -1, 1, 1)).sum(1, keepdim=True), size=(32, 32), mode="bilinear")
         torch.testing.assert_close(saliency(x), want, rtol=1e-12, atol=1e-12)
     results = salient_region_test(saliency, x, threshold=0.5, normalize=True, statistic="back")
     assert all(0 <= r.p_value <= 1 and r.region.any() for r in results)
