@@ -9,6 +9,7 @@ from torch import Tensor, nn
 __all__ = ["ResNet", "BasicBlock"]
 
 _STEMS = ("imagenet", "small")
+_MAX_STAGES = 4
 
 
 class BasicBlock(nn.Module):
@@ -50,13 +51,14 @@ class ResNet(nn.Module):
     With the defaults (``blocks=(2, 2, 2, 2)``, ``widths=(64, 128, 256, 512)``,
     ``stem="imagenet"``) and 3 input channels, the parameter names and shapes are
     torchvision's ``resnet18(num_classes=...)``, so its state dicts load with ``strict=True``;
-    ``blocks=(3, 4, 6, 3)`` is ResNet-34. The stages are ``layer1`` … ``layer<len(blocks)>``:
-    the last one's output is the feature map Grad-CAM and CAM use (``layer="auto"`` finds it).
+    ``blocks=(3, 4, 6, 3)`` is ResNet-34. The stages are ``layer1`` … ``layer4``; with fewer than
+    four entries in ``blocks`` the remaining ones are ``nn.Identity``. The last stage's output is the
+    feature map Grad-CAM and CAM use (``layer="auto"`` finds it). The forward is TorchScript-able.
 
     Args:
         input_shape: (channels, height, width) of one image; filled in by the harness.
         num_classes: number of classes; filled in by the harness.
-        blocks: basic blocks per stage.
+        blocks: basic blocks per stage (1 to 4 stages).
         widths: output channels per stage (as many entries as ``blocks``).
         stem: ``"imagenet"`` or ``"small"`` (see above).
 
@@ -88,6 +90,8 @@ class ResNet(nn.Module):
                 check_positive_int(v, f"{name}[{i}]")
         if len(blocks) != len(widths):
             raise ValueError(f"blocks and widths need one entry per stage, got {len(blocks)} and {len(widths)}")
+        if len(blocks) > _MAX_STAGES:
+            raise ValueError(f"at most {_MAX_STAGES} stages (torchvision's layer1 … layer4), got {len(blocks)}")
         if stem not in _STEMS:
             raise ValueError(f"stem must be one of {_STEMS}, got {stem!r}")
         imagenet = stem == "imagenet"
@@ -97,16 +101,17 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if imagenet else nn.Identity()
         cin = widths[0]
-        for i, (count, width) in enumerate(zip(blocks, widths)):
-            stage = [BasicBlock(cin if j == 0 else width, width, 2 if i > 0 and j == 0 else 1) for j in range(count)]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
-            cin = width
-        self.stages = len(blocks)
+        for i in range(_MAX_STAGES):  # stages beyond len(blocks) are identities, without parameters
+            stage: nn.Module = nn.Identity()
+            if i < len(blocks):
+                stride = [2 if i > 0 and j == 0 else 1 for j in range(blocks[i])]
+                stage = nn.Sequential(*[BasicBlock(cin if j == 0 else widths[i], widths[i], s) for j, s in enumerate(stride)])
+                cin = widths[i]
+            self.add_module(f"layer{i + 1}", stage)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(self.stages):
-            x = self.get_submodule(f"layer{i + 1}")(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))

@@ -71,6 +71,7 @@ def test_resnet_has_torchvisions_resnet18_layout():
         ({"stem": "cifar"}, "stem must be one of ('imagenet', 'small'), got 'cifar'"),
         ({"blocks": ()}, "blocks must be a non-empty tuple"),
         ({"widths": (8, 0, 4, 4)}, "widths[1]"),
+        ({"blocks": (1,) * 5, "widths": (4,) * 5}, "at most 4 stages (torchvision's layer1 … layer4), got 5"),
     ],
 )
 def test_resnet_rejects_bad_parameters(params, message):

@@ -1,0 +1,174 @@
+"""Models the user brings: a factory with a checkpoint, a TorchScript or ``torch.export`` archive,
+and the two-logit view of a binary classifier with one output.
+
+Loading runs no code from a model file: a checkpoint is read with ``torch.load(weights_only=True)``
+(tensors and plain containers only) and loaded with ``strict=True``; a TorchScript archive holds
+TorchScript, which its interpreter runs, not Python; a ``torch.export`` archive holds an ATen
+graph. The only Python that runs is the factory the suite names.
+
+Example:
+    >>> import pathlib, tempfile, torch
+    >>> from torch import nn
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> torch.save(nn.Linear(3, 2).state_dict(), folder / "weights.pt")
+    >>> net = load_checkpoint(nn.Linear(3, 2), folder / "weights.pt")
+    >>> net.weight.shape
+    torch.Size([2, 3])
+    >>> load_checkpoint(nn.Linear(4, 2), folder / "weights.pt")
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint .../weights.pt does not fit the model: ... size mismatch for weight: ...[2, 3]...[2, 4]).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["load_checkpoint", "load_torchscript", "load_exported", "TwoLogits", "two_class"]
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, state_dict_key: str | None = None) -> nn.Module:
+    """``model`` with the state dict of the checkpoint at ``path`` loaded strictly; returns ``model``.
+
+    The file is read with ``torch.load(map_location="cpu", weights_only=True)``. It must hold a
+    state dict (a mapping of parameter and buffer names to tensors), or a mapping with one under
+    ``state_dict_key`` (e.g. ``"state_dict"`` for PyTorch Lightning, ``"model"`` for many training
+    scripts). Missing, unexpected and mis-shaped entries are an error listing them; nothing is
+    renamed or dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist (resolved to {path.resolve()})")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"checkpoint {path} cannot be read as tensors with torch.load(weights_only=True) ({_reason(err)}); save "
+            f"the model's state_dict() (torch.save(model.state_dict(), path)), not the pickled model"
+        ) from err
+    state = _state_dict(loaded, path, state_dict_key)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        raise ValueError(f"checkpoint {path} does not fit the model: {detail}") from None
+    return model
+
+
+def _reason(err: Exception) -> str:
+    """The line of torch.load's (long, multi-line) error that says what it refused."""
+    refused = re.search(r"Unsupported global: GLOBAL \S+", str(err))
+    return refused.group(0) if refused else f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
+
+
+def _state_dict(loaded: object, path: Path, key: str | None) -> Mapping[str, Tensor]:
+    if key is not None:
+        if not isinstance(loaded, Mapping) or key not in loaded:
+            keys = sorted(map(str, loaded))[:12] if isinstance(loaded, Mapping) else type(loaded).__name__
+            raise ValueError(f"checkpoint {path}: state_dict_key {key!r} is not in it; its top-level keys: {keys}")
+        loaded = loaded[key]
+    if not isinstance(loaded, Mapping) or not loaded or not all(isinstance(v, Tensor) for v in loaded.values()):
+        found = type(loaded).__name__
+        if isinstance(loaded, Mapping):
+            wrapped = sorted(str(k) for k, v in loaded.items() if isinstance(v, Mapping))
+            found = f"a mapping whose non-tensor entries include {wrapped[:6]}" if wrapped else "a mapping without tensors"
+        raise ValueError(
+            f"checkpoint {path} is not a state dict (names → tensors): found {found}; if the state dict is "
+            f"one entry of it, name that entry with state_dict_key"
+        )
+    return loaded
+
+
+def load_torchscript(path: str | Path) -> nn.Module:
+    """The TorchScript module archived at ``path`` (``torch.jit.save``), on the CPU.
+
+    TorchScript modules take no forward hooks, so explainers that read a layer (Grad-CAM, CAM)
+    cannot explain them; gradient-based explainers, attacks and recipes can.
+    """
+    path = _existing(path, "TorchScript archive")
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as err:
+        raise ValueError(f"TorchScript archive {path} cannot be loaded with torch.jit.load: {err}") from err
+
+
+class _Exported(nn.Module):
+    """A ``torch.export`` program as a module: its graph module does not support ``train()``/
+    ``eval()`` (the mode was fixed at export), so switching modes here changes nothing below."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> _Exported:
+        self.training = mode
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.program(x)
+
+
+def load_exported(path: str | Path) -> nn.Module:
+    """The module of the ``torch.export`` program archived at ``path`` (``torch.export.save``).
+
+    Its layers keep the mode they were exported in (export it from ``model.eval()``); its batch
+    dimension must have been exported as dynamic for batches other than the example's size.
+    """
+    path = _existing(path, "torch.export archive")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as err:
+        raise ValueError(f"torch.export archive {path} cannot be loaded with torch.export.load: {err}") from err
+    return _Exported(program.module())
+
+
+def _existing(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist (resolved to {path.resolve()})")
+    return path
+
+
+class TwoLogits(nn.Module):
+    """A binary classifier with one output z (the log-odds of class 1, as for a sigmoid) as a
+    two-class one: logits (−z/2, z/2).
+
+    Their softmax is (1 − σ(z), σ(z)), so probabilities, predictions (class 1 iff z > 0) and the
+    cross-entropy of every recipe and attack are the sigmoid model's. The score an explainer
+    explains for target c is ±z/2: half the log-odds of class c (target 1: z/2; target 0: −z/2),
+    so the two classes' maps are each other's negatives, and a class's logit difference is ±z.
+    The wrapped model is ``self.model``: name its layers as ``"model.<name>"``.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.model(x)
+        if z.dim() > 2 or (z.dim() == 2 and z.shape[1] != 1) or z.shape[0] != x.shape[0]:
+            raise ValueError(f"TwoLogits expects one output per sample, (N,) or (N, 1), got shape {tuple(z.shape)}")
+        z = z.reshape(-1, 1) / 2
+        return torch.cat([-z, z], dim=1)
+
+
+def two_class(model: nn.Module, example: Tensor) -> nn.Module:
+    """``model``, or :class:`TwoLogits` around it when its output on ``example`` is one logit per
+    sample ((N,) or (N, 1)); any other output shape that is not (N, C ≥ 2) is an error."""
+    with torch.no_grad():
+        out = model(example)
+    n = example.shape[0]
+    if isinstance(out, Tensor) and out.shape in ((n,), (n, 1)):
+        return TwoLogits(model)
+    if isinstance(out, Tensor) and out.dim() == 2 and out.shape[0] == n and out.shape[1] >= 2:
+        return model
+    shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+    raise ValueError(
+        f"the model's output for a batch of {n} must be logits (N, C) with C >= 2 classes, or one logit per "
+        f"sample, (N,) or (N, 1), for a binary classifier; got {shape}"
+    )
