@@ -1,10 +1,12 @@
 """Speed of salbench's integrated gradients and SmoothGrad against Captum's, on the same work.
 
-Run: ``python -m salbench.perf.explainers_vs_captum [--repeats R] [--device cpu|cuda]``.
+Run: ``python -m salbench.perf.explainers_vs_captum [--model small_cnn|resnet18] [--repeats R] [--device cpu|cuda]``.
 
-A small CNN on 1×28×28 inputs, a batch of 32; IG with 50 Gauss–Legendre steps and SmoothGrad
-with 50 noise copies, each evaluated in one batched forward/backward pass of 32 × 50 rows by
-both libraries. Ours, Captum's and the bare forward+backward pass of the same 1600 rows are
+Two workloads (:data:`WORKLOADS`): ``small_cnn``, a small CNN on 1×28×28 inputs, a batch of 32,
+IG with 50 Gauss–Legendre steps and SmoothGrad with 50 noise copies; ``resnet18``,
+torchvision's ResNet-18 layout (:class:`salbench.models.resnet.ResNet`, random weights) on
+3×224×224 inputs, a batch of 16, IG with 32 steps and SmoothGrad with 16 copies. Each method is
+evaluated in one batched forward/backward pass of batch × steps rows by both libraries. Ours, Captum's and the bare forward+backward pass of the same 1600 rows are
 timed in interleaved repeats (so drifts in machine load hit all three alike); the table gives
 medians, ours/Captum and ours/bare. Only ratios within one run are meaningful.
 """
@@ -12,17 +14,30 @@ medians, ours/Captum and ours/bare. Only ratios within one run are meaningful.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from collections.abc import Callable
 
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
-from salbench import explainers
+from salbench import explainers, models
 from salbench.perf.timing import timed
 from torch import nn
 
-BATCH, STEPS, SAMPLES, NOISE = 32, 50, 50, 0.15
+NOISE = 0.15
 Workload = dict[str, Callable[[], torch.Tensor]]  # "ours" / "captum" / "bare" → a timed call
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A model and its inputs, and the work per method."""
+
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    classes: int
+    batch: int
+    steps: int  # IG steps
+    samples: int  # SmoothGrad noise copies
 
 
 def small_cnn() -> nn.Module:
@@ -36,6 +51,18 @@ def small_cnn() -> nn.Module:
     ).eval()  # fmt: skip
 
 
+def resnet18() -> nn.Module:
+    """torchvision's ResNet-18 layout, random weights, 1000 classes."""
+    torch.manual_seed(0)
+    return models.build("resnet", {}, (3, 224, 224), 1000).eval()
+
+
+WORKLOADS = {
+    "small_cnn": Setting(small_cnn, (1, 28, 28), 10, batch=32, steps=50, samples=50),
+    "resnet18": Setting(resnet18, (3, 224, 224), 1000, batch=16, steps=32, samples=16),
+}
+
+
 def bare_pass(model: nn.Module, rows: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One forward and backward pass of the target logits of ``rows``: the floor of both methods."""
     rows = rows.detach().requires_grad_(True)
@@ -45,25 +72,24 @@ def bare_pass(model: nn.Module, rows: torch.Tensor, target: torch.Tensor) -> tor
 
 
 
-def workloads(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, Workload]:
+def workloads(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, samples: int) -> dict[str, Workload]:
     """For each method: ours, Captum's and the bare pass over the same number of rows."""
-    ours_ig = explainers.get("integrated_gradients", steps=STEPS, method="gausslegendre")
-    ours_sg = explainers.get("smoothgrad", n_samples=SAMPLES, noise=NOISE, seed=0)
+    ours_ig = explainers.get("integrated_gradients", steps=steps, method="gausslegendre")
+    ours_sg = explainers.get("smoothgrad", n_samples=samples, noise=NOISE, seed=0)
     stdev = NOISE * (x.max() - x.min()).item()  # Captum takes one σ for the batch: the same work
-    rows = x.repeat(STEPS, 1, 1, 1)
-    rows_target = target.repeat(STEPS)
+    dims = (1,) * (x.dim() - 1)
     return {
-        f"integrated gradients ({STEPS} steps)": {
+        f"integrated gradients ({steps} steps)": {
             "ours": lambda: ours_ig(model, x, target),
-            "captum": lambda: IntegratedGradients(model).attribute(x, target=target, n_steps=STEPS),
-            "bare": lambda: bare_pass(model, rows, rows_target),
+            "captum": lambda: IntegratedGradients(model).attribute(x, target=target, n_steps=steps),
+            "bare": lambda: bare_pass(model, x.repeat(steps, *dims), target.repeat(steps)),
         },
-        f"smoothgrad ({SAMPLES} samples)": {
+        f"smoothgrad ({samples} samples)": {
             "ours": lambda: ours_sg(model, x, target),
             "captum": lambda: NoiseTunnel(Saliency(model)).attribute(
-                x, nt_type="smoothgrad", nt_samples=SAMPLES, stdevs=stdev, target=target, abs=False
+                x, nt_type="smoothgrad", nt_samples=samples, stdevs=stdev, target=target, abs=False
             ),
-            "bare": lambda: bare_pass(model, rows, rows_target),
+            "bare": lambda: bare_pass(model, x.repeat(samples, *dims), target.repeat(samples)),
         },
     }
 
@@ -72,14 +98,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11, help="timed repeats of each workload (after one warm-up)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--model", default="small_cnn", choices=sorted(WORKLOADS), help="the workload")
     args = parser.parse_args()
     device = torch.device(args.device)
-    model = small_cnn().to(device)
+    setting = WORKLOADS[args.model]
+    model = setting.build().to(device)
     gen = torch.Generator().manual_seed(1)
-    x = torch.rand(BATCH, 1, 28, 28, generator=gen).to(device)
-    target = torch.randint(0, 10, (BATCH,), generator=gen).to(device)
+    x = torch.rand(setting.batch, *setting.input_shape, generator=gen).to(device)
+    target = torch.randint(0, setting.classes, (setting.batch,), generator=gen).to(device)
 
-    jobs = workloads(model, x, target)
+    jobs = workloads(model, x, target, setting.steps, setting.samples)
     ig = list(jobs.values())[0]
     gap = (ig["ours"]() - ig["captum"]()).abs().max().item()
     times: dict[tuple[str, str], list[float]] = {(m, who): [] for m, fns in jobs.items() for who in fns}
@@ -92,7 +120,7 @@ def main() -> None:
                 times[method, who].append(timed(fn, device))
 
     med = {key: statistics.median(values) * 1e3 for key, values in times.items()}
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
+    print(f"{args.model}, device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {setting.batch}, "
           f"{args.repeats} interleaved repeats; medians in ms; IG max |ours − Captum| = {gap:.2e}")  # fmt: skip
     header = f"{'method':<28} {'ours':>9} {'captum':>9} {'bare f+b':>9} {'ours/captum':>12} {'ours/bare':>10}"
     print(header)
