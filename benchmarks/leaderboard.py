@@ -192,7 +192,9 @@ def summarize(records: pd.DataFrame, view: View = DEFAULT_VIEW) -> pd.DataFrame:
       signed-rank test on the same (seed, sample) pairs: the two entries hold exactly the same
       pairs) or "bootstrap" (the entries hold different samples, e.g. different models' correctly
       classified samples or different moved samples: never paired; the one-sided p-value of the
-      difference of their independent hierarchical-bootstrap replicates); "" for the reference;
+      difference of their independent hierarchical-bootstrap replicates) or "untested" (different
+      samples and a single value on either side: no p-value, counts as not significantly worse);
+      "" for the reference and in groups of one;
     * ``p_vs_best``: that p-value, Holm-corrected over every comparison in the view's table;
     * ``mark``: "best" for a rank-1 entry significantly better (``p_vs_best`` < 0.05) than every
       other entry of its group, else "tie" for that rank-1 entry and for each entry not
@@ -334,7 +336,8 @@ def _compare_with_best(table: pd.DataFrame, samples: list[_Sample], view: View) 
     for group in groups:
         best = group.index[group["rank"].to_numpy() == 1][0]
         for other in group.index.drop(best):
-            test, p = _compare(samples[position[best]], samples[position[other]], bool(group.loc[best, "higher_is_better"]))
+            higher = bool(group.loc[best, "higher_is_better"])
+            test, p = _compare(samples[position[best]], samples[position[other]], higher)
             table.loc[other, "test"], raw[other] = test, p
     table["p_vs_best"] = raw.groupby([table[k] for k in view.tables]).transform(
         lambda p: pd.Series(seedstats.holm(p.to_numpy()), index=p.index)
@@ -350,9 +353,12 @@ def _compare_with_best(table: pd.DataFrame, samples: list[_Sample], view: View) 
 
 
 def _compare(best: _Sample, other: _Sample, higher_is_better: bool) -> tuple[str, float]:
-    """("wilcoxon", p) on the same (seed, sample) pairs, else ("bootstrap", p) of independent replicates."""
+    """("wilcoxon", p) on the same (seed, sample) pairs, else ("bootstrap", p) of independent replicates,
+    or ("untested", NaN) when either entry holds a single value (it then counts as not worse)."""
     if np.array_equal(best.keys, other.keys):
         return "wilcoxon", seedstats.paired_pvalue(best.values, other.values, higher_is_better)
+    if min(len(best.values), len(other.values)) < 2:  # a bootstrap of one value has no spread to test with
+        return "untested", np.nan
     return "bootstrap", seedstats.unpaired_pvalue(best.replicates, other.replicates, higher_is_better)
 
 
@@ -497,12 +503,10 @@ def _tables(summary: pd.DataFrame, accuracy: pd.DataFrame, view: View) -> Iterat
     column_order = [*(["_attacked", "attack"] if "attack" in view.columns else []), "_category", "metric"]
     for key, part in entries.groupby(list(view.tables), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        columns = list(dict.fromkeys(map(tuple, part.sort_values(column_order, kind="stable")[list(view.columns)].to_numpy())))
+        in_order = part.sort_values(column_order, kind="stable")
+        columns = list(dict.fromkeys(map(tuple, in_order[list(view.columns)].to_numpy())))
         row_keys = list(dict.fromkeys(map(tuple, part[list(view.rows)].to_numpy())))
-        cells = {
-            (tuple(r[list(view.rows)]), tuple(r[list(view.columns)])): r
-            for _, r in part.iterrows()
-        }
+        cells = {(tuple(r[list(view.rows)]), tuple(r[list(view.columns)])): r for _, r in part.iterrows()}
         direction = dict(zip(part["metric"], part["higher_is_better"].where(part["category"] != _ACCOUNTING, None)))
         where = dict(zip(view.tables, key))
         rows = [
@@ -514,7 +518,7 @@ def _tables(summary: pd.DataFrame, accuracy: pd.DataFrame, view: View) -> Iterat
         note = "" if view.accuracy_in_rows else _accuracy_text(acc, tuple(where[k] for k in _BENCH)) + " "
         yield _Table(
             " / ".join(key), note + _size_text(ranked), list(view.rows), view.accuracy_in_rows,
-            [_Column(_column_label(view, column), direction[column[view.columns.index("metric")]]) for column in columns],
+            [_Column(_column_label(view, c), direction[c[view.columns.index("metric")]]) for c in columns],
             rows,
         )
 
@@ -610,18 +614,19 @@ def _arrow(higher: bool | None) -> str:
 
 
 _LEGEND = (
-    "Entries: mean over seeds of the per-seed means [95% hierarchical bootstrap interval: seeds resampled, then "
-    "samples within each seed; with one seed the interval is within that seed only] ('n=1': a single value, no "
-    "interval). Attacked entries are over the samples the attack moved (x′ ≠ x) and ranked on them; '(all: m)' "
-    "is the mean over every evaluated sample, unmoved ones included (shown where some were not moved). Column "
-    "'moved': samples the attack moved / samples evaluated (kept: how many kept their label); a noise baseline (random_noise, random_synonym) moves "
-    "every sample by construction: no success rate, its entries are over all samples. For p-values "
-    "(significance metrics), the rejection rate at the metric's alpha pooled over seeds [exact 95% "
-    "Clopper–Pearson interval]: the false positive rate on null data, the power on signal data. Bold: rank 1 "
-    "and significantly better than every other entry ranked with it (one-sided Wilcoxon signed-rank test on the "
-    "same (seed, sample) pairs; a bootstrap test of the difference where the entries hold different samples; "
+    "Entries: mean over seeds of the per-seed means [95% hierarchical bootstrap interval: seeds resampled, "
+    "then samples within each seed; with one seed the interval is within that seed only] ('n=1': a single "
+    "value, no interval). Attacked entries are over the samples the attack moved (x′ ≠ x) and ranked on them; "
+    "'(all: m)' is the mean over every evaluated sample, unmoved ones included (shown where some were not "
+    "moved). Column 'moved': samples the attack moved / samples evaluated (kept: how many kept their label); a"
+    " noise baseline (random_noise, random_synonym) moves every sample by construction: no success rate, its "
+    "entries are over all samples. For p-values (significance metrics), the rejection rate at the metric's "
+    "alpha pooled over seeds [exact 95% Clopper–Pearson interval]: the false positive rate on null data, the "
+    "power on signal data. Bold: rank 1 and significantly better than every other entry ranked with it (one-"
+    "sided Wilcoxon signed-rank test on the same (seed, sample) pairs; where the entries hold different "
+    "samples, never paired: a bootstrap test of the difference, or untested when one side has a single value; "
     "Holm-corrected within the table, family-wise level 0.05). ≈: rank 1 without such a lead, and each entry "
-    "not significantly worse than it. ↑ higher is better, ↓ lower is better."
+    'not significantly worse than it. ↑ higher is better, ↓ lower is better.'
 )
 
 
@@ -752,7 +757,8 @@ def html_body(
     parts = [f"<p class=\"note\">{esc(_LEGEND)}</p>"]
     for table in _tables(summary, accuracy, view):
         head = "".join(f"<th>{esc(h)}</th>" for h in _header(table))
-        parts += [f"<h2>{esc(table.title)}</h2>", f"<p class=\"note\">{esc(table.note)}</p>", f"<table>\n<tr>{head}</tr>"]
+        parts += [f"<h2>{esc(table.title)}</h2>", f"<p class=\"note\">{esc(table.note)}</p>"]
+        parts.append(f"<table>\n<tr>{head}</tr>")
         for labels, acc, entries in table.rows:
             lead = "".join(f"<td>{esc(c)}</td>" for c in _row_cells(table, labels, acc))
             cells = "".join(

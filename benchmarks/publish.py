@@ -4,8 +4,9 @@
 it reads the store once (:func:`~salbench.results.load_results`, compacting the cells stored
 since the last time), then writes, each file atomically, the leaderboards
 (``leaderboard.{md,csv,tex,html}``, one ``leaderboard_<view>.{md,csv,tex,html}`` per view the
-suite declares, and the per-seed means ``leaderboard_seeds.{csv,md}``), the figures (``figures/``), ``report.html`` and, where the
-run's provenance is known, ``provenance.json`` (for a run just finished) and ``README.md``.
+suite declares, and the per-seed means ``leaderboard_seeds.{csv,md}``), the figures
+(``figures/``), ``report.html`` and, where the run's provenance is known, ``provenance.json``
+(for a run just finished) and ``README.md``.
 ``salbench leaderboard`` writes only the leaderboards (:func:`write_leaderboards`).
 
 Example::
@@ -69,7 +70,8 @@ def write_leaderboards(results: Results, out_dir: str | Path, formats: Iterable[
     if unknown:
         raise ValueError(f"unknown leaderboard format(s) {unknown}; allowed: {list(FORMATS)}")
     out_dir = Path(out_dir)
-    boards = [("leaderboard", results.summary, DEFAULT_VIEW), *((f"leaderboard_{v.name}", s, v) for v, s in results.views)]
+    boards = [("leaderboard", results.summary, DEFAULT_VIEW)]
+    boards += [(f"leaderboard_{view.name}", summary, view) for view, summary in results.views]
     markdown = render(results.summary, results.accuracy, "markdown", failures=results.failures, title=results.title)
     for stem, summary, view in boards:
         title = results.title if view is DEFAULT_VIEW else f"{results.title}, view {view.name}"

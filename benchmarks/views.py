@@ -123,5 +123,6 @@ def _view(table: dict[str, Any], where: str) -> View:
 def _components(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
     value = table.get(key)
     if not isinstance(value, list) or not value or not all(v in COMPONENTS for v in value):
-        raise ValueError(f"{where}: must be a non-empty list of components among {', '.join(COMPONENTS)}, got {value!r}")
+        allowed = ", ".join(COMPONENTS)
+        raise ValueError(f"{where}: must be a non-empty list of components among {allowed}, got {value!r}")
     return tuple(value)

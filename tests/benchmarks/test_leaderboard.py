@@ -352,6 +352,10 @@ def test_entries_on_different_samples_are_not_paired():
     other = entry(summarize(frame), explainer="other")
     assert other["test"] == "bootstrap"
     assert other["p_vs_best"] > 0.05  # unpaired, the spread of BASE hides a shift of 0.35
+    frame = records([{"explainer": "a", "sample": 0, "value": 0.9}, {"explainer": "b", "sample": 1, "value": 0.1}])
+    summary = summarize(frame)
+    assert entry(summary, explainer="b")["test"] == "untested" and np.isnan(entry(summary, explainer="b")["p_vs_best"])
+    assert entry(summary, explainer="a")["mark"] == "tie"  # one value each: no evidence for a best
 
 
 # -- attack accounting ----------------------------------------------------------------------------
