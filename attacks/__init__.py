@@ -10,7 +10,11 @@ from salbench.attacks.base import check_declarations
 from salbench.core.registry import Registry
 
 registry = Registry(
-    "attack", group="salbench.attacks", attributes=("modalities", "requires", "inputs"), check=check_declarations
+    "attack",
+    group="salbench.attacks",
+    attributes=("modalities", "requires", "inputs"),
+    defaults={"baseline": False},
+    check=check_declarations,
 )
 register = registry.register
 get = registry.get

@@ -70,8 +70,10 @@ INPUTS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AttackInputs)
 
 def check_declarations(attrs) -> None:
     """An attack's declarations: those of :func:`salbench.core.applicability.check_declarations`,
-    and ``inputs`` among :data:`INPUTS` (the attack registry runs it at registration)."""
+    ``baseline`` a bool and ``inputs`` among :data:`INPUTS` (the attack registry runs it at registration)."""
     applicability.check_declarations(attrs)
+    if not isinstance(attrs.get("baseline", False), bool):
+        raise ValueError(f"baseline must be True or False; got {attrs['baseline']!r}")
     inputs = attrs["inputs"]
     if not isinstance(inputs, tuple) or not set(inputs) <= set(INPUTS):
         raise ValueError(f"inputs must be a tuple of names among {', '.join(INPUTS)}; got {inputs!r}")
@@ -84,12 +86,15 @@ class Attack:
     non-differentiable wrapper such as ``decoy`` its differentiable base: a transfer attack).
     Declared: ``modalities`` (default: the continuous ones), ``requires`` (default: nothing)
     and ``inputs`` (default: ``bounds``), the :class:`AttackInputs` it takes; giving one it does
-    not declare is an error.
+    not declare is an error. ``baseline = True`` marks a blind perturbation at the attack budget
+    (random noise, random substitutions): it moves every sample by construction, so the
+    leaderboard gives it no success rate and ranks it over all samples.
     """
 
     modalities: ClassVar[tuple[str, ...]] = CONTINUOUS
     requires: ClassVar[tuple[str, ...]] = ()
     inputs: ClassVar[tuple[str, ...]] = ("bounds",)
+    baseline: ClassVar[bool] = False
 
     def __call__(self, model: nn.Module, explainer, x: Tensor, target: Tensor | int, **inputs) -> AttackResult:
         """Check the inputs (the batch, and ``inputs`` against the declared ones) and attack."""

@@ -46,6 +46,8 @@ class RandomNoise(Attack):
         True
     """
 
+    baseline = True
+
     def __init__(self, eps: float = 8 / 255, norm: Norm = "linf", n_tries: int = 10, seed: int = 0):
         check_positive(eps, "eps")
         check_norm(norm)

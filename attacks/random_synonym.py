@@ -39,6 +39,8 @@ class RandomSynonym(SubstitutionAttack):
         5
     """
 
+    baseline = True
+
     def __init__(self, seed: int = 0, **substitution):
         check_seed(seed)
         super().__init__(**substitution)

@@ -1,10 +1,32 @@
-"""Leaderboards of a suite's records: mean ± 95% t interval, ranks and clean accuracy, in four formats.
+"""Leaderboards of a suite's records: seed-level estimates, tested "best", attack accounting, views.
 
 The records are the long format of the store (one row per sample × metric, see
-``salbench.store.read_records``). :func:`summarize` reduces them to one row per
-(dataset, model, recipe, explainer, attack, metric), :func:`accuracy_table` gives the clean test
-accuracy per (dataset, model, recipe), :func:`render` formats both as Markdown, CSV, LaTeX or
-HTML, each a pure function of its inputs (``salbench.publish`` writes the files).
+``salbench.store.read_records``). :func:`summarize` reduces them to one row per entry
+(dataset, model, recipe, explainer, attack, metric), :func:`seed_table` lists its per-seed means,
+:func:`accuracy_table` gives the clean test accuracy per (dataset, model, recipe) and
+:func:`render` formats a :class:`~salbench.views.View` of them as Markdown, CSV, LaTeX or HTML,
+each a pure function of its inputs (``salbench.publish`` writes the files).
+
+Method (details in :func:`summarize`):
+
+* The seed is the unit of replication (it trains the model, draws the samples, seeds the
+  explainer and the attack). An entry's estimate is the mean over seeds of the per-seed means;
+  its 95% interval is the percentile interval of a hierarchical bootstrap (seeds resampled, then
+  samples within each drawn seed; 2000 replicates with a fixed seed, so the output is
+  deterministic: :mod:`salbench.seedstats`). With one seed it is the sample bootstrap: an interval
+  within that seed only, as the table's note says. p-values (significance metrics) become the
+  rejection rate pooled over seeds with its exact Clopper–Pearson interval.
+* Rank 1 of a ranking group (the entries that differ only in the view's ``compare``
+  components: by default the explainers under one attack) is compared with every other entry:
+  one-sided Wilcoxon signed-rank test where both hold the same (seed, sample) pairs, otherwise
+  (different samples: never paired) a bootstrap test of the difference from their independent
+  hierarchical-bootstrap replicates; p-values Holm-corrected within the view's table. Bold only
+  when rank 1 is significantly better than every other entry; otherwise it and the entries not
+  significantly worse than it are marked '≈'.
+* Attack accounting: per attacked entry the samples the attack moved (x′ ≠ x), those that kept
+  the label, and robustness over the moved samples (ranked) and over all evaluated samples; a
+  noise baseline (an attack declaring ``baseline = True``) moves every sample by construction,
+  gets no success rate and is estimated over all samples.
 
 Example::
 
@@ -24,14 +46,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from salbench import attacks, seedstats
 from salbench.metrics.base import CATEGORIES
+from salbench.views import COMPONENTS, DEFAULT_VIEW, View
 from scipy import stats
 
 __all__ = [
     "COMPONENTS",
     "FORMATS",
+    "MOVED",
     "label_components",
+    "is_baseline",
     "summarize",
+    "seed_table",
     "clopper_pearson",
     "rejection_indicators",
     "accuracy_table",
@@ -41,15 +68,13 @@ __all__ = [
     "leaderboard_title",
 ]
 
-COMPONENTS = ("dataset", "model", "recipe", "explainer", "attack", "metric")
 FORMATS = {"markdown": "md", "csv": "csv", "latex": "tex", "html": "html"}
 CONFIDENCE = 0.95
 _BENCH = ("dataset", "model", "recipe")  # one leaderboard table per (dataset, model, recipe)
-_RANK_WITHIN = ("dataset", "model", "recipe", "attack", "metric")
-_NEEDED = (*COMPONENTS, *(f"{k}_params" for k in COMPONENTS), "seed", "value", "category", "higher_is_better")
-_SUMMARY_COLUMNS = [
-    *COMPONENTS, "category", "higher_is_better", "n", "n_nonfinite", "mean", "std", "ci_low", "ci_high", "rank", "note",
-]
+_NEEDED = (
+    *COMPONENTS, *(f"{k}_params" for k in COMPONENTS), "seed", "sample", "value", "category", "higher_is_better",
+    "attack_success", "label_kept",
+)
 SIGNIFICANCE = "significance"
 """The category whose per-sample values are p-values: summarised as the rejection rate at the
 metric's ``alpha`` parameter with the exact (Clopper–Pearson) binomial interval."""
@@ -121,72 +146,230 @@ def _check_columns(records: pd.DataFrame) -> None:
 
 
 # -- statistics ---------------------------------------------------------------------------------
-SUCCESS_METRIC = "attack_success_rate"
+def is_baseline(attack: str) -> bool:
+    """Whether the registered attack ``attack`` declares itself a noise baseline (``baseline = True``)."""
+    if attack == "none":
+        return False
+    if attack not in attacks.registry:
+        raise ValueError(
+            f"attack {attack!r} of the records is not registered in this process, so whether it is a noise "
+            "baseline is unknown; import the plugin that registers it (the suite's plugins) first"
+        )
+    return bool(attacks.registry.entry(attack).attrs["baseline"])
 
 
-def with_attack_success(records: pd.DataFrame) -> pd.DataFrame:
-    """``records`` plus, for every attacked sample, a row of the pseudo-metric ``attack_success_rate``.
+def summarize(records: pd.DataFrame, view: View = DEFAULT_VIEW) -> pd.DataFrame:
+    """One row per (dataset, model, recipe, explainer, attack, metric): seed-level estimate,
+    hierarchical bootstrap interval, attack accounting, rank and the paired comparison with rank 1.
 
-    Its value is 1.0 where the attack moved the sample (x′ ≠ x while keeping the label), else
-    0.0, so its mean is the attack's success rate with the same t interval as every metric;
-    category "attack", lower is better (from the explainer's side).
+    ``view`` (default :data:`~salbench.views.DEFAULT_VIEW`) decides which entries are ranked
+    against each other (its ``rank_within`` components are shared by a ranking group), the table
+    a Holm family spans (its ``tables``) and which metrics are kept (its ``metrics``).
+
+    Populations: an attacked entry whose attack is not a noise baseline (:func:`is_baseline`) is
+    estimated and ranked over the samples the attack moved (x′ ≠ x, ``population`` "moved"), so
+    that an entry cannot rank as robust by being attacked less; every other entry over all its
+    samples ("all"). The "all" statistics of every entry are given too (``*_all``).
+
+    Columns, in order:
+
+    * the six component labels (:func:`label_components`), ``category``, ``higher_is_better``;
+    * ``population``: "moved" or "all", the samples of ``n_seeds`` … ``seed_n``;
+    * ``n_seeds`` (seeds with a finite value), ``n`` (finite values, all seeds together),
+      ``n_nonfinite`` (NaN/inf values of the entry, left out of every statistic);
+    * ``mean``: the mean over seeds of the per-seed means; ``ci_low``/``ci_high``: the 95%
+      percentile interval of the hierarchical bootstrap (:mod:`salbench.seedstats`: seeds
+      resampled, then samples within each drawn seed; with one seed this is the sample bootstrap,
+      an interval within that seed only; NaN for a single value);
+    * ``seed_means``/``seed_n``: JSON objects seed -> per-seed mean / number of values;
+    * ``n_all``, ``mean_all``, ``ci_low_all``, ``ci_high_all``: the same over all samples;
+    * ``n_evaluated``, ``n_moved``, ``n_label_kept``: attack accounting over the (seed, sample)
+      units of an attacked entry (<NA> without attack; ``n_moved`` <NA> for a noise baseline,
+      which moves every sample by construction and has no success rate);
+    * ``rank``: 1 = best by ``mean`` in the metric's direction within the ranking group (ties
+      share the lowest rank; <NA> without finite values);
+    * ``test``: how the entry was compared with its group's rank-1 entry: "wilcoxon" (one-sided
+      signed-rank test on the same (seed, sample) pairs: the two entries hold exactly the same
+      pairs) or "bootstrap" (the entries hold different samples, e.g. different models' correctly
+      classified samples or different moved samples: never paired; the one-sided p-value of the
+      difference of their independent hierarchical-bootstrap replicates) or "untested" (different
+      samples and a single value on either side: no p-value, counts as not significantly worse);
+      "" for the reference and in groups of one;
+    * ``p_vs_best``: that p-value, Holm-corrected over every comparison in the view's table;
+    * ``mark``: "best" for a rank-1 entry significantly better (``p_vs_best`` < 0.05) than every
+      other entry of its group, else "tie" for that rank-1 entry and for each entry not
+      significantly worse than it; "" otherwise and in groups of one;
+    * ``note``: the most common note of the non-finite values (None if they have none).
+
+    Significance metrics (p-values) are summarised by their rejection rate: each finite p-value
+    becomes the indicator p <= alpha (``alpha`` from the metric's parameters), ``mean`` (and
+    ``mean_all``) is the rejection rate pooled over seeds (the binomial count of all tests) and
+    ``ci_low``/``ci_high`` its exact 95% Clopper–Pearson interval.
     """
-    attacked = records[records["attack_success"].notna()].drop_duplicates(["cell_id", "sample"])
-    if attacked.empty:
-        return records
-    rows = attacked.assign(
-        metric=SUCCESS_METRIC, metric_params="{}", category="attack", higher_is_better=False,
-        value=attacked["attack_success"].astype("float64"), curve=None, note=None,
-    )
-    return pd.concat([records, rows], ignore_index=True)
-
-
-def summarize(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, model, recipe, explainer, attack, metric) with mean, 95% CI and rank.
-
-    Attacked cells also get the row ``attack_success_rate`` (see :func:`with_attack_success`).
-
-    Columns: the six component labels (see :func:`label_components`), ``category``,
-    ``higher_is_better``, ``n`` (finite per-sample values, pooled over seeds), ``n_nonfinite``
-    (NaN/inf values, left out of the statistics and reported beside them), ``mean``, ``std``
-    (ddof=1), ``ci_low``/``ci_high`` (the 95% Student-t interval mean ± t₀.₉₇₅,ₙ₋₁·std/√n; NaN when
-    n < 2, where it is undefined, so read it with ``n``), ``rank`` (1 = best among the explainers
-    within (dataset, model, recipe, attack, metric) by the metric's direction; equal means share
-    the lowest rank; <NA> without finite values) and ``note`` (the most common note of the
-    non-finite values, None if they have none). The interval treats the pooled per-sample
-    values as independent; values of one sample under different seeds are not.
-
-    Significance metrics (p-values) are summarised by their rejection rate: each finite
-    p-value becomes the indicator p <= alpha (``alpha`` from the metric's parameters), so
-    ``mean`` is the rejection rate (the false positive rate on null data, the power on signal
-    data) and ``ci_low``/``ci_high`` is its exact 95% Clopper–Pearson interval.
-    """
-    frame = label_components(with_attack_success(records))
+    _check_columns(records)
+    frame = label_components(records)
+    if view.metrics:
+        unknown = sorted(set(view.metrics) - set(records["metric"].astype(str)))
+        if unknown:
+            raise ValueError(
+                f"view {view.name!r} metrics: {unknown} are not in the records; their metrics: "
+                f"{sorted(records['metric'].astype(str).unique())}"
+            )
+        frame = frame[records["metric"].astype(str).isin(view.metrics).to_numpy()]
+    unaccounted = (records["attack"].astype(str) != "none") & records["attack_success"].isna()
+    if unaccounted.any():
+        raise ValueError(
+            "records of attacked cells need attack_success (x′ ≠ x) for the attack accounting; missing in "
+            f"{records.loc[unaccounted, ['attack', 'seed', 'sample']].head(3).to_dict('records')}"
+        )
+    baselines = {a: is_baseline(a) for a in records["attack"].astype(str).unique()}
+    frame["_baseline"] = records.loc[frame.index, "attack"].astype(str).map(baselines)
     values = frame["value"].astype("float64")
     frame["value"] = rejection_indicators(frame, values.where(np.isfinite(values)))
     frame["_note"] = frame["note"] if "note" in frame else None
     grouped = frame.groupby(list(COMPONENTS), sort=False)
     _check_constant(grouped, ("category", "higher_is_better"))
-    table = grouped.agg(
-        category=("category", "first"),
-        higher_is_better=("higher_is_better", "first"),
-        n=("value", "count"),
-        size=("value", "size"),
-        mean=("value", "mean"),
-        std=("value", "std"),
-        note=("_note", _most_common),
-    ).reset_index()
-    table["n_nonfinite"] = table.pop("size") - table["n"]
+    columns = {c: frame[c].to_numpy() for c in ("value", "seed", "sample", "category", "higher_is_better", "_baseline")}
+    columns["moved"] = frame["attack_success"].fillna(False).to_numpy(dtype=bool)
+    columns["kept"] = frame["label_kept"].fillna(False).to_numpy(dtype=bool)
+    entries = [_entry(key, rows, columns, frame["_note"].iloc[rows]) for key, rows in grouped.indices.items()]
+    table = pd.DataFrame([e for e, _ in entries], columns=[*COMPONENTS, *_ENTRY_COLUMNS])
+    samples = [s for _, s in entries]
     table["higher_is_better"] = table["higher_is_better"].astype(bool)
-    half = _half_width(table["std"].to_numpy(), table["n"].to_numpy())
-    table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
-    rates = table["category"] == SIGNIFICANCE
-    low, high = clopper_pearson(table.loc[rates, "mean"] * table.loc[rates, "n"], table.loc[rates, "n"])
-    table.loc[rates, "ci_low"], table.loc[rates, "ci_high"] = low, high
+    for column in ("n_evaluated", "n_moved", "n_label_kept"):
+        table[column] = table[column].astype("Int64")
     score = table["mean"].where(table["higher_is_better"], -table["mean"])
-    rank = score.groupby([table[k] for k in _RANK_WITHIN]).rank(method="min", ascending=False)
-    table["rank"] = rank.astype("Int64")
-    return _ordered(table)[_SUMMARY_COLUMNS].reset_index(drop=True)
+    table["rank"] = score.groupby([table[k] for k in view.rank_within]).rank(method="min", ascending=False).astype(
+        "Int64"
+    )
+    table = _ordered(table)
+    _compare_with_best(table, [samples[i] for i in table.index], view)
+    return table[_SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+_ENTRY_COLUMNS = [
+    "category", "higher_is_better", "population", "n_seeds", "n", "n_nonfinite", "mean", "ci_low", "ci_high",
+    "seed_means", "seed_n", "n_all", "mean_all", "ci_low_all", "ci_high_all", "n_evaluated", "n_moved",
+    "n_label_kept", "note",
+]
+_SUMMARY_COLUMNS = [*COMPONENTS, *_ENTRY_COLUMNS[:-1], "rank", "test", "p_vs_best", "mark", "note"]
+LEVEL = 0.05
+"""The family-wise level of the comparisons that decide bold."""
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """An entry's finite values of its ranked population sorted by (seed, sample), their keys
+    ((n, 2) array of seed and sample) and their bootstrap replicates (None without values)."""
+
+    keys: np.ndarray
+    values: np.ndarray
+    replicates: np.ndarray | None
+
+
+def _entry(key: tuple, rows: np.ndarray, columns: dict[str, np.ndarray], notes: pd.Series) -> tuple[dict, _Sample]:
+    """The statistics of one entry (its ``rows`` of ``columns``, every seed) and its ranked population."""
+    value, seed, sample = (columns[c][rows] for c in ("value", "seed", "sample"))
+    units = pd.MultiIndex.from_arrays([seed, sample], names=["seed", "sample"])
+    if units.has_duplicates:
+        raise ValueError(
+            f"records hold several values for one (seed, sample) of {dict(zip(COMPONENTS, key))}: "
+            f"{list(units[units.duplicated()][:3])}"
+        )
+    significance = columns["category"][rows[0]] == SIGNIFICANCE
+    attacked = key[COMPONENTS.index("attack")] != "none"
+    population = "moved" if attacked and not columns["_baseline"][rows[0]] else "all"
+    moved = columns["moved"][rows]
+    stream = "\x00".join(map(str, key))  # the bootstrap's draws: the same for this entry, independent of others'
+    everything = _population(value.astype("float64"), seed, sample, significance, stream)
+    main = (
+        _population(value[moved].astype("float64"), seed[moved], sample[moved], significance, stream + "\x00moved")
+        if population == "moved" else everything
+    )
+    row = {
+        **dict(zip(COMPONENTS, key)),
+        "category": columns["category"][rows[0]],
+        "higher_is_better": columns["higher_is_better"][rows[0]],
+        "population": population,
+        **{k: main[k] for k in ("n_seeds", "n", "mean", "ci_low", "ci_high", "seed_means", "seed_n")},
+        "n_nonfinite": int(np.isnan(value.astype("float64")).sum()),
+        **{f"{k}_all": everything[k] for k in ("n", "mean", "ci_low", "ci_high")},
+        "n_evaluated": len(rows) if attacked else pd.NA,
+        "n_moved": int(moved.sum()) if population == "moved" else pd.NA,
+        "n_label_kept": int(columns["kept"][rows].sum()) if attacked else pd.NA,
+        "note": _most_common(notes),
+    }
+    return row, main["sample"]
+
+
+def _population(value: np.ndarray, seed: np.ndarray, sample: np.ndarray, significance: bool, stream: str) -> dict:
+    """Seed-level statistics of the finite ``value`` s (see :func:`summarize`)."""
+    finite = ~np.isnan(value)
+    order = np.lexsort((sample[finite], seed[finite]))
+    value, seed, sample = value[finite][order], seed[finite][order], sample[finite][order]
+    seeds, starts, counts = np.unique(seed, return_index=True, return_counts=True)
+    means = np.add.reduceat(value, starts) / counts if len(value) else np.zeros(0)
+    out = {
+        "n_seeds": len(seeds),
+        "n": len(value),
+        "seed_means": json.dumps({str(s): float(m) for s, m in zip(seeds, means)}),
+        "seed_n": json.dumps({str(s): int(c) for s, c in zip(seeds, counts)}),
+    }
+    keys = np.stack([seed, sample], axis=1)
+    if not len(value):
+        return {**out, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "sample": _Sample(keys, value, None)}
+    replicates = seedstats.hierarchical_bootstrap(np.split(value, starts[1:]), stream=stream)
+    out["sample"] = _Sample(keys, value, replicates)
+    if significance:  # the rejection rate pooled over seeds: the binomial count of every test
+        low, high = clopper_pearson(value.sum(), len(value))
+        return {**out, "mean": float(value.mean()), "ci_low": float(low), "ci_high": float(high)}
+    low, high = seedstats.percentile_interval(replicates, CONFIDENCE) if len(value) > 1 else (np.nan, np.nan)
+    return {**out, "mean": float(means.mean()), "ci_low": low, "ci_high": high}
+
+
+def _compare_with_best(table: pd.DataFrame, samples: list[_Sample], view: View) -> None:
+    """Fill ``test``, ``p_vs_best`` (Holm within the view's tables) and ``mark`` of ``table`` (in place)."""
+    position = {index: i for i, index in enumerate(table.index)}
+    raw = pd.Series(np.nan, index=table.index)
+    table["test"] = ""
+    groups = [g for _, g in table[table["rank"].notna()].groupby(list(view.rank_within), sort=False) if len(g) > 1]
+    for group in groups:
+        best = group.index[group["rank"].to_numpy() == 1][0]
+        for other in group.index.drop(best):
+            higher = bool(group.loc[best, "higher_is_better"])
+            test, p = _compare(samples[position[best]], samples[position[other]], higher)
+            table.loc[other, "test"], raw[other] = test, p
+    table["p_vs_best"] = raw.groupby([table[k] for k in view.tables]).transform(
+        lambda p: pd.Series(seedstats.holm(p.to_numpy()), index=p.index)
+    )
+    table["mark"] = ""
+    for group in groups:
+        best = group.index[group["rank"].to_numpy() == 1][0]
+        adjusted = table.loc[group.index.drop(best), "p_vs_best"]
+        if (adjusted < LEVEL).all():
+            table.loc[best, "mark"] = "best"
+        else:
+            table.loc[[best, *adjusted.index[~(adjusted < LEVEL)]], "mark"] = "tie"
+
+
+def _compare(best: _Sample, other: _Sample, higher_is_better: bool) -> tuple[str, float]:
+    """("wilcoxon", p) on the same (seed, sample) pairs, else ("bootstrap", p) of independent replicates,
+    or ("untested", NaN) when either entry holds a single value (it then counts as not worse)."""
+    if np.array_equal(best.keys, other.keys):
+        return "wilcoxon", seedstats.paired_pvalue(best.values, other.values, higher_is_better)
+    if min(len(best.values), len(other.values)) < 2:  # a bootstrap of one value has no spread to test with
+        return "untested", np.nan
+    return "bootstrap", seedstats.unpaired_pvalue(best.replicates, other.replicates, higher_is_better)
+
+
+def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed means of ``summary`` (:func:`summarize`) in long format: the six components,
+    ``population``, ``seed``, ``n`` and ``mean`` (of that seed's finite values of the population)."""
+    rows = []
+    for entry in summary[[*COMPONENTS, "population", "seed_means", "seed_n"]].itertuples(index=False):
+        means, counts = json.loads(entry.seed_means), json.loads(entry.seed_n)
+        rows += [(*entry[: len(COMPONENTS) + 1], int(seed), counts[seed], mean) for seed, mean in means.items()]
+    return pd.DataFrame(rows, columns=[*COMPONENTS, "population", "seed", "n", "mean"])
 
 
 def rejection_indicators(frame: pd.DataFrame, values: pd.Series | None = None) -> pd.Series:
@@ -232,14 +415,6 @@ def _most_common(notes: pd.Series) -> str | None:
         return None
     counts = present.value_counts()
     return str(min(counts.index[counts == counts.max()]))
-
-
-def _half_width(std: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Half-width of the two-sided t interval; NaN where n < 2."""
-    n = n.astype("float64")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = stats.t.ppf(0.5 + CONFIDENCE / 2, np.where(n >= 2, n - 1, np.nan))
-        return np.where(n >= 2, t * std / np.sqrt(n), np.nan)
 
 
 def _check_constant(grouped, columns: tuple[str, ...]) -> None:
@@ -288,30 +463,91 @@ def accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- rendering ----------------------------------------------------------------------------------
+MOVED = "moved"
+"""The column label of the attack accounting (samples moved / evaluated, labels kept)."""
+_ACCOUNTING = "accounting"
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A table column: its label, the metric's direction (None: accounting, no direction)."""
+
+    label: str
+    higher: bool | None
+
+
 @dataclass(frozen=True)
 class _Table:
-    """One (dataset, model, recipe) leaderboard: rows explainer × attack, columns metrics."""
+    """One leaderboard table of a view: row headers, an optional clean-accuracy cell per row,
+    columns and an entry (a summary row, or None) per row and column."""
 
     title: str
     note: str
-    metrics: list[tuple[str, bool]]  # (metric label, higher_is_better)
-    rows: list[tuple[str, str, list[pd.Series | None]]]  # (explainer, attack, entry per metric)
+    headers: list[str]
+    accuracy: bool
+    columns: list[_Column]
+    rows: list[tuple[list[str], str, list[pd.Series | None]]]  # (row labels, accuracy text, entries)
 
 
-def _tables(summary: pd.DataFrame, accuracy: pd.DataFrame) -> Iterator[_Table]:
+def _accounting_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """One pseudo-entry per attacked (dataset, model, recipe, explainer, attack): the accounting."""
+    attacked = summary[summary["attack"] != "none"].drop_duplicates(list(COMPONENTS[:-1]))
+    return attacked.assign(metric=MOVED, category=_ACCOUNTING, higher_is_better=False, mark="")
+
+
+def _tables(summary: pd.DataFrame, accuracy: pd.DataFrame, view: View) -> Iterator[_Table]:
     acc = accuracy.set_index(list(_BENCH)) if len(accuracy) else None
-    ordered = summary.assign(_category=_category_order(summary["category"]))
-    for bench, part in ordered.groupby(list(_BENCH), sort=False):
-        by_category = part.sort_values(["_category", "metric"], kind="stable")
-        metrics = list(dict.fromkeys(zip(by_category["metric"], by_category["higher_is_better"])))
-        entries = {(r["explainer"], r["attack"], r["metric"]): r for _, r in part.iterrows()}
+    entries = pd.concat([summary, _accounting_rows(summary)], ignore_index=True)
+    entries["_attacked"] = entries["attack"] != "none"
+    entries["_category"] = _category_order(entries["category"]).where(entries["category"] != _ACCOUNTING, -1)
+    column_order = [*(["_attacked", "attack"] if "attack" in view.columns else []), "_category", "metric"]
+    for key, part in entries.groupby(list(view.tables), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        in_order = part.sort_values(column_order, kind="stable")
+        columns = list(dict.fromkeys(map(tuple, in_order[list(view.columns)].to_numpy())))
+        row_keys = list(dict.fromkeys(map(tuple, part[list(view.rows)].to_numpy())))
+        cells = {(tuple(r[list(view.rows)]), tuple(r[list(view.columns)])): r for _, r in part.iterrows()}
+        direction = dict(zip(part["metric"], part["higher_is_better"].where(part["category"] != _ACCOUNTING, None)))
+        where = dict(zip(view.tables, key))
         rows = [
-            (e, a, [entries.get((e, a, m)) for m, _ in metrics])
-            for e, a in dict.fromkeys(zip(part["explainer"], part["attack"]))
+            (list(row), _row_accuracy(acc, {**where, **dict(zip(view.rows, row))}) if view.accuracy_in_rows else "",
+             [cells.get((row, column)) for column in columns])
+            for row in row_keys
         ]
-        ns = sorted(set(part.loc[part["n"] > 0, "n"]))
-        n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}" if ns else "n = 0"
-        yield _Table(" / ".join(bench), f"{_accuracy_text(acc, bench)} {n_text} per entry.", metrics, rows)
+        ranked = part[part["category"] != _ACCOUNTING]
+        note = "" if view.accuracy_in_rows else _accuracy_text(acc, tuple(where[k] for k in _BENCH)) + " "
+        yield _Table(
+            " / ".join(key), note + _size_text(ranked), list(view.rows), view.accuracy_in_rows,
+            [_Column(_column_label(view, c), direction[c[view.columns.index("metric")]]) for c in columns],
+            rows,
+        )
+
+
+def _column_label(view: View, column: tuple) -> str:
+    """The column's components, the attack left out where there is none: 'mse: topk_intersection'."""
+    return ": ".join(v for c, v in zip(view.columns, column) if not (c == "attack" and v == "none"))
+
+
+def _size_text(part: pd.DataFrame) -> str:
+    """'n = 64 samples over 3 seeds per entry.' (ranges where entries differ)."""
+    def span(values: pd.Series) -> str:
+        values = sorted(set(values[part["n"] > 0].astype(int)))
+        return "0" if not values else str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
+
+    seeds = span(part["n_seeds"])
+    text = f"n = {span(part['n'])} samples over {seeds} seed{'s' * (seeds != '1')} per entry."
+    if seeds == "1" or (part["n_seeds"] == 1).any():
+        text += " With one seed an interval is within that seed only (the sample bootstrap)."
+    return text
+
+
+def _row_accuracy(acc: pd.DataFrame | None, where: dict) -> str:
+    bench = tuple(where[k] for k in _BENCH)
+    if acc is None or bench not in acc.index:
+        return "—"
+    row = acc.loc[bench]
+    spread = f" ({row['accuracy_min']:.3f}–{row['accuracy_max']:.3f})" if row["n_seeds"] > 1 else ""
+    return f"{row['accuracy']:.3f}{spread}"
 
 
 def _accuracy_text(acc: pd.DataFrame | None, bench: tuple) -> str:
@@ -334,21 +570,35 @@ def _fixed(x: float, decimals: int | None) -> str:
     return f"{x:.2e}" if decimals is None else f"{x:.{decimals}f}"
 
 
+def _estimate(n: int, mean: float, low: float, high: float) -> str:
+    """'0.830 [0.790, 0.870]' (same decimals), '0.830 (n=1)' or '—' (no finite value)."""
+    if n == 0:
+        return "—"
+    decimals = _decimals(mean)
+    if n == 1:
+        return f"{_fixed(mean, decimals)} (n=1)"
+    return f"{_fixed(mean, decimals)} [{_fixed(low, decimals)}, {_fixed(high, decimals)}]"
+
+
 def _entry_text(row: pd.Series | None) -> str:
-    """'0.83 ± 0.04' (mean ± half-width, same decimals), '0.052 [0.040, 0.067]' (a significance
-    metric's rejection rate and its exact interval), '0.83 (n=1)', '—' (no finite value), or ''
-    (the metric does not apply to this row); then how many values are missing and why."""
+    """An entry's estimate and interval (:func:`_estimate`), for the moved population followed by
+    the mean over all samples '(all: 0.91)' where the two populations differ, '≈' for a tie with
+    the best, then how many values are missing and why; the accounting pseudo-entry:
+    'moved/evaluated (kept k)' ('baseline/evaluated' for a noise baseline: no success rate); ''
+    where the column does not apply to the row."""
     if row is None:
         return ""
-    decimals = _decimals(row["mean"]) if row["n"] else None
-    if row["n"] == 0:
-        text = "—"
-    elif row["category"] == SIGNIFICANCE:
+    if row["category"] == _ACCOUNTING:
+        moved = "baseline" if pd.isna(row["n_moved"]) else str(row["n_moved"])
+        return f"{moved}/{row['n_evaluated']} (kept {row['n_label_kept']})"
+    if row["category"] == SIGNIFICANCE and row["n"]:
         text = f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-    elif row["n"] == 1:
-        text = f"{_fixed(row['mean'], decimals)} (n=1)"
     else:
-        text = f"{_fixed(row['mean'], decimals)} ± {_fixed(row['ci_high'] - row['mean'], decimals)}"
+        text = _estimate(row["n"], row["mean"], row["ci_low"], row["ci_high"])
+    if row["population"] == MOVED and row["n_all"] != row["n"]:
+        text += f" (all: {_fixed(row['mean_all'], _decimals(row['mean_all']))})"
+    if row["mark"] == "tie":
+        text += " ≈"
     if row["n_nonfinite"]:
         note = row.get("note")
         text += f" ({row['n_nonfinite']} non-finite" + (f": {note})" if isinstance(note, str) else ")")
@@ -356,19 +606,27 @@ def _entry_text(row: pd.Series | None) -> str:
 
 
 def _is_best(row: pd.Series | None) -> bool:
-    return row is not None and not pd.isna(row["rank"]) and row["rank"] == 1
+    return row is not None and row["mark"] == "best"
 
 
-def _arrow(higher: bool) -> str:
-    return "↑" if higher else "↓"
+def _arrow(higher: bool | None) -> str:
+    return "" if higher is None else " ↑" if higher else " ↓"
 
 
 _LEGEND = (
-    "Entries: mean ± half-width of the 95% Student-t interval over per-sample values pooled over seeds "
-    "('n=1': a single value, no interval); for p-values (significance metrics), the rejection rate at the "
-    "metric's alpha [exact 95% Clopper–Pearson interval]: the false positive rate on null data, the power "
-    "on signal data. Bold: best explainer under the same attack (rank 1). "
-    "↑ higher is better, ↓ lower is better."
+    "Entries: mean over seeds of the per-seed means [95% hierarchical bootstrap interval: seeds resampled, "
+    "then samples within each seed; with one seed the interval is within that seed only] ('n=1': a single "
+    "value, no interval). Attacked entries are over the samples the attack moved (x′ ≠ x) and ranked on them; "
+    "'(all: m)' is the mean over every evaluated sample, unmoved ones included (shown where some were not "
+    "moved). Column 'moved': samples the attack moved / samples evaluated (kept: how many kept their label); a"
+    " noise baseline (random_noise, random_synonym) moves every sample by construction: no success rate, its "
+    "entries are over all samples. For p-values (significance metrics), the rejection rate at the metric's "
+    "alpha pooled over seeds [exact 95% Clopper–Pearson interval]: the false positive rate on null data, the "
+    "power on signal data. Bold: rank 1 and significantly better than every other entry ranked with it (one-"
+    "sided Wilcoxon signed-rank test on the same (seed, sample) pairs; where the entries hold different "
+    "samples, never paired: a bootstrap test of the difference, or untested when one side has a single value; "
+    "Holm-corrected within the table, family-wise level 0.05). ≈: rank 1 without such a lead, and each entry "
+    'not significantly worse than it. ↑ higher is better, ↓ lower is better.'
 )
 
 
@@ -376,16 +634,25 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _markdown(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str) -> str:
+def _header(table: _Table) -> list[str]:
+    """Row headers, 'clean accuracy ↑' (when it varies by row) and the column labels with their arrows."""
+    return [*table.headers, *(["clean accuracy ↑"] if table.accuracy else []),
+            *(f"{c.label}{_arrow(c.higher)}" for c in table.columns)]
+
+
+def _row_cells(table: _Table, labels: list[str], accuracy: str) -> list[str]:
+    return [*labels, *([accuracy] if table.accuracy else [])]
+
+
+def _markdown(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str, view: View) -> str:
     lines = [f"# {title}", "", _LEGEND, ""]
-    for table in _tables(summary, accuracy):
-        header = ["explainer", "attack", *(f"{_md_escape(m)} {_arrow(h)}" for m, h in table.metrics)]
+    for table in _tables(summary, accuracy, view):
         lines += [f"## {_md_escape(table.title)}", "", table.note, ""]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * 2 + "---:|" * len(table.metrics))
-        for explainer, attack, entries in table.rows:
+        lines.append("| " + " | ".join(map(_md_escape, _header(table))) + " |")
+        lines.append("|" + "---|" * len(table.headers) + "---:|" * (len(table.columns) + table.accuracy))
+        for labels, acc, entries in table.rows:
             cells = [f"**{_entry_text(r)}**" if _is_best(r) else _entry_text(r) for r in entries]
-            lines.append("| " + " | ".join([_md_escape(explainer), _md_escape(attack), *cells]) + " |")
+            lines.append("| " + " | ".join([*map(_md_escape, _row_cells(table, labels, acc)), *cells]) + " |")
         lines.append("")
     if summary.empty:
         lines += ["No stored results.", ""]
@@ -418,8 +685,9 @@ def _failure_fields(failure: dict) -> tuple[str, str, str]:
     return str(failure.get("cell_id", "?"))[:12], what, error[0] if error else "(no message)"
 
 
-def _csv(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str) -> str:
-    acc = accuracy.rename(columns={"accuracy": "clean_accuracy"})[[*_BENCH, "n_seeds", "clean_accuracy"]]
+def _csv(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str, view: View) -> str:
+    acc = accuracy.rename(columns={"accuracy": "clean_accuracy", "n_seeds": "clean_accuracy_seeds"})
+    acc = acc[[*_BENCH, "clean_accuracy_seeds", "clean_accuracy"]]
     return summary.merge(acc, on=list(_BENCH), how="left").to_csv(index=False, lineterminator="\n")
 
 
@@ -436,20 +704,24 @@ def _tex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _latex(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str) -> str:
+def _latex(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str, view: View) -> str:
     lines = [f"% {title}", "% requires \\usepackage{booktabs}", f"% {_LEGEND}"]
-    for table in _tables(summary, accuracy):
-        header = ["explainer", "attack", *(f"{_tex_escape(m)} {_TEX_ARROW[h]}" for m, h in table.metrics)]
+    for table in _tables(summary, accuracy, view):
+        header = [
+            *map(_tex_escape, table.headers), *([rf"clean accuracy {_TEX_ARROW[True]}"] if table.accuracy else []),
+            *(_tex_escape(c.label) + ("" if c.higher is None else " " + _TEX_ARROW[c.higher]) for c in table.columns),
+        ]
+        lead = len(table.headers)
         lines += [
             r"\begin{table}[ht]", r"\centering",
             rf"\caption{{{_tex_escape(table.title)}. {_tex_escape(table.note)}}}",
-            rf"\begin{{tabular}}{{ll{'r' * len(table.metrics)}}}", r"\toprule",
+            rf"\begin{{tabular}}{{{'l' * lead}{'r' * (len(header) - lead)}}}", r"\toprule",
             " & ".join(header) + r" \\", r"\midrule",
         ]
-        for explainer, attack, entries in table.rows:
-            cells = [_tex_escape(_entry_text(r)).replace("±", r"$\pm$") for r in entries]
+        for labels, acc, entries in table.rows:
+            cells = [_tex_escape(_entry_text(r)).replace("≈", r"$\approx$") for r in entries]
             cells = [rf"\textbf{{{c}}}" if _is_best(r) else c for c, r in zip(cells, entries)]
-            lines.append(" & ".join([_tex_escape(explainer), _tex_escape(attack), *cells]) + r" \\")
+            lines.append(" & ".join([*map(_tex_escape, _row_cells(table, labels, acc)), *cells]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
@@ -477,19 +749,22 @@ def html_page(title: str, body: str) -> str:
     )
 
 
-def html_body(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: Iterable[dict] = ()) -> str:
-    """The leaderboard tables (and failed cells) as an HTML fragment, for pages and reports."""
+def html_body(
+    summary: pd.DataFrame, accuracy: pd.DataFrame, failures: Iterable[dict] = (), view: View = DEFAULT_VIEW
+) -> str:
+    """The leaderboard tables of ``view`` (and failed cells) as an HTML fragment, for pages and reports."""
     esc = html.escape
     parts = [f"<p class=\"note\">{esc(_LEGEND)}</p>"]
-    for table in _tables(summary, accuracy):
-        head = "".join(f"<th>{esc(m)} {_arrow(h)}</th>" for m, h in table.metrics)
-        parts += [f"<h2>{esc(table.title)}</h2>", f"<p class=\"note\">{esc(table.note)}</p>",
-                  f"<table>\n<tr><th>explainer</th><th>attack</th>{head}</tr>"]
-        for explainer, attack, entries in table.rows:
+    for table in _tables(summary, accuracy, view):
+        head = "".join(f"<th>{esc(h)}</th>" for h in _header(table))
+        parts += [f"<h2>{esc(table.title)}</h2>", f"<p class=\"note\">{esc(table.note)}</p>"]
+        parts.append(f"<table>\n<tr>{head}</tr>")
+        for labels, acc, entries in table.rows:
+            lead = "".join(f"<td>{esc(c)}</td>" for c in _row_cells(table, labels, acc))
             cells = "".join(
                 f"<td class=\"num{' best' if _is_best(r) else ''}\">{esc(_entry_text(r))}</td>" for r in entries
             )
-            parts.append(f"<tr><td>{esc(explainer)}</td><td>{esc(attack)}</td>{cells}</tr>")
+            parts.append(f"<tr>{lead}{cells}</tr>")
         parts.append("</table>")
     if summary.empty:
         parts.append("<p>No stored results.</p>")
@@ -504,11 +779,11 @@ def html_body(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: Iterable[
     return "\n".join(parts)
 
 
-def _html(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str) -> str:
-    return html_page(title, html_body(summary, accuracy, failures))
+def _html(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str, view: View) -> str:
+    return html_page(title, html_body(summary, accuracy, failures, view))
 
 
-_RENDERERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, list[dict], str], str]] = {
+_RENDERERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, list[dict], str, View], str]] = {
     "markdown": _markdown, "csv": _csv, "latex": _latex, "html": _html,
 }
 
@@ -520,20 +795,23 @@ def render(
     *,
     failures: Iterable[dict] = (),
     title: str = "Leaderboard",
+    view: View = DEFAULT_VIEW,
 ) -> str:
     """The leaderboard as text in ``fmt``: "markdown", "csv", "latex" or "html".
 
-    ``summary`` comes from :func:`summarize`, ``accuracy`` from :func:`accuracy_table`. Markdown,
-    LaTeX and HTML give one table per (dataset, model, recipe) with rows explainer × attack and
-    one column per metric (↑/↓ in its header), entries "mean ± half-width" with rank 1 in bold,
-    empty where a metric does not apply (attack-free metrics appear in the attack "none" rows).
-    Markdown and HTML also list ``failures`` (dicts with cell_id, error, cell). CSV is the tidy
-    summary, all numbers at full precision, with the clean accuracy joined on.
-    LaTeX needs ``\\usepackage{booktabs}``.
+    ``summary`` comes from :func:`summarize` (with the same ``view``), ``accuracy`` from
+    :func:`accuracy_table`. Markdown, LaTeX and HTML give one table per combination of the view's
+    ``tables`` components, one row per combination of its ``rows`` (with the clean accuracy of
+    the row's model when the rows tell models apart) and one column per combination of its
+    ``columns`` (↑/↓ in the header; a 'moved' column of attack accounting per attack), entries
+    "mean [interval]" in bold when significantly best, '≈' on ties (see the legend they carry),
+    empty where a column does not apply. Markdown and HTML also list ``failures`` (dicts with
+    cell_id, error, cell). CSV is the tidy summary, all numbers at full precision, with the clean
+    accuracy joined on. LaTeX needs ``\\usepackage{booktabs}``.
     """
     if fmt not in _RENDERERS:
         raise ValueError(f"fmt must be one of {sorted(_RENDERERS)}, got {fmt!r}")
-    return _RENDERERS[fmt](summary, accuracy, list(failures), title)
+    return _RENDERERS[fmt](summary, accuracy, list(failures), title, view)
 
 
 def leaderboard_title(records: pd.DataFrame) -> str:

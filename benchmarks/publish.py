@@ -3,8 +3,10 @@
 :func:`publish` is the one path of ``salbench run`` (after the grid) and ``salbench report``:
 it reads the store once (:func:`~salbench.results.load_results`, compacting the cells stored
 since the last time), then writes, each file atomically, the leaderboards
-(``leaderboard.{md,csv,tex,html}``), the figures (``figures/``), ``report.html`` and, where the
-run's provenance is known, ``provenance.json`` (for a run just finished) and ``README.md``.
+(``leaderboard.{md,csv,tex,html}``, one ``leaderboard_<view>.{md,csv,tex,html}`` per view the
+suite declares, and the per-seed means ``leaderboard_seeds.{csv,md}``), the figures
+(``figures/``), ``report.html`` and, where the run's provenance is known, ``provenance.json``
+(for a run just finished) and ``README.md``.
 ``salbench leaderboard`` writes only the leaderboards (:func:`write_leaderboards`).
 
 Example::
@@ -21,14 +23,16 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
 from salbench.figures import write_figures
-from salbench.leaderboard import FORMATS, render
+from salbench.leaderboard import FORMATS, render, seed_table
 from salbench.provenance import provenance_info, readme_text
 from salbench.report import report_html
 from salbench.results import Results, load_results
 from salbench.runner import RunSummary
 from salbench.store import atomic_write_bytes
 from salbench.suite import Suite
+from salbench.views import DEFAULT_VIEW
 
 __all__ = ["Run", "Published", "publish", "write_leaderboards"]
 
@@ -56,19 +60,47 @@ class Published:
 
 
 def write_leaderboards(results: Results, out_dir: str | Path, formats: Iterable[str] = tuple(FORMATS)) -> str:
-    """Write ``leaderboard.<ext>`` into ``out_dir`` for each of ``formats`` (markdown, csv, latex,
-    html), atomically. Returns the Markdown leaderboard (also when "markdown" is not among them)."""
+    """Write ``leaderboard.<ext>`` (the default view) and ``leaderboard_<view>.<ext>`` (each declared
+    view) into ``out_dir`` for each of ``formats`` (markdown, csv, latex, html), and the per-seed
+    means of the default view's entries as ``leaderboard_seeds.csv`` (with "csv") and
+    ``leaderboard_seeds.md`` (with "markdown"), atomically. Returns the default view's Markdown
+    leaderboard (also when "markdown" is not among them)."""
     formats = list(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown leaderboard format(s) {unknown}; allowed: {list(FORMATS)}")
-    texts = {
-        fmt: render(results.summary, results.accuracy, fmt, failures=results.failures, title=results.title)
-        for fmt in {*formats, "markdown"}
-    }
-    for fmt in formats:
-        atomic_write_bytes(Path(out_dir) / f"leaderboard.{FORMATS[fmt]}", texts[fmt].encode("utf-8"))
-    return texts["markdown"]
+    out_dir = Path(out_dir)
+    boards = [("leaderboard", results.summary, DEFAULT_VIEW)]
+    boards += [(f"leaderboard_{view.name}", summary, view) for view, summary in results.views]
+    markdown = render(results.summary, results.accuracy, "markdown", failures=results.failures, title=results.title)
+    for stem, summary, view in boards:
+        title = results.title if view is DEFAULT_VIEW else f"{results.title}, view {view.name}"
+        for fmt in formats:
+            text = render(summary, results.accuracy, fmt, failures=results.failures, title=title, view=view)
+            atomic_write_bytes(out_dir / f"{stem}.{FORMATS[fmt]}", text.encode("utf-8"))
+    seeds = seed_table(results.summary)
+    if "csv" in formats:
+        atomic_write_bytes(out_dir / "leaderboard_seeds.csv", seeds.to_csv(index=False, lineterminator="\n").encode())
+    if "markdown" in formats:
+        atomic_write_bytes(out_dir / "leaderboard_seeds.md", _seeds_markdown(results.title, seeds).encode("utf-8"))
+    return markdown
+
+
+def _seeds_markdown(title: str, seeds: pd.DataFrame) -> str:
+    """The per-seed table as Markdown: one row per entry, seed and population."""
+    lines = [
+        f"# Per-seed means: {title}", "",
+        (
+            "One row per leaderboard entry and seed: n finite values and their mean, over the population the "
+            "leaderboard ranks (moved: the samples the attack moved; all: every evaluated sample)."
+        ),
+        "",
+        "| " + " | ".join(seeds.columns) + " |", "|" + "---|" * (len(seeds.columns) - 2) + "---:|---:|",
+    ]
+    for row in seeds.itertuples(index=False):
+        *labels, n, mean = row
+        lines.append("| " + " | ".join([*(str(v).replace("|", "\\|") for v in labels), str(n), f"{mean:.4g}"]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def publish(out_dir: str | Path, run: Run | None = None) -> Published:
@@ -79,7 +111,7 @@ def publish(out_dir: str | Path, run: Run | None = None) -> Published:
     ``provenance.json`` is kept as it is. ``README.md`` is written whenever there is provenance.
     """
     out_dir = Path(out_dir)
-    results = load_results(out_dir, compact=True)
+    results = load_results(out_dir, compact=True, views=None if run is None else run.suite.views)
     markdown = write_leaderboards(results, out_dir)
     figures = [p.relative_to(out_dir).as_posix() for p in write_figures(results, out_dir)]
     report = out_dir / "report.html"

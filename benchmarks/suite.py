@@ -37,6 +37,9 @@ Grid rules:
   explainer, attack; attack ``"none"`` names the attack-free cells, explainer ``"none"`` the
   cells without an explainer). Its names are checked against the whole grid, before the
   declarations drop anything.
+* ``[[views]]`` declare leaderboard layouts besides the default one (rows, columns, tables and
+  what is compared, e.g. defences side by side: :mod:`salbench.views`); their ``metrics`` must
+  be metrics of the suite.
 * ``plugins = ["my_explainer.py", "my_package.metrics"]`` (top level) names files (relative to
   the suite file) or modules that register components; they are imported before the rest of
   the suite is validated, and by the runner in every worker (:mod:`salbench.plugins`). A
@@ -78,6 +81,7 @@ from salbench.core.applicability import Offer
 from salbench.core.hashing import canonical_json, digest
 from salbench.core.registry import Registry, RegistryError
 from salbench.plugins import Plugin, PluginError, import_plugins, resolve_plugins
+from salbench.views import View, parse_views
 
 __all__ = [
     "Component",
@@ -93,7 +97,7 @@ __all__ = [
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
-_TOP_LEVEL = ("suite", "plugins", "datasets", "recipes", "explainers", "attacks", "metrics", "exclude")
+_TOP_LEVEL = ("suite", "plugins", "datasets", "recipes", "explainers", "attacks", "metrics", "exclude", "views")
 _SUITE_OPTIONS = ("name", "description", "samples", "seeds", "batch_size", "threads", "select")
 _DATASET_KEYS = ("models", "recipes", "shared", "samples")  # a data set table's keys that are not its parameters
 SELECTS = ("correct", "all")
@@ -196,7 +200,8 @@ class Suite:
 
     ``dropped`` lists (cell description, reason) for every cell, or metric of a cell, that the
     components' declarations rule out (see the module docstring); ``[[exclude]]`` drops are not
-    listed (the suite asks for them).
+    listed (the suite asks for them). ``views`` are the leaderboard views the suite declares
+    (``[[views]]``, :mod:`salbench.views`), rendered besides the default one.
     """
 
     name: str
@@ -211,6 +216,7 @@ class Suite:
     select: str = SELECT_DEFAULT
     dropped: tuple[tuple[str, str], ...] = ()
     plugins: tuple[Plugin, ...] = ()
+    views: tuple[View, ...] = ()
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -549,6 +555,7 @@ class _Plugins:
 def _build(data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, ...]) -> Suite:
     _check_keys(data, _TOP_LEVEL, "top level")
     options = _suite_options(data)
+    views = _views(data)
     dataset_tables = _tables(data, "datasets", required=True)
     suite_recipes = _tables(data, "recipes", required=False)
     attack_plugins = _plugins(data, "attacks", attacks.registry, required=False, seeded=True)
@@ -584,8 +591,23 @@ def _build(data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, .
     config_hash = digest({"suite": summary, "cells": sorted(c.id for c in cells)})
     described = tuple((cell.describe(), reason) for cell, reason in dropped)
     return Suite(
-        cells=tuple(cells), config_hash=config_hash, source=source, dropped=described, plugins=plugin_modules, **options
+        cells=tuple(cells), config_hash=config_hash, source=source, dropped=described, plugins=plugin_modules,
+        views=views, **options,
     )
+
+
+def _views(data: Mapping[str, Any]) -> tuple[View, ...]:
+    """The suite's ``[[views]]`` (leaderboard layouts), whose ``metrics`` must be metrics of the suite."""
+    try:
+        views = parse_views(data.get("views", []))
+    except ValueError as err:
+        raise SuiteError(str(err)) from err
+    named = {t.get("name") for t in data.get("metrics", []) if isinstance(t, dict)}
+    for i, view in enumerate(views):
+        unknown = [m for m in view.metrics if m not in named]
+        if unknown:
+            _fail(f"views[{i}] metrics", f"{unknown} are not metrics of the suite; its metrics: {sorted(map(str, named))}")
+    return views
 
 
 def _dataset_cells(

@@ -41,7 +41,8 @@ def cell(explainer: str, attack: str, values: dict[str, list], dataset: str = "s
                 "attack_params": "{}", "seed": seed, "sample": sample, "label": 1, "metric": metric,
                 "metric_params": metric_params if metric == "insertion" else "{}", "category": category,
                 "higher_is_better": higher, "value": float(np.mean(v)), "curve": curve, "note": None,
-                "attack_iterations": None, "attack_success": None, "label_kept": None, "clean_accuracy": 0.95,
+                "attack_iterations": None, "attack_success": None if attack == "none" else True,
+                "label_kept": None if attack == "none" else True, "clean_accuracy": 0.95,
                 "model_key": f"model{seed}", "elapsed_s": 0.5, "versions": '{"salbench":"0.1.0"}',
             })
     return cell_id, pd.DataFrame(rows)[list(RECORD_COLUMNS)]
@@ -49,7 +50,7 @@ def cell(explainer: str, attack: str, values: dict[str, list], dataset: str = "s
 
 def robustness_records() -> pd.DataFrame:
     cells = [cell(e, a, {"topk_intersection": [m, m + 0.2], "sensitivity": [m, m]})
-             for e, a, m in (("grad", "topk", 0.1), ("grad", "mass", 0.3), ("ig", "topk", 0.5), ("ig", "mass", 0.7))]
+             for e, a, m in (("grad", "topk", 0.1), ("grad", "mse", 0.3), ("ig", "topk", 0.5), ("ig", "mse", 0.7))]
     return pd.concat([records for _, records in cells], ignore_index=True)
 
 
@@ -59,7 +60,7 @@ def test_heatmap_annotates_the_means_and_keeps_bright_as_good():
     ax = figures["heatmap_topk-intersection"].axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["0.2", "0.4", "0.6", "0.8"]  # means over the two samples
     assert [t.get_text() for t in ax.get_yticklabels()] == ["grad", "ig"]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["mass", "topk"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mse", "topk"]
     assert ax.collections[0].get_cmap().name == "viridis"
     assert figures["heatmap_sensitivity"].axes[0].collections[0].get_cmap().name == "viridis_r"  # lower is better
 

@@ -21,8 +21,10 @@ BASE = {
 
 def store_cell(out_dir, cell_id: str, attack: str, metric: str, category: str, examples: dict | None) -> None:
     curve = np.array([0.2, 0.6, 0.9]) if metric == "insertion" else None
+    moved = None if attack == "none" else True
     rows = [{**BASE, "cell_id": cell_id, "attack": attack, "sample": s, "metric": metric, "category": category,
-             "higher_is_better": True, "value": 0.5 + 0.1 * s, "curve": curve} for s in range(3)]
+             "higher_is_better": True, "value": 0.5 + 0.1 * s, "curve": curve, "attack_success": moved,
+             "label_kept": moved} for s in range(3)]
     write_cell(out_dir, cell_id, pd.DataFrame(rows)[list(RECORD_COLUMNS)], examples)
 
 
@@ -47,7 +49,7 @@ def test_report_shows_leaderboard_figures_and_metadata(tmp_path):
     assert len(text) < 20_000  # the figures stay in their files
     assert "9" * 64 in text and "numpy 2.x, torch 2.y" in text  # config hash, versions
     assert "<tr><th>cells stored</th><td>2</td></tr>" in text and "<tr><th>cells failed</th><td>1</td></tr>" in text
-    assert "topk_intersection ↑" in text and "0.600 ± " in text  # the leaderboard
+    assert "topk_intersection ↑" in text and "0.600 [" in text  # the leaderboard
     assert "Clean test accuracy 0.875" in text
     assert "RuntimeError: out of memory" in text and "details" not in text  # first line of the failure
 

@@ -319,3 +319,20 @@ def test_an_attack_declares_inputs_among_the_known_ones():
     with pytest.raises(RegistryError, match=r"inputs must be a tuple of names among bounds, vocabulary, corpus"):
         attacks.registry.register("needs_bundle")(NeedsBundle)
     assert "needs_bundle" not in attacks.names()
+
+
+def test_an_attack_declares_whether_it_is_a_noise_baseline():
+    from salbench import attacks
+    from salbench.attacks.base import Attack
+
+    assert [n for n in attacks.names() if attacks.registry.entry(n).attrs["baseline"]] == [
+        "random_noise", "random_synonym"]
+
+    class Vague(Attack):
+        """Says it is a baseline, sort of."""
+
+        baseline = "yes"
+
+    with pytest.raises(RegistryError, match=r"baseline must be True or False; got 'yes'"):
+        attacks.registry.register("vague")(Vague)
+    assert "vague" not in attacks.names()
