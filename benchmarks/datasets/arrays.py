@@ -215,7 +215,7 @@ class ImageArrays(UserDataset):
         check_finite(mask, where)
         bad = (mask != 0) & (mask != 1)
         if bad.any():
-            raise ValueError(f"{where} holds {mask.flat[np.argmax(bad)]!r} at {first_bad(bad)}; a mask holds 0/1 or bool")
+            raise ValueError(f"{where} holds {mask.flat[np.argmax(bad)].item()!r} at {first_bad(bad)}; a mask holds 0/1 or bool")
         return torch.from_numpy(np.broadcast_to(mask != 0, shape).copy())
 
     def _normalise(self, x: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:

@@ -95,7 +95,7 @@ class Table(FrameDataset):
             bad = column != np.round(column)
             if bad.any():
                 raise ValueError(
-                    f"{where}: column {name!r} holds {column[np.argmax(bad)]!r} at {first_bad(bad)}; "
+                    f"{where}: column {name!r} holds {column[np.argmax(bad)].item()!r} at {first_bad(bad)}; "
                     "it is declared an integer feature"
                 )
         num_classes = check_num_classes([(y, f"{where}: column {self.label_column!r}")], self.num_classes)
