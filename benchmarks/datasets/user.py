@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from salbench.core.validation import check_fraction, check_positive_int, check_seed
 from salbench.datasets.base import Dataset
-from salbench.datasets.data_dir import ENV_VAR, find_data_file, search_dirs
+from salbench.datasets.data_dir import ENV_VAR, find_data_file
 from sklearn.model_selection import train_test_split
 
 __all__ = ["SPLITS", "UserDataset"]
@@ -79,14 +79,7 @@ class UserDataset(Dataset):
 
     def locate_folder(self) -> Path:
         """The path of the data folder, searched like a file (FileNotFoundError naming the places searched)."""
-        path = Path(self.path).expanduser()
-        is_path = path.is_absolute() or len(path.parts) > 1
-        candidates = [path] if is_path else [d / self.path for d in search_dirs(self.data_dir)]
-        for candidate in candidates:
-            if candidate.is_dir():
-                return candidate
-        searched = ", ".join(str(c) for c in candidates)
-        raise FileNotFoundError(f"data folder {self.path!r} not found; searched: {searched}. {_HOW_TO_GET}")
+        return find_data_file(self.path, self.data_dir, how_to_get=_HOW_TO_GET, folder=True)
 
     def split_pool(self, labels: np.ndarray, where: str) -> dict[str, np.ndarray]:
         """Row indices of train/val/test drawn from one pool of ``labels`` (see the module docstring)."""

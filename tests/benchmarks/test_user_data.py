@@ -482,3 +482,13 @@ def test_registered_names_and_json_round_trip_of_params():
     assert {"image_arrays", "volume_arrays", "image_folder", "table", "text_file"} <= set(datasets.names())
     params = {"path": "x.csv", "split_column": "s", "error_budgets": {"a": 1.0}}
     assert json.loads(json.dumps(datasets.registry.validate("table", params)))["error_budgets"] == {"a": 1.0}
+
+
+def test_image_arrays_reproduce_the_medmnist_loader_and_both_have_a_content_digest(tmp_path):
+    raw = {f"{s}_{p}": RNG.integers(0, 256, (n, 5, 5, 3), dtype=np.uint8) if p == "images" else (np.arange(n) % 2)[:, None]
+           for s, n in (("train", 6), ("val", 2), ("test", 2)) for p in ("images", "labels")}
+    path = save(tmp_path, raw, "rgbmnist.npz")
+    reference = load_dataset("medmnist", {"file": path})
+    ours = load_dataset("image_arrays", {"path": path, "value_range": [0, 255], "normalize": "range", "channels_last": True})
+    assert torch.equal(reference.train.x, ours.train.x) and torch.equal(reference.test.y, ours.test.y)
+    assert datasets.get("medmnist", file=path).content_digest() == datasets.get("image_arrays", path=path).content_digest()
