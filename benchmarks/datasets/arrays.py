@@ -58,6 +58,7 @@ from salbench.datasets.user import SPLITS, UserDataset
 __all__ = ["ImageArrays", "VolumeArrays"]
 
 Normalize = Literal["none", "range", "zscore"]
+Bounds = tuple[torch.Tensor, torch.Tensor] | None
 
 
 class _Arrays:
@@ -207,7 +208,8 @@ class ImageArrays(UserDataset):
             mask = np.moveaxis(mask, -1, 1)
         if mask.ndim == len(shape) - 1:
             mask = mask[:, None]
-        if mask.ndim != len(shape) or mask.shape[0] != shape[0] or mask.shape[2:] != shape[2:] or mask.shape[1] not in (1, shape[1]):
+        fits = mask.ndim == len(shape) and mask.shape[1] in (1, shape[1])
+        if not (fits and (mask.shape[0], *mask.shape[2:]) == (shape[0], *shape[2:])):
             raise ValueError(
                 f"{where} has shape {mask.shape}, which does not match the images of {images} ({shape} channels first): "
                 "a mask has the image's shape, or that shape without the channel axis"
@@ -215,10 +217,11 @@ class ImageArrays(UserDataset):
         check_finite(mask, where)
         bad = (mask != 0) & (mask != 1)
         if bad.any():
-            raise ValueError(f"{where} holds {mask.flat[np.argmax(bad)].item()!r} at {first_bad(bad)}; a mask holds 0/1 or bool")
+            value = mask.flat[np.argmax(bad)].item()
+            raise ValueError(f"{where} holds {value!r} at {first_bad(bad)}; a mask holds 0/1 or bool")
         return torch.from_numpy(np.broadcast_to(mask != 0, shape).copy())
 
-    def _normalise(self, x: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+    def _normalise(self, x: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], Bounds]:
         low, high = self.value_range if self.value_range is not None else (None, None)
         channels = x["train"].shape[1]
         view = (channels,) + (1,) * self.spatial_dims
