@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from salbench.attacks.profiles import TableProfile
 from salbench.core import applicability
 from salbench.core.applicability import CONTINUOUS
 from salbench.core.text import Vocabulary, check_text_input
@@ -58,11 +59,14 @@ class AttackInputs:
         bounds: the valid input range (:data:`Bounds`); None = unbounded.
         vocabulary: the :class:`~salbench.core.text.Vocabulary` of text token ids.
         corpus: the training texts, a (M, 2, L) text tensor (the corpus of the candidate sources).
+        table_profile: a table's measurement rules declared by its data set
+            (:class:`~salbench.attacks.profiles.TableProfile`), for the ``clinical`` attack's ``profile="data"``.
     """
 
     bounds: Bounds = None
     vocabulary: Vocabulary | None = None
     corpus: Tensor | None = None
+    table_profile: TableProfile | None = None
 
 
 INPUTS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AttackInputs))

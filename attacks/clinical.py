@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from salbench.attacks import register
-from salbench.attacks.base import Bounds
+from salbench.attacks.base import AttackInputs, Bounds
 from salbench.attacks.pgd import BorrowedObjective, BoxSpace
 from salbench.attacks.profiles import TableProfile, feature_fractions
 from salbench.attacks.threat_model import _check_bounds
@@ -85,7 +87,9 @@ class ClinicalAttack(BorrowedObjective):
     against scikit-learn's feature names) and overrides name features.
 
     Args:
-        profile: a key of :data:`salbench.attacks.profiles.TABLE_PROFILES` (``"wdbc"``).
+        profile: a key of :data:`salbench.attacks.profiles.TABLE_PROFILES` (``"wdbc"``), or ``"data"``:
+            the profile the data set declares (the attack input ``table_profile``, e.g. of a
+            ``table`` data set with ``error_budgets``; its overrides are checked when it is attacked).
         fractions: overrides, feature name → fraction of its std (>= 0; 0 freezes it).
         objective: ``"topk"`` or ``"mse"``; k: the top-k size (default 8, R2ET's tabular k).
         steps, alpha, surrogate_beta, random_start, seed: see
@@ -107,6 +111,7 @@ class ClinicalAttack(BorrowedObjective):
     """
 
     modalities = ("tabular",)
+    inputs = ("bounds", "table_profile")
 
     contract_exemption = (
         "needs a table whose columns match its profile (wdbc: 30 standardised columns, integer ones on their grid); "
@@ -114,10 +119,22 @@ class ClinicalAttack(BorrowedObjective):
     )
 
     def __init__(self, profile: str = "wdbc", fractions: dict | None = None, k: int = 8, **borrowed):
-        self._table, self._fractions = feature_fractions(profile, fractions)
+        self._table, self._fractions = (None, ()) if profile == "data" else feature_fractions(profile, fractions)
         super().__init__(k=k, **borrowed)
         self.profile = profile
         self.fractions = fractions
+
+    def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs):
+        if self._table is not None:
+            return super().attack(model, explainer, x, target, inputs)
+        if inputs.table_profile is None:
+            raise ValueError(
+                "attack clinical with profile='data' takes the table profile from the data set, which declares none "
+                "(a table data set declares one with error_budgets); name a built-in profile instead"
+            )
+        bound = copy.copy(self)
+        bound._table, bound._fractions = feature_fractions(inputs.table_profile, self.fractions)
+        return BorrowedObjective.attack(bound, model, explainer, x, target, inputs)
 
     def search_space(self, model: nn.Module, x: Tensor, bounds: Bounds) -> BoxSpace:
         table: TableProfile = self._table

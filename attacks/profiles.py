@@ -270,9 +270,13 @@ def check_table_profile(profile: TableProfile) -> None:
                 )
 
 
-def feature_fractions(profile: str, overrides: Mapping[str, object] | None = None) -> tuple[TableProfile, tuple[float, ...]]:
-    """The checked table profile and each column's fraction, with ``overrides`` (name → fraction) applied."""
-    chosen = _profile(TABLE_PROFILES, profile, "table")
+def feature_fractions(
+    profile: str | TableProfile, overrides: Mapping[str, object] | None = None
+) -> tuple[TableProfile, tuple[float, ...]]:
+    """The checked table profile (a name of :data:`TABLE_PROFILES`, or a profile) and each column's fraction,
+    with ``overrides`` (name → fraction) applied."""
+    chosen = profile if isinstance(profile, TableProfile) else _profile(TABLE_PROFILES, profile, "table")
+    profile = chosen.name
     check_table_profile(chosen)
     fractions = {name: rule.fraction for name, rule in chosen.features}
     for name, value in (overrides or {}).items():

@@ -19,6 +19,7 @@ from typing import Any
 from salbench.core.applicability import check_declarations
 from salbench.core.registry import Registry
 from salbench.datasets.base import DataBundle, Dataset, Split
+from salbench.datasets.files import Stamp, stamp
 
 __all__ = ["registry", "register", "get", "names", "load_dataset", "DataBundle", "Dataset", "Split"]
 
@@ -30,23 +31,26 @@ names = registry.names
 CACHE_SIZE = 4
 """How many loaded bundles :func:`load_dataset` keeps (least recently used first out)."""
 
-_cache: OrderedDict[tuple[str, str], DataBundle] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, Stamp], DataBundle] = OrderedDict()
 
 
 def load_dataset(name: str, params: dict[str, Any] | None = None) -> DataBundle:
     """The bundle of data set ``name`` with ``params``, loaded once per process.
 
     The parameters are validated first (unknown names, wrong types); equal parameter sets (in
-    any order, defaults given or not) share one cache entry, keyed by the data set's name and
-    the sorted JSON of the validated parameters.
+    any order, defaults given or not) share one cache entry, keyed by the data set's name, the
+    sorted JSON of the validated parameters and the :func:`~salbench.datasets.files.stamp`
+    (path, size, modification time) of its :meth:`~Dataset.data_files`: a file rewritten on
+    disk is loaded again, never served from the cache.
     """
     entry = registry.entry(name)
     validated = registry.validate(name, params)
-    key = (entry.name, json.dumps(validated, sort_keys=True))
+    dataset = entry.factory(**validated)
+    key = (entry.name, json.dumps(validated, sort_keys=True), stamp(dataset.data_files()))
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    bundle = entry.factory(**validated).load()
+    bundle = dataset.load()
     if not isinstance(bundle, DataBundle):
         raise TypeError(f"data set {entry.name!r}: load() must return a DataBundle, got {type(bundle).__name__}")
     if bundle.modality != entry.attrs["modality"]:
@@ -61,9 +65,13 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> DataBundle:
 
 
 from salbench.datasets import (  # noqa: E402,F401  (registers the built-ins)
+    arrays,
     drug_reviews,
+    image_folder,
     iu_xray_reports,
     medmnist,
     synthetic_blocks,
+    table,
+    text_file,
     wdbc,
 )

@@ -12,11 +12,14 @@ rather than deep inside a grid cell.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from salbench.attacks.profiles import TableProfile, check_table_profile
 from salbench.core.applicability import MODALITIES
 from salbench.core.text import Vocabulary, check_text_input
+from salbench.datasets.files import content_digest
 from torch import Tensor
 
 __all__ = ["Split", "DataBundle", "Dataset"]
@@ -98,6 +101,9 @@ class DataBundle:
         feature_names: one name per feature for tabular data, else None.
         vocabulary: the vocabulary of the token ids, for and only for text; every id of every
             split is < len(vocabulary).
+        table_profile: for tabular data only, the measurement rules of each column (budgets,
+            immutable and integer features) that the ``clinical`` attack takes from the data set
+            (:class:`salbench.attacks.profiles.TableProfile`; its names are the feature names), else None.
 
     The tensors are shared by every user of a cached bundle: do not modify them in place.
     """
@@ -110,6 +116,7 @@ class DataBundle:
     bounds: tuple[Tensor, Tensor] | None = None
     feature_names: tuple[str, ...] | None = None
     vocabulary: Vocabulary | None = None
+    table_profile: TableProfile | None = None
 
     def __post_init__(self) -> None:
         shape = self.input_shape
@@ -134,6 +141,21 @@ class DataBundle:
         if self.feature_names is not None and len(self.feature_names) != self.train.x[0].numel():
             raise ValueError(
                 f"feature_names has {len(self.feature_names)} names for {self.train.x[0].numel()} features"
+            )
+        if self.table_profile is not None:
+            self._check_table_profile()
+
+    def _check_table_profile(self) -> None:
+        if not isinstance(self.table_profile, TableProfile) or self.modality != "tabular":
+            raise TypeError(
+                f"table_profile must be None or a TableProfile of a tabular data set, got {type(self.table_profile).__name__} "
+                f"for modality {self.modality!r}"
+            )
+        check_table_profile(self.table_profile)
+        if self.table_profile.names != self.feature_names:
+            raise ValueError(
+                f"table_profile {self.table_profile.name!r} names the columns {self.table_profile.names}, "
+                f"but the data set's feature_names are {self.feature_names}"
             )
 
     def _check_text(self) -> None:
@@ -176,14 +198,17 @@ class DataBundle:
 
     def attack_inputs(self, names: tuple[str, ...]) -> dict[str, Any]:
         """The attack inputs ``names`` (an attack's declared ``inputs``, :class:`salbench.attacks.base.AttackInputs`)
-        from this data set: ``bounds``, the text ``vocabulary``, the ``corpus`` (the train split's x).
+        from this data set: ``bounds``, the text ``vocabulary``, the ``corpus`` (the train split's x),
+        the ``table_profile``.
 
         Example:
             >>> from salbench.datasets import load_dataset
             >>> load_dataset("wdbc").attack_inputs(("bounds",))["bounds"][0].shape
             torch.Size([30])
         """
-        available = {"bounds": self.bounds, "vocabulary": self.vocabulary, "corpus": self.train.x}
+        available = {
+            "bounds": self.bounds, "vocabulary": self.vocabulary, "corpus": self.train.x, "table_profile": self.table_profile,
+        }
         unknown = [name for name in names if name not in available]
         if unknown:
             raise ValueError(f"no attack input named {', '.join(unknown)}; a data set provides {', '.join(available)}")
@@ -208,6 +233,23 @@ class Dataset:
 
     def load(self) -> DataBundle:
         raise NotImplementedError
+
+    def data_files(self) -> dict[str, Path]:
+        """The files :meth:`load` reads, keyed by role (a name independent of where they lie,
+        :mod:`salbench.datasets.files`); empty for a data set that reads no file of the user's.
+
+        Raises FileNotFoundError (naming what was searched) when a file is missing.
+        """
+        return {}
+
+    def content_digest(self) -> str | None:
+        """SHA-256 of the roles and bytes of :meth:`data_files` (never of their paths), None if there are none.
+
+        What a cache keys the data on: it changes when a file's content changes and not when
+        the data are moved (:func:`salbench.datasets.files.content_digest`).
+        """
+        files = self.data_files()
+        return content_digest(files) if files else None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -39,8 +39,9 @@ def search_dirs(data_dir: str | None = None) -> list[Path]:
     return unique
 
 
-def find_data_file(file: str, data_dir: str | None = None, *, how_to_get: str) -> Path:
-    """The path of data file ``file`` (a file name looked up in :func:`search_dirs`, or a path).
+def find_data_file(file: str, data_dir: str | None = None, *, how_to_get: str, folder: bool = False) -> Path:
+    """The path of data file ``file`` (a file name looked up in :func:`search_dirs`, or a path);
+    with ``folder``, of a data folder of that name instead.
 
     Raises:
         ValueError: ``file`` is empty, or is a path while ``data_dir`` is also given.
@@ -58,7 +59,8 @@ def find_data_file(file: str, data_dir: str | None = None, *, how_to_get: str) -
         )
     candidates = [path] if is_path else [d / file for d in search_dirs(data_dir)]
     for candidate in candidates:
-        if candidate.is_file():
+        if candidate.is_dir() if folder else candidate.is_file():
             return candidate
     searched = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"data file {file!r} not found; searched: {searched}. {how_to_get}")
+    kind = "folder" if folder else "file"
+    raise FileNotFoundError(f"data {kind} {file!r} not found; searched: {searched}. {how_to_get}")

@@ -90,8 +90,11 @@ class DrugReviews(Dataset):
         self.file, self.data_dir = file, data_dir
         self.max_len, self.min_freq, self.val_fraction, self.seed = max_len, min_freq, float(val_fraction), seed
 
+    def data_files(self) -> dict[str, Path]:
+        return {"data": find_data_file(self.file, self.data_dir, how_to_get=_HOW_TO_GET)}
+
     def load(self) -> DataBundle:
-        reviews = read_reviews(find_data_file(self.file, self.data_dir, how_to_get=_HOW_TO_GET))
+        reviews = read_reviews(self.data_files()["data"])
         texts, labels = reviews["train"]
         train, val = stratified_holdout(labels, self.val_fraction, self.seed)
         splits = {

@@ -108,6 +108,9 @@ class IUXrayReports(Dataset):
         self.max_len, self.min_freq, self.seed = max_len, min_freq, seed
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
 
+    def data_files(self) -> dict[str, Path]:
+        return {"data": self._path()}
+
     def load(self) -> DataBundle:
         reports = read_reports(self._path())
         rest, test = stratified_holdout(reports.labels, self.test_fraction, self.seed)

@@ -55,8 +55,11 @@ class MedMNIST(Dataset):
             raise ValueError(f"file must be a non-empty file name or path of a .npz archive, got {file!r}")
         self.file, self.data_dir = file, data_dir
 
+    def data_files(self) -> dict[str, Path]:
+        return {"data": find_data_file(self.file, self.data_dir, how_to_get=_how_to_get(self.file))}
+
     def load(self) -> DataBundle:
-        path = find_data_file(self.file, self.data_dir, how_to_get=_how_to_get(self.file))
+        path = self.data_files()["data"]
         try:
             archive = np.load(path)
         except (OSError, ValueError, zipfile.BadZipFile) as err:

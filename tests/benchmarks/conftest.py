@@ -15,3 +15,15 @@ def salbench_cache_dir(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SALBENCH_CACHE_DIR", str(path))
         yield path
+
+
+@pytest.fixture
+def isolated_datasets(monkeypatch):
+    """No test sees another's cached data bundles or the developer's data directory setting."""
+    from salbench import datasets
+    from salbench.datasets.data_dir import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    datasets._cache.clear()
+    yield
+    datasets._cache.clear()
