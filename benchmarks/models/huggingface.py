@@ -96,6 +96,12 @@ def load_sequence_classifier(directory: str | Path, num_classes: int, head: Head
     encoder's weights must all come from the directory, weights of a head or pretraining head
     stored there are not used.
 
+    Attention runs in ``transformers``' "eager" implementation (softmax of the explicit score
+    matrix), not the fused ``scaled_dot_product_attention`` kernels it picks by default:
+    robust-training recipes differentiate attributions (gradients of gradients), which the
+    fused kernels do not support (PyTorch implements no double backward for them on CPU). The
+    logits are the same up to float rounding; eager attention is slower on long texts.
+
     Raises:
         FileNotFoundError: no such directory, or no ``config.json`` or weights file in it.
         ValueError: ``head`` is not one of the two; a pretrained head of another class count;
@@ -116,6 +122,7 @@ def load_sequence_classifier(directory: str | Path, num_classes: int, head: Head
         raise FileNotFoundError(f"model directory {root} has no weights: neither *.safetensors nor pytorch_model*.bin")
     offline = {"local_files_only": True, "trust_remote_code": False}
     weights = {**offline, "use_safetensors": safetensors, "weights_only": True, "output_loading_info": True}
+    eager = {"attn_implementation": "eager"}  # twice differentiable (robust training); fused SDPA kernels are not
     try:
         config = transformers.AutoConfig.from_pretrained(root, **offline)
         if head == "pretrained":
@@ -124,11 +131,11 @@ def load_sequence_classifier(directory: str | Path, num_classes: int, head: Head
                     f"model directory {root}: its classifier has {config.num_labels} labels (config.num_labels), the data "
                     f"set has {num_classes} classes; use head = 'new' to train a new head"
                 )
-            model, info = transformers.AutoModelForSequenceClassification.from_pretrained(root, **weights)
+            model, info = transformers.AutoModelForSequenceClassification.from_pretrained(root, **weights, **eager)
             _check_loaded(root, info, "its sequence classifier", "; use head = 'new' if the directory holds no head")
         else:
             config = transformers.AutoConfig.from_pretrained(root, num_labels=num_classes, **offline)
-            model = transformers.AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
+            model = transformers.AutoModelForSequenceClassification.from_config(config, trust_remote_code=False, **eager)
             encoder, info = transformers.AutoModel.from_pretrained(root, **weights)
             _check_loaded(root, info, "its encoder", "")
             missing = model.base_model.load_state_dict(encoder.state_dict(), strict=False).missing_keys
@@ -187,6 +194,13 @@ class HuggingFaceClassifier(nn.Module):
     varies (the sum, the mean, or the first subword of a word); the sum keeps completeness
     of integrated gradients (Σ over words = f(x) − f(baseline)) and does not favour words that
     split into many or few subwords by averaging.
+
+    Which explainer: the signed gradient summed over the embedding dimension (``gradient``
+    with ``absolute=False``, the default) is 0 up to rounding for BERT-family models: they
+    layer-normalise word + position + type embeddings, and adding c·(1, …, 1) to a word
+    embedding changes nothing, so Σ_k ∂f/∂e_k = 0. Use ``gradient`` with ``absolute = true``
+    (Σ_k |∂f/∂e_k|, Captum's ``Saliency`` default, DARE's ranking), gradient × input or
+    integrated gradients.
 
     Departures: the data set's words, not the raw text, are tokenised (punctuation is not
     seen; see :func:`~salbench.core.text.tokenize`); texts that ``transformers`` would pad on
