@@ -34,7 +34,7 @@ from torch import nn
 
 __all__ = [
     "registry", "register", "get", "names", "HARNESS_PARAMS", "VOCAB_PARAM", "VOCABULARY_PARAM", "harness_params",
-    "validate_params",
+    "validate_params", "content_digest",
     "build", "check_shape_and_classes",
 ]
 
@@ -79,6 +79,22 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> dict[str
     placeholders = {"input_shape": (1,), "num_classes": 2, VOCAB_PARAM: 2, VOCABULARY_PARAM: _NO_WORDS}
     full = registry.validate(name, {**given, **{p: placeholders[p] for p in harness}})
     return {k: v for k, v in full.items() if k not in harness}
+
+
+def content_digest(name: str, params: dict[str, Any] | None = None) -> str | None:
+    """SHA-256 (hex) of the files architecture ``name`` reads with its own ``params``, or None if it reads none.
+
+    What a model cache key includes so that it follows the content of those files (a pretrained
+    model's directory), never their path. An architecture that reads files declares the static
+    method ``content_digest(params)`` (its own validated parameters → hex digest).
+
+    Example:
+        >>> content_digest("mlp", {}) is None
+        True
+    """
+    own = validate_params(name, params)
+    of_files = getattr(registry.entry(name).factory, "content_digest", None)
+    return of_files(own) if of_files is not None else None
 
 
 def build(

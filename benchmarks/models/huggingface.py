@@ -14,7 +14,7 @@ Loading runs no code from the directory: ``AutoConfig``, ``AutoModelForSequenceC
 ``trust_remote_code=False`` (only the model classes of the installed ``transformers`` run);
 weights from ``*.safetensors`` where the directory has them, else ``pytorch_model.bin`` read
 with ``weights_only=True``. :func:`directory_digest` is the directory's content digest for
-cache keys.
+cache keys (:func:`salbench.models.content_digest` of the architecture ``huggingface``).
 
 Example:
     >>> import pathlib, tempfile, torch, transformers
@@ -248,6 +248,11 @@ class HuggingFaceClassifier(nn.Module):
         self.pad_id = int(self.tokenizer.pad_token_id)
         self._check_against_input_ids(len(vocabulary), directory)
         self.train()
+
+    @staticmethod
+    def content_digest(params: dict[str, Any]) -> str:
+        """The content digest of the model's files (:func:`salbench.models.content_digest`): of its directory."""
+        return directory_digest(params["directory"])
 
     def subwords(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """The subword ids (N, S) of the texts' words and, for each, the index of its token in ``ids`` (N, L).

@@ -194,6 +194,8 @@ def test_directory_digest_follows_content_not_path(tmp_path, directory):
     assert directory_digest(copy) != directory_digest(directory)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         directory_digest(tmp_path / "missing")
+    assert models.content_digest("huggingface", {"directory": str(copy), "head": "new"}) == directory_digest(copy)
+    assert models.content_digest("text_cnn", {}) is None
 
 
 # -- word attributions ---------------------------------------------------------------------------------------------
