@@ -232,6 +232,18 @@ def test_gradient_word_attributions_are_subword_gradients_summed_per_word(model,
     assert (attr[torch.arange(LENGTH).lt(n_words(x)[:, None])] > 0).all()
 
 
+def test_a_substituted_phrase_gets_the_mean_of_its_tokens_subword_sums(model, hf, tokenizer, data):
+    tokens = ["cardiomegaly", "heart", "size", "x-ray"]  # "heart size" replaced word 1 (as the text attacks do)
+    x = torch.tensor([[[data.vocabulary.index(t) for t in tokens] + [0] * (LENGTH - 4), [0, 1, 1, 2] + [-1] * (LENGTH - 4)]])
+    attr = WordAttribution(explainers.get("gradient", absolute=True))(model, x, 1)
+    batch = tokenizer([tokens], is_split_into_words=True, return_tensors="pt")
+    token_ids = torch.tensor([[-1 if t is None else t for t in batch.word_ids(0)]])
+    grad, _ = direct_gradients(hf, batch, token_ids, torch.tensor([1]))
+    per_token = per_word(grad.abs().sum(-1), token_ids, 4)[0]
+    expected = torch.stack([per_token[0], per_token[1:3].mean(), per_token[3]])
+    assert close(attr[0, :3], expected) and (attr[0, 3:] == 0).all()
+
+
 def test_signed_gradient_summed_over_the_embedding_vanishes(model, data):
     """BERT layer-normalises word + position + type embeddings: adding c·1 to a word embedding changes nothing, so
     the gradient sums to 0 over E (documented in the module; use absolute=True, gradient x input or IG)."""
