@@ -152,7 +152,7 @@ def test_logits_equal_the_transformers_model_on_input_ids(model, hf, tokenizer, 
 def test_max_length_cuts_the_subwords(directory, data, model):
     x = data.vocabulary.encode(["cardiomegaly heart x-ray"], max_len=LENGTH)  # 4 + 1 + 3 subwords
     short = build(directory, data, max_length=7).eval()  # [CLS] + 5 subwords + [SEP]
-    subwords, owner = short.subwords(x[:, 0])
+    _, owner = short.subwords(x[:, 0])
     assert owner[0].tolist() == [0, 0, 0, 0, 1]
     attr = WordAttribution(explainers.get("gradient"))(short, x, 1)
     assert attr[0, 2] == 0 and (attr[0, :2] != 0).all()  # the cut word is attributed 0
