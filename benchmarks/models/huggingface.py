@@ -191,9 +191,9 @@ class HuggingFaceClassifier(nn.Module):
 
     Word attributions (:class:`~salbench.explainers.word_attribution.WordAttribution`): the sum
     over the embedding dimension and then over the subwords of each word. Common practice
-    varies (the sum, the mean, or the first subword of a word); the sum keeps completeness
-    of integrated gradients (Σ over words = f(x) − f(baseline)) and does not favour words that
-    split into many or few subwords by averaging.
+    varies (the sum, the mean, or the first subword of a word); the sum keeps the completeness
+    of integrated gradients (Σ over words = f(x) − f(baseline)), which the mean or the first
+    subword would break for words split into several subwords.
 
     Which explainer: the signed gradient summed over the embedding dimension (``gradient``
     with ``absolute=False``, the default) is 0 up to rounding for BERT-family models: they
