@@ -25,6 +25,10 @@ class WordAttribution(Explainer):
        g(e) = model.classify(e, x[:, 0]) (the ids only mark PAD);
     2. token attributions a_t = Σ_k base(g, e, target)_{t,k} (the base explainer on e, summed
        over the embedding dimension);
+    2b. for a model whose embeddings are not one row per token but one per subword (a
+       pretrained transformer, :class:`salbench.models.huggingface.HuggingFaceClassifier`):
+       ``embed`` gives (N, S, E), and the model's ``pool_subwords(a, ids)`` maps the subword
+       attributions (N, S) to token attributions (N, L), a_t = the sum over token t's subwords;
     3. word attributions A_j = mean of a_t over the tokens t whose word position x[:, 1, t]
        is j (a word replaced by a phrase of m tokens gets the mean of their m attributions),
        for j < n_words(x); A_j = 0 for j >= n_words(x) (PAD). Output (N, L), indexed by
@@ -100,6 +104,8 @@ class WordAttribution(Explainer):
         ids, positions = x[:, 0], x[:, 1]
         emb = model.embed(ids)
         tokens = self.base(_OnEmbeddings(model, ids), emb, target, create_graph=create_graph).sum(-1)
+        if callable(getattr(model, "pool_subwords", None)):  # embeddings of subwords: summed per token first
+            tokens = model.pool_subwords(tokens, ids)
         real = positions >= 0
         index = positions.clamp(min=0)  # PAD tokens land on word 0 with weight 0
         sums = torch.zeros_like(tokens).scatter_add(1, index, torch.where(real, tokens, 0.0))

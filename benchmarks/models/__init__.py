@@ -1,10 +1,12 @@
 """Model architectures: ``nn.Module`` classes built from a data set's input shape and class count.
 
 Every architecture's first two ``__init__`` parameters are ``input_shape: tuple[int, ...]``
-and ``num_classes: int``; a text architecture (see
-:class:`salbench.models.text_classifier.TextClassifier`) declares a third,
-``vocab_size: int``. The harness fills them in from the :class:`DataBundle` (``vocab_size``
-is ``len(bundle.vocabulary)``), so a suite or a cache key names only the architecture's own
+and ``num_classes: int``; a text architecture declares a third: ``vocab_size: int`` (see
+:class:`salbench.models.text_classifier.TextClassifier`), or ``vocabulary: Vocabulary`` when it
+needs the words themselves (:class:`salbench.models.huggingface.HuggingFaceClassifier` maps
+them to a pretrained tokenizer's subwords). The harness fills them in from the
+:class:`DataBundle` (``vocab_size`` is ``len(bundle.vocabulary)``, ``vocabulary`` is
+``bundle.vocabulary``), so a suite or a cache key names only the architecture's own
 parameters. Architectures use ``nn.ReLU`` modules (never ``F.relu``) so that attacks can swap
 them for ``nn.Softplus``. An architecture declares what every instance of it has that some
 components require, as the class attribute ``provides`` (names of
@@ -26,11 +28,13 @@ from typing import Any
 
 from salbench.core.applicability import check_declarations
 from salbench.core.registry import ParameterError, Registry, RegistryError
+from salbench.core.text import Vocabulary
 from salbench.core.validation import check_positive_int
 from torch import nn
 
 __all__ = [
-    "registry", "register", "get", "names", "HARNESS_PARAMS", "VOCAB_PARAM", "harness_params", "validate_params",
+    "registry", "register", "get", "names", "HARNESS_PARAMS", "VOCAB_PARAM", "VOCABULARY_PARAM", "harness_params",
+    "validate_params", "content_digest",
     "build", "check_shape_and_classes",
 ]
 
@@ -45,18 +49,22 @@ HARNESS_PARAMS = ("input_shape", "num_classes")
 VOCAB_PARAM = "vocab_size"
 """The third harness parameter, declared (right after :data:`HARNESS_PARAMS`) by text architectures only."""
 
+VOCABULARY_PARAM = "vocabulary"
+"""The third harness parameter of a text architecture that needs the vocabulary's words, not only its size."""
+
 
 def harness_params(name: str) -> tuple[str, ...]:
     """The parameters of architecture ``name`` that the harness fills in: :data:`HARNESS_PARAMS`, plus
-    :data:`VOCAB_PARAM` for a text architecture (one that declares it as its third parameter)."""
+    :data:`VOCAB_PARAM` or :data:`VOCABULARY_PARAM` for a text architecture (one that declares it as its
+    third parameter)."""
     declared = tuple(p.name for p in registry.entry(name).params)
     if declared[: len(HARNESS_PARAMS)] != HARNESS_PARAMS:
         raise RegistryError(
             f"model {name!r} must take {HARNESS_PARAMS} as its first __init__ parameters, "
             f"got {declared[: len(HARNESS_PARAMS)]}"
         )
-    text = declared[len(HARNESS_PARAMS) : len(HARNESS_PARAMS) + 1] == (VOCAB_PARAM,)
-    return HARNESS_PARAMS + (VOCAB_PARAM,) if text else HARNESS_PARAMS
+    third = declared[len(HARNESS_PARAMS) : len(HARNESS_PARAMS) + 1]
+    return HARNESS_PARAMS + third if third in ((VOCAB_PARAM,), (VOCABULARY_PARAM,)) else HARNESS_PARAMS
 
 
 def validate_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -68,9 +76,25 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> dict[str
         raise ParameterError(
             f"model {name!r}: parameter(s) {clash} come from the data set; remove them from the model's parameters"
         )
-    placeholders = {"input_shape": (1,), "num_classes": 2, VOCAB_PARAM: 2}
+    placeholders = {"input_shape": (1,), "num_classes": 2, VOCAB_PARAM: 2, VOCABULARY_PARAM: _NO_WORDS}
     full = registry.validate(name, {**given, **{p: placeholders[p] for p in harness}})
     return {k: v for k, v in full.items() if k not in harness}
+
+
+def content_digest(name: str, params: dict[str, Any] | None = None) -> str | None:
+    """SHA-256 (hex) of the files architecture ``name`` reads with its own ``params``, or None if it reads none.
+
+    What a model cache key includes so that it follows the content of those files (a pretrained
+    model's directory), never their path. An architecture that reads files declares the static
+    method ``content_digest(params)`` (its own validated parameters → hex digest).
+
+    Example:
+        >>> content_digest("mlp", {}) is None
+        True
+    """
+    own = validate_params(name, params)
+    of_files = getattr(registry.entry(name).factory, "content_digest", None)
+    return of_files(own) if of_files is not None else None
 
 
 def build(
@@ -79,25 +103,36 @@ def build(
     input_shape: tuple[int, ...],
     num_classes: int,
     vocab_size: int | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> nn.Module:
     """Architecture ``name`` with its own ``params`` for inputs of ``input_shape`` and ``num_classes`` classes.
 
-    ``vocab_size`` (the size of the data set's vocabulary) is required for a text architecture
-    and must be None for any other.
+    A text architecture needs the data set's vocabulary: ``vocab_size`` (its size) or
+    ``vocabulary`` (the :class:`~salbench.core.text.Vocabulary`; its size stands for
+    ``vocab_size``, and both may be given if they agree); an architecture that declares
+    ``vocabulary`` needs the vocabulary itself. Any other architecture takes neither.
     """
     own = validate_params(name, params)
-    text = VOCAB_PARAM in harness_params(name)
-    if text and vocab_size is None:
+    if vocabulary is not None:
+        if not isinstance(vocabulary, Vocabulary):
+            raise TypeError(f"vocabulary must be a salbench Vocabulary or None, got {type(vocabulary).__name__}")
+        if vocab_size is not None and vocab_size != len(vocabulary):
+            raise ValueError(f"vocab_size={vocab_size!r} differs from the {len(vocabulary)} words of vocabulary")
+    given = {VOCAB_PARAM: len(vocabulary) if vocabulary is not None else vocab_size, VOCABULARY_PARAM: vocabulary}
+    text = harness_params(name)[len(HARNESS_PARAMS) :]
+    if text and given[text[0]] is None:
+        what = "vocab_size (the size of the data set's vocabulary)" if text[0] == VOCAB_PARAM else "vocabulary (the data set's)"
+        raise ValueError(f"model {name!r} is a text architecture: build needs {what}")
+    if not text and given[VOCAB_PARAM] is not None:
         raise ValueError(
-            f"model {name!r} is a text architecture: build needs vocab_size (the size of the data set's vocabulary)"
+            f"model {name!r} is not a text architecture and takes no vocab_size or vocabulary; got "
+            f"vocab_size={given[VOCAB_PARAM]!r} (pass None)"
         )
-    if not text and vocab_size is not None:
-        raise ValueError(
-            f"model {name!r} is not a text architecture and takes no vocab_size; got vocab_size={vocab_size!r} "
-            "(pass None)"
-        )
-    vocab = {VOCAB_PARAM: vocab_size} if text else {}
+    vocab = {text[0]: given[text[0]]} if text else {}
     return registry.get(name, input_shape=tuple(input_shape), num_classes=num_classes, **vocab, **own)
+
+
+_NO_WORDS = Vocabulary(("<pad>", "<unk>"))  # stands for the data set's vocabulary when parameters are validated
 
 
 def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank: int | None = None) -> None:
@@ -112,6 +147,7 @@ def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank
 
 
 from salbench.models import (  # noqa: E402,F401  (registers the built-ins)
+    huggingface,
     miwa_cnn,
     mlp,
     resnet,
