@@ -86,7 +86,7 @@ def test_key_changes_with_each_of_the_seven_inputs(position, value, second_recip
 
 def test_key_rejects_bad_inputs():
     with pytest.raises(UnknownNameError):
-        model_key("synthetic_blocks", DATA, "resnet", {}, "standard", {}, 0)
+        model_key("synthetic_blocks", DATA, "vgg", {}, "standard", {}, 0)
     with pytest.raises(ParameterError, match="epochs"):
         model_key("synthetic_blocks", DATA, "small_cnn", {}, "standard", {"epochs": 1.5}, 0)
     with pytest.raises(ValueError, match="seed"):
