@@ -19,7 +19,7 @@ from typing import Any
 from salbench.core.applicability import check_declarations
 from salbench.core.registry import Registry
 from salbench.datasets.base import DataBundle, Dataset, Split
-from salbench.datasets.files import Stamp, stamp
+from salbench.core.files import Stamp, stamp
 
 __all__ = ["registry", "register", "get", "names", "load_dataset", "DataBundle", "Dataset", "Split"]
 
@@ -39,7 +39,7 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> DataBundle:
 
     The parameters are validated first (unknown names, wrong types); equal parameter sets (in
     any order, defaults given or not) share one cache entry, keyed by the data set's name, the
-    sorted JSON of the validated parameters and the :func:`~salbench.datasets.files.stamp`
+    sorted JSON of the validated parameters and the :func:`~salbench.core.files.stamp`
     (path, size, modification time) of its :meth:`~Dataset.data_files`: a file rewritten on
     disk is loaded again, never served from the cache.
     """

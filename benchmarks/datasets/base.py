@@ -19,7 +19,7 @@ import torch
 from salbench.attacks.profiles import TableProfile, check_table_profile
 from salbench.core.applicability import MODALITIES
 from salbench.core.text import Vocabulary, check_text_input
-from salbench.datasets.files import content_digest
+from salbench.core.files import content_digest
 from torch import Tensor
 
 __all__ = ["Split", "DataBundle", "Dataset"]
@@ -236,7 +236,7 @@ class Dataset:
 
     def data_files(self) -> dict[str, Path]:
         """The files :meth:`load` reads, keyed by role (a name independent of where they lie,
-        :mod:`salbench.datasets.files`); empty for a data set that reads no file of the user's.
+        :mod:`salbench.core.files`); empty for a data set that reads no file of the user's.
 
         Raises FileNotFoundError (naming what was searched) when a file is missing.
         """
@@ -246,7 +246,7 @@ class Dataset:
         """SHA-256 of the roles and bytes of :meth:`data_files` (never of their paths), None if there are none.
 
         What a cache keys the data on: it changes when a file's content changes and not when
-        the data are moved (:func:`salbench.datasets.files.content_digest`).
+        the data are moved (:func:`salbench.core.files.content_digest`).
         """
         files = self.data_files()
         return content_digest(files) if files else None

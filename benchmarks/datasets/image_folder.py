@@ -38,7 +38,7 @@ from PIL import Image, UnidentifiedImageError
 from salbench.datasets import register
 from salbench.datasets.base import DataBundle, Split
 from salbench.datasets.checks import check_num_classes, labels
-from salbench.datasets.files import folder_files
+from salbench.core.files import folder_files
 from salbench.datasets.user import SPLITS, UserDataset
 
 __all__ = ["ImageFolder"]

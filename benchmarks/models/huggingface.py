@@ -38,11 +38,11 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from salbench.core.files import content_digest, folder_files
 from salbench.core.optional import require_text_package
 from salbench.core.text import PAD, UNK, Vocabulary
 from salbench.core.validation import check_positive_int
@@ -52,15 +52,10 @@ from torch import Tensor, nn
 __all__ = ["HuggingFaceClassifier", "directory_digest", "load_sequence_classifier"]
 
 Head = Literal["pretrained", "new"]
-_CHUNK = 1 << 20
-
-
 def directory_digest(directory: str | Path) -> str:
-    """SHA-256 (hex) of a directory's content: every file below it, in sorted order of relative path.
-
-    The digest covers each file's relative path (POSIX form) and the SHA-256 of its bytes, so
-    renaming, editing, adding or removing any file changes it and moving or copying the
-    directory does not: a cache key built from it follows the content, not the path.
+    """SHA-256 (hex) of a directory's content (:func:`salbench.core.files.content_digest` of every
+    file below it, by relative path): renaming, editing, adding or removing any file changes it,
+    moving or copying the directory does not, so a cache key built from it follows the content.
 
     Example:
         >>> import pathlib, tempfile
@@ -74,14 +69,7 @@ def directory_digest(directory: str | Path) -> str:
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"model directory {root} does not exist or is not a directory (resolved to {root.resolve()})")
-    total = hashlib.sha256()
-    for path in sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix()):
-        content = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                content.update(chunk)
-        total.update(f"{path.relative_to(root).as_posix()}\0{content.hexdigest()}\n".encode())
-    return total.hexdigest()
+    return content_digest(folder_files(root))
 
 
 def load_sequence_classifier(directory: str | Path, num_classes: int, head: Head) -> tuple[nn.Module, Any]:

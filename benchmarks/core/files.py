@@ -1,6 +1,6 @@
 """The content digest of a data set's files, and the cheap stamp that tells whether they changed.
 
-A file-backed data set names the files it reads by *role*, a name that does not depend on
+A file-backed data set (or a model read from files) names the files it reads by *role*, a name that does not depend on
 where the data lie (``"data"`` for a single archive, ``"train_images.npy"`` for one of a
 folder's arrays, ``"cat/001.png"`` for an image under a folder root). Its content digest is
 the SHA-256 over the roles in sorted order, each with its length and bytes: it changes when
