@@ -147,6 +147,7 @@ def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank
 
 
 from salbench.models import (  # noqa: E402,F401  (registers the built-ins)
+    external,
     huggingface,
     miwa_cnn,
     mlp,

@@ -1,6 +1,22 @@
 """Models the user brings: a factory with a checkpoint, a TorchScript or ``torch.export`` archive,
 and the two-logit view of a binary classifier with one output.
 
+Registered architectures (a suite names them like any other, see the README's "Benchmark your
+own model"):
+
+- ``factory``: ``factory = "pkg.module:build"`` or ``"path/to/file.py:build"``, called with
+  ``kwargs``; then, with ``checkpoint``, the state dict loaded strictly (:func:`load_checkpoint`).
+- ``torchscript``: ``path`` of a ``torch.jit.save`` archive (:func:`load_torchscript`).
+- ``exported``: ``path`` of a ``torch.export.save`` archive (:func:`load_exported`).
+
+Each is checked on a batch of zeros of the data set's input shape: its output must be logits
+(N, C) with C the data set's classes, or one logit per sample for a binary data set, which
+:class:`TwoLogits` turns into two. ``provides`` declares what the model has for the components
+that require it (``conv``, ``gap_head``: :data:`salbench.core.applicability.MODEL_FEATURES`),
+as a registered architecture's class attribute does. The files a model reads enter its cache key
+by content (:func:`salbench.models.content_digest`), never by path; a factory file's own imports
+do not, so keep a factory's code in that file or in an installed package.
+
 Loading runs no code from a model file: a checkpoint is read with ``torch.load(weights_only=True)``
 (tensors and plain containers only) and loaded with ``strict=True``; a TorchScript archive holds
 TorchScript, which its interpreter runs, not Python; a ``torch.export`` archive holds an ATen
@@ -22,14 +38,26 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
+from salbench.core.files import content_digest
+from salbench.models import register
 from torch import Tensor, nn
 
-__all__ = ["load_checkpoint", "load_torchscript", "load_exported", "TwoLogits", "two_class"]
+__all__ = [
+    "load_checkpoint", "load_torchscript", "load_exported", "TwoLogits", "two_class", "resolve_factory",
+    "factory_model", "torchscript_model", "exported_model",
+]
+
+_FACTORY_PREFIX = "salbench_factory_"  # of the module names under which factory files are imported
 
 
 def load_checkpoint(model: nn.Module, path: str | Path, state_dict_key: str | None = None) -> nn.Module:
@@ -172,3 +200,132 @@ def two_class(model: nn.Module, example: Tensor) -> nn.Module:
         f"the model's output for a batch of {n} must be logits (N, C) with C >= 2 classes, or one logit per "
         f"sample, (N,) or (N, 1), for a binary classifier; got {shape}"
     )
+
+
+# -- registered architectures -------------------------------------------------------------------
+def resolve_factory(spec: str) -> Callable[..., Any]:
+    """The callable named by ``"pkg.module:name"`` or ``"path/to/file.py:name"``.
+
+    A file is imported under a module name derived from its content (so two versions of one
+    file in one process do not mix), once per process and content.
+    """
+    path, module = _factory_source(spec)
+    name = spec.rpartition(":")[2]
+    if module is None:
+        source = path.read_bytes()
+        stem = re.sub(r"\W", "_", path.stem)
+        module_name = f"{_FACTORY_PREFIX}{stem}_{hashlib.sha256(source).hexdigest()[:16]}"
+        module = sys.modules.get(module_name) or _import_file(module_name, path, source)
+    built = getattr(module, name, None)
+    if not callable(built):
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))[:12]
+        raise ValueError(f"factory {spec!r}: {path or module.__name__} has no callable {name!r}; callables in it: {found}")
+    return built
+
+
+def _factory_source(spec: str) -> tuple[Path, Any]:
+    """(the source file of the factory, the imported module or None for a file not imported yet)."""
+    target, colon, name = spec.rpartition(":")
+    if not colon or not target or not name.isidentifier():
+        raise ValueError(f"factory must be 'pkg.module:name' or 'path/to/file.py:name', got {spec!r}")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise FileNotFoundError(f"factory {spec!r}: file {path} does not exist (resolved to {path.resolve()})")
+        return path, None
+    try:
+        module = importlib.import_module(target)
+    except ImportError as err:
+        raise ValueError(f"factory {spec!r}: module {target!r} cannot be imported: {err}") from err
+    if getattr(module, "__file__", None) is None:
+        raise ValueError(f"factory {spec!r}: module {target!r} has no source file to fingerprint")
+    return Path(module.__file__), module
+
+
+def _import_file(module_name: str, path: Path, source: bytes):
+    spec = importlib.util.spec_from_loader(module_name, loader=None, origin=str(path))
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    sys.modules[module_name] = module  # before running it, as an import does
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def _classifier(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, what: str) -> nn.Module:
+    """``model`` as a classifier of ``num_classes`` classes, checked on a batch of zeros (in eval mode)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} gave a {type(model).__name__}, not a torch.nn.Module")
+    was_training = model.training
+    model.eval()
+    example = torch.zeros(2, *input_shape)
+    try:
+        classifier = two_class(model, example)
+        with torch.no_grad():
+            classes = classifier(example).shape[1]
+    except Exception as err:
+        raise ValueError(f"{what} fails on a batch of zeros of the data set's shape {(2, *input_shape)}: {err}") from err
+    model.train(was_training)
+    if classes != num_classes:
+        raise ValueError(
+            f"{what} outputs {classes} logits per sample but the data set has {num_classes} classes"
+            + (" (a model with one output is a binary classifier)" if isinstance(classifier, TwoLogits) else "")
+        )
+    return classifier
+
+
+@register("factory")
+def factory_model(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    factory: str,
+    kwargs: dict | None = None,
+    checkpoint: str | None = None,
+    state_dict_key: str | None = None,
+    provides: tuple[str, ...] = (),
+) -> nn.Module:
+    """The model ``factory(**kwargs)`` returns, with the state dict of ``checkpoint`` if given.
+
+    Without a checkpoint the weights are the factory's initialisation, drawn from torch's
+    global random state, which the model cache seeds with the cell seed: train it with a recipe.
+    With one, a fine-tuning recipe starts from those weights, and recipe ``none`` evaluates them.
+    """
+    model = resolve_factory(factory)(**(kwargs or {}))
+    if checkpoint is not None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"factory {factory!r} gave a {type(model).__name__}, not a torch.nn.Module")
+        load_checkpoint(model, checkpoint, state_dict_key)
+    return _classifier(model, input_shape, num_classes, f"the model of factory {factory!r}")
+
+
+@register("torchscript")
+def torchscript_model(
+    input_shape: tuple[int, ...], num_classes: int, path: str, provides: tuple[str, ...] = ()
+) -> nn.Module:
+    """The TorchScript module archived at ``path`` (see :func:`load_torchscript`)."""
+    return _classifier(load_torchscript(path), input_shape, num_classes, f"TorchScript archive {path}")
+
+
+@register("exported")
+def exported_model(
+    input_shape: tuple[int, ...], num_classes: int, path: str, provides: tuple[str, ...] = ()
+) -> nn.Module:
+    """The ``torch.export`` program archived at ``path`` (see :func:`load_exported`)."""
+    return _classifier(load_exported(path), input_shape, num_classes, f"torch.export archive {path}")
+
+
+def _factory_files(params: Mapping[str, Any]) -> dict[str, Path]:
+    files = {"factory": _factory_source(params["factory"])[0]}
+    if params["checkpoint"] is not None:
+        files["checkpoint"] = Path(params["checkpoint"])
+    return files
+
+
+factory_model.content_digest = lambda params: content_digest(_factory_files(params))
+factory_model.given_weights = lambda params: params["checkpoint"] is not None
+for _archive in (torchscript_model, exported_model):
+    _archive.content_digest = lambda params: content_digest({"archive": Path(params["path"])})
+    _archive.given_weights = lambda params: True

@@ -39,6 +39,7 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> dict[str
 
 from salbench.recipes import (  # noqa: E402,F401  (registers the built-in recipes)
     adversarial,
+    as_given,
     est_hessian,
     far,
     idexpo,

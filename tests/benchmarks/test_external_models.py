@@ -9,7 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from salbench import explainers, models
-from salbench.models.external import TwoLogits, load_checkpoint, load_exported, load_torchscript, two_class
+from salbench.models.external import (
+    TwoLogits,
+    load_checkpoint,
+    load_exported,
+    load_torchscript,
+    resolve_factory,
+    two_class,
+)
 from torch import nn
 
 
@@ -122,3 +129,70 @@ def test_two_class_keeps_multiclass_models_and_rejects_other_outputs():
         two_class(nn.Sequential(nn.Linear(3, 6), nn.Unflatten(1, (2, 3))), x)
     with pytest.raises(ValueError, match=r"one output per sample"):
         TwoLogits(multi)(x)
+
+
+# -- registered architectures ---------------------------------------------------------------------
+FACTORY = '''
+from torch import nn
+
+def build(width=4, outputs=2):
+    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width, outputs))
+'''
+
+
+def test_a_factory_file_builds_the_model_with_its_checkpoint(tmp_path):
+    (tmp_path / "nets.py").write_text(FACTORY)
+    spec = f"{tmp_path / 'nets.py'}:build"
+    torch.manual_seed(0)
+    trained = resolve_factory(spec)(width=3)
+    torch.save(trained.state_dict(), tmp_path / "w.pt")
+    params = {"factory": spec, "kwargs": {"width": 3}, "checkpoint": str(tmp_path / "w.pt")}
+    net = models.build("factory", params, (1, 8, 8), 2)
+    x = torch.randn(4, 1, 8, 8)
+    assert torch.equal(net(x), trained(x))
+    assert models.content_digest("factory", params) == models.content_digest("factory", params)
+    before = models.content_digest("factory", params)
+    (tmp_path / "nets.py").write_text(FACTORY + "\n# edited\n")
+    assert models.content_digest("factory", params) != before  # the factory's source is content too
+    (tmp_path / "nets.py").write_text(FACTORY)
+    torch.save(small_resnet().state_dict(), tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"does not fit the model: .*Missing key\(s\)"):
+        models.build("factory", {**params, "checkpoint": str(tmp_path / "other.pt")}, (1, 8, 8), 2)
+
+
+def test_a_one_logit_factory_model_becomes_two_logits_and_other_class_counts_are_refused(tmp_path):
+    (tmp_path / "nets.py").write_text(FACTORY)
+    spec = f"{tmp_path / 'nets.py'}:build"
+    assert isinstance(models.build("factory", {"factory": spec, "kwargs": {"outputs": 1}}, (1, 8, 8), 2), TwoLogits)
+    with pytest.raises(ValueError, match=r"outputs 3 logits per sample but the data set has 2 classes"):
+        models.build("factory", {"factory": spec, "kwargs": {"outputs": 3}}, (1, 8, 8), 2)
+    with pytest.raises(ValueError, match=r"fails on a batch of zeros of the data set's shape \(2, 3, 8, 8\)"):
+        models.build("factory", {"factory": spec}, (3, 8, 8), 2)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nets.py", "factory must be 'pkg.module:name' or 'path/to/file.py:name'"),
+        ("missing.py:build", "file missing.py does not exist"),
+        ("salbench.nonexistent:build", "module 'salbench.nonexistent' cannot be imported"),
+        ("salbench.models.resnet:nothing", r"has no callable 'nothing'; callables in it: \['BasicBlock'"),
+    ],
+)
+def test_bad_factories_are_named(spec, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        resolve_factory(spec)
+
+
+def test_a_package_factory_and_archives_are_registered_architectures(tmp_path):
+    params = {"factory": "salbench.models:build",  # a package's function, with TOML-like (list) arguments
+              "kwargs": {"name": "resnet", "params": {"blocks": [1, 1], "widths": [4, 6], "stem": "small"},
+                         "input_shape": [1, 12, 12], "num_classes": 3}}
+    torch.manual_seed(0)
+    net = models.build("factory", params, (1, 12, 12), 3).eval()
+    torch.jit.script(net).save(str(tmp_path / "m.ts"))
+    loaded = models.build("torchscript", {"path": str(tmp_path / "m.ts")}, (1, 12, 12), 3)
+    x = torch.randn(2, 1, 12, 12)
+    torch.testing.assert_close(loaded(x), net(x))
+    assert models.content_digest("torchscript", {"path": str(tmp_path / "m.ts")}) is not None
