@@ -20,6 +20,7 @@ from salbench.attacks.substitution import (
     greedy_substitution,
     substitute,
 )
+from salbench.core.seeding import SampleStreams
 from salbench.core.text import PAD, STOP_WORDS, Vocabulary
 from salbench.explainers.word_attribution import WordAttribution
 from torch import Tensor, nn
@@ -348,9 +349,9 @@ def test_cross_entropy_objective_only_raises_the_loss():
 
 
 def random_run(x: Tensor, seed: int):
-    generator = torch.Generator().manual_seed(seed)
-    scores = torch.rand(x.shape[0], x.shape[2], generator=generator)
-    return greedy_substitution(Tiny().eval(), x, VOCAB, TABLE, scores, k=3, rho_max=0.5, generator=generator)
+    streams = SampleStreams(seed, x)
+    scores = streams.rand((x.shape[2],), like=x)
+    return greedy_substitution(Tiny().eval(), x, VOCAB, TABLE, scores, k=3, rho_max=0.5, streams=streams)
 
 
 def test_random_mode_is_seeded_and_uses_the_budget(batch):
@@ -400,7 +401,7 @@ def test_errors():
         **kw,
     })
     with pytest.raises(ValueError, match="exactly one of objective"):
-        run(generator=torch.Generator())
+        run(streams=SampleStreams(0, x))
     with pytest.raises(ValueError, match="exactly one of objective"):
         run(objective=None)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
