@@ -22,7 +22,9 @@ ends with the same records as an uninterrupted one; ``fresh=True`` deletes the s
 A store that holds cells the suite's grid does not have (computed by other code, on another
 device or dtype, or by another version of the suite) is refused with a
 :class:`StaleStoreError` before any work, since its records would mix into the leaderboard:
-rerun with ``fresh=True`` (``--fresh``) or into another directory.
+rerun with ``fresh=True`` (``--fresh``) or into another directory. Failure records of such
+cells are deleted, with a printed message (they are no result, and after a fix the failures
+of the old code would otherwise be reported beside the new run).
 A cell that raises (or whose model fails to train) is stored as a failure with its traceback
 and the run goes on; failed cells are tried again by the next run, and a success removes the
 failure.
@@ -88,6 +90,8 @@ from salbench.model_cache import cache_dir_path, trained_model
 from salbench.plugins import Plugin, import_plugins
 from salbench.store import (
     RECORD_COLUMNS,
+    delete_failures,
+    failed_cell_ids,
     read_records,
     store_dir,
     stored_cell_ids,
@@ -197,6 +201,7 @@ def run_suite(
         shutil.rmtree(store_dir(out_dir))
     stored = stored_cell_ids(out_dir)
     _refuse_stale(out_dir, suite, stored)
+    _drop_stale_failures(out_dir, suite)
     pending = [cell for cell in suite.cells if cell.id not in stored]
     todo = pending if limit is None else pending[:limit]
     settings = _Settings(
@@ -246,6 +251,17 @@ def _refuse_stale(out_dir: Path, suite: Suite, stored: set[str]) -> None:
         "Their records would be mixed into the leaderboard: rerun with --fresh (fresh=True) to recompute "
         "everything, or write to another directory"
     )
+
+
+def _drop_stale_failures(out_dir: Path, suite: Suite) -> None:
+    """Delete the failure records of cells that are not in the suite's grid, saying so."""
+    stale = failed_cell_ids(out_dir) - {cell.id for cell in suite.cells}
+    if stale:
+        delete_failures(out_dir, stale)
+        print(
+            f"{suite.name}: deleted {len(stale)} failure record(s) of cells that are not in the grid "
+            "(computed by other code or another version of the suite)"
+        )
 
 
 def _check_arguments(jobs: int, backend: str, scheduler: str | None, limit: int | None) -> None:

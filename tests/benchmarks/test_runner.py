@@ -33,6 +33,7 @@ from salbench.store import (
     read_records,
     read_store,
     stored_cell_ids,
+    write_failure,
 )
 from salbench.suite import load_suite, parse_suite
 from torch import nn
@@ -405,3 +406,13 @@ def test_a_store_of_other_code_is_refused_then_fresh_recomputes(reference, tmp_p
     assert stored_cell_ids(out) == stored_cell_ids(reference[0])  # refused before any work
     summary = run_suite(edited, out, backend="sequential", progress=False, fresh=True)
     assert summary.run == len(edited.cells) and stored_cell_ids(out) == {c.id for c in edited.cells}
+
+
+def test_failures_of_cells_not_in_the_grid_are_deleted_with_a_message(tiny, reference, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(reference[0], out)
+    old = "ab" * 32  # a cell of other code that failed
+    write_failure(out, old, {"error": {"type": "RuntimeError", "message": "fixed since"}, "cell": {}})
+    summary = run_suite(tiny, out, backend="sequential", progress=False)
+    assert summary.skipped == len(tiny.cells) and read_failures(out) == []
+    assert "deleted 1 failure record(s) of cells that are not in the grid" in capsys.readouterr().out
