@@ -366,6 +366,14 @@ def test_random_mode_is_seeded_and_uses_the_budget(batch):
     assert (first.iterations > 0).float().mean() > 0.8
 
 
+def test_random_mode_gives_a_text_the_same_substitutions_in_any_batch(batch):
+    """Each text's scores and draws come from its own stream (seed, its tokens)."""
+    rows = torch.tensor([7, 0, 3])
+    full, part = random_run(batch, 2), random_run(batch[rows], 2)
+    assert torch.equal(part.x_adv, full.x_adv[rows]) and part.substitutions == [full.substitutions[int(i)] for i in rows]
+    assert (part.iterations > 0).any()
+
+
 def test_similarity_floor(monkeypatch):
     from salbench.metrics import sentence_similarity
 
