@@ -44,6 +44,7 @@ from salbench.attacks.threat_model import (
     predicted_label,
     select,
 )
+from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_positive, check_positive_int, check_seed
 from torch import Tensor, nn
 
@@ -74,8 +75,8 @@ class SearchSpace(Protocol):
     def origin(self) -> Tensor:
         """The z with realise(z) = x (a fresh tensor)."""
 
-    def sample(self, generator: torch.Generator) -> Tensor:
-        """A random z of the space (the random start)."""
+    def sample(self, streams: SampleStreams) -> Tensor:
+        """A random z of the space (the random start), each sample's from its own stream."""
 
     def project(self, z: Tensor) -> Tensor:
         """The point of the space nearest to (or standing for) ``z``, detached."""
@@ -151,9 +152,9 @@ class BoxSpace:
     def origin(self) -> Tensor:
         return self._origin.clone()
 
-    def sample(self, generator: torch.Generator) -> Tensor:
-        """A point drawn uniformly from the box, coordinate by coordinate."""
-        u = torch.rand(self._origin.shape, generator=generator, dtype=self._origin.dtype, device=self._origin.device)
+    def sample(self, streams: SampleStreams) -> Tensor:
+        """A point drawn uniformly from the box, coordinate by coordinate, each sample's from its own stream."""
+        u = streams.rand(self._origin.shape[1:], like=self._origin)
         return self.project(self.low + u * (self.high - self.low))
 
     def project(self, z: Tensor) -> Tensor:
@@ -205,7 +206,7 @@ class ProjectedAscent(Attack):
             Default 10.
         random_start: start from a uniform point of the space (kept only where it keeps the
             label) instead of its origin (x itself); default False.
-        seed: seed of the random start; default 0.
+        seed: seed of the random start, drawn per sample from (seed, the sample's content); default 0.
     """
 
     requires = ("differentiable",)
@@ -305,8 +306,7 @@ class ProjectedAscent(Attack):
     def _start(self, space: SearchSpace) -> Tensor:
         if not self.random_start:
             return space.origin()
-        generator = torch.Generator(device=space.x.device).manual_seed(self.seed)
-        start = space.sample(generator)
+        start = space.sample(SampleStreams(self.seed, space.x))
         return select(space.keeps_label(space.realise(start).detach()), start, space.origin())
 
     def _gradient(

@@ -6,6 +6,7 @@ import torch
 from salbench.attacks import register
 from salbench.attacks.base import Attack, AttackInputs, AttackResult
 from salbench.attacks.threat_model import Norm, ThreatModel, check_norm, select
+from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_positive, check_positive_int, check_seed
 from torch import Tensor, nn
 
@@ -34,7 +35,8 @@ class RandomNoise(Attack):
         eps: radius of the ball (> 0), in input units; default 8/255 as ``topk``.
         norm: ``"linf"`` or ``"l2"``.
         n_tries: draws per sample (>= 1); iterations is 1 where a draw was kept, else 0.
-        seed: seed of the draws (the same batch gives the same noise).
+        seed: seed of the draws; each sample draws from its own stream seeded by (seed, its
+            content), so a sample gets the same noise in every batch.
 
     Example:
         >>> from salbench import attacks, explainers
@@ -60,11 +62,11 @@ class RandomNoise(Attack):
 
     def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> AttackResult:
         threat = ThreatModel(model, x, self.eps, self.norm, inputs.bounds)
-        generator = torch.Generator(device=threat.x.device).manual_seed(self.seed)
+        streams = SampleStreams(self.seed, threat.x)
         x_adv = threat.x.clone()
         found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(self.n_tries):
-            candidate = threat.sample(generator)
+            candidate = threat.sample(streams)
             take = ~found & threat.keeps_label(candidate)
             x_adv = select(take, candidate, x_adv)
             found |= take

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from salbench.attacks import register
 from salbench.attacks.base import AttackInputs
 from salbench.attacks.substitution import SubstitutionAttack, SubstitutionResult
+from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_seed
 from torch import Tensor, nn
 
@@ -25,8 +25,9 @@ class RandomSynonym(SubstitutionAttack):
     the baseline measures what plausible substitutions do to an explanation by themselves. Same
     engine and candidate table as ``dare`` (:func:`salbench.attacks.substitution.greedy_substitution`).
 
-    The word order and the draws come from one ``torch.Generator`` seeded by ``seed``: the same
-    batch gives the same substitutions. Departures: see ``dare``.
+    Each text's word order and draws come from its own ``torch.Generator`` seeded by (``seed``,
+    the text's tokens) (:class:`salbench.core.seeding.SampleStreams`): a text gets the same
+    substitutions in every batch. Departures: see ``dare``.
 
     Args:
         seed: seed of the word order and the draws (>= 0).
@@ -47,6 +48,6 @@ class RandomSynonym(SubstitutionAttack):
         self.seed = seed
 
     def attack(self, model: nn.Module, explainer, x: Tensor, target: Tensor, inputs: AttackInputs) -> SubstitutionResult:
-        generator = torch.Generator().manual_seed(self.seed)
-        order = torch.rand(x.shape[0], x.shape[2], generator=generator).to(x.device)
-        return self.search(model, x, inputs, order, generator=generator)
+        streams = SampleStreams(self.seed, x)
+        order = streams.rand((x.shape[2],), like=x)
+        return self.search(model, x, inputs, order, streams=streams)

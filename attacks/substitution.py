@@ -82,6 +82,7 @@ from salbench.core.text import (
     check_text_input,
     n_words,
 )
+from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_fraction, check_positive_int
 from salbench.metrics import sentence_similarity as similarity
 from salbench.metrics.attribution_distance import AttributionDistance
@@ -260,7 +261,7 @@ def greedy_substitution(
     k: int,
     rho_max: float,
     objective: Objective | None = None,
-    generator: torch.Generator | None = None,
+    streams: SampleStreams | None = None,
     keep_label: bool = True,
     min_similarity: float | None = None,
 ) -> SubstitutionResult:
@@ -276,8 +277,9 @@ def greedy_substitution(
         k: candidates tried per word (the table's first k).
         rho_max: at most ⌊rho_max · n_words⌋ words of a text are substituted, in (0, 1].
         objective: greedy mode: maximised per step (see :data:`Objective`); None: random mode,
-            a uniformly random admissible candidate drawn with ``generator`` (required then,
-            and only then).
+            a uniformly random admissible candidate, each text's drawn from its own stream of
+            ``streams`` (:class:`salbench.core.seeding.SampleStreams` of x; required then, and
+            only then), so that a text's draws do not depend on the other texts of the batch.
         keep_label: admit only candidates on which the model predicts the original label.
         min_similarity: admit only candidates whose sentence similarity to the original text
             is at least this (in [0, 1]); None: no floor.
@@ -294,13 +296,15 @@ def greedy_substitution(
     check_fraction(rho_max, "rho_max")
     if min_similarity is not None:
         check_fraction(min_similarity, "min_similarity", allow_zero=True)
-    if (objective is None) == (generator is None):
+    if (objective is None) == (streams is None):
         raise ValueError(
-            "give exactly one of objective (greedy mode) and generator (random mode), "
-            f"got objective={objective!r}, generator={generator!r}"
+            "give exactly one of objective (greedy mode) and streams (random mode), "
+            f"got objective={objective!r}, streams={streams!r}"
         )
+    if streams is not None and len(streams) != x.shape[0]:
+        raise ValueError(f"streams must hold one stream per text of x ({x.shape[0]}), got {len(streams)}")
     search = _Search(model, x, vocabulary, _Candidates.lookup(table, vocabulary, x, k), keep_label, min_similarity)
-    return search.run(scores, _budget(x, rho_max), objective, generator)
+    return search.run(scores, _budget(x, rho_max), objective, streams)
 
 
 class _Search:
@@ -312,7 +316,7 @@ class _Search:
         self.keep_label, self.min_similarity = keep_label, min_similarity
         self.original_texts = vocabulary.decode(x) if min_similarity is not None else None
 
-    def run(self, scores: Tensor, budget: Tensor, objective: Objective | None, generator) -> SubstitutionResult:
+    def run(self, scores: Tensor, budget: Tensor, objective: Objective | None, streams) -> SubstitutionResult:
         x, n = self.x, self.x.shape[0]
         attackable = _sole_tokens(x) & (self.candidates.lengths[self.candidates.row(x[:, 0]), 0] > 0)
         key = torch.where(attackable, scores.gather(1, x[:, 1].clamp(min=0)), -math.inf)
@@ -325,7 +329,7 @@ class _Search:
             active = ((r < count) & (used < budget)).nonzero().squeeze(1)
             if len(active) == 0:
                 break
-            step = self._step(x_adv, active, ranked[active, r], objective, generator, best)
+            step = self._step(x_adv, active, ranked[active, r], objective, streams, best)
             if step is None:
                 continue
             rows, texts, values, record = step
@@ -339,13 +343,13 @@ class _Search:
             x_adv=x_adv, iterations=used, label_kept=label_kept, success=used > 0, substitutions=self._listed(made, n)
         )
 
-    def _step(self, x_adv: Tensor, active: Tensor, position: Tensor, objective, generator, best):
+    def _step(self, x_adv: Tensor, active: Tensor, position: Tensor, objective, streams, best):
         """Try the candidates of one word of each active text; (rows, new texts, values, record) or None."""
         a, j, u, texts = self._candidate_texts(x_adv[active], position)
         keep = self._admissible(texts, active[a])
         a, j, texts = a[keep], j[keep], texts[keep]
         if objective is None:
-            values = torch.rand(len(a), generator=generator).to(x_adv.device)
+            values = streams.rand((), like=x_adv, rows=active[a])  # each text's candidates from its own stream
         else:
             values = _evaluate(objective, texts, active[a])
             defined = ~torch.isnan(values)
@@ -449,7 +453,7 @@ class SubstitutionAttack(TextAttack):
         self.min_similarity = None if min_similarity is None else float(min_similarity)
 
     def search(self, model: nn.Module, x: Tensor, inputs: AttackInputs, scores: Tensor, **mode) -> SubstitutionResult:
-        """:func:`greedy_substitution` of ``x`` with this attack's settings; ``mode``: objective or generator."""
+        """:func:`greedy_substitution` of ``x`` with this attack's settings; ``mode``: objective or streams."""
         table = candidate_table(self.source, inputs.vocabulary, inputs.corpus)
         return greedy_substitution(
             model, x, inputs.vocabulary, table, scores, k=self.k, rho_max=self.rho_max,

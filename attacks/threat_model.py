@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 from salbench.attacks.base import Bounds
+from salbench.core.seeding import SampleStreams
 from torch import Tensor, nn
 
 __all__ = ["Norm", "NORMS", "ThreatModel", "check_norm", "label_verdict", "predicted_label", "select"]
@@ -137,19 +138,20 @@ class ThreatModel:
             return grad.sign()
         return grad / _per_sample(_norms(grad, "l2").clamp_min(_TINY), grad)
 
-    def sample(self, generator: torch.Generator) -> Tensor:
+    def sample(self, streams: SampleStreams) -> Tensor:
         """A point drawn uniformly from each sample's ball, then clipped to the range.
 
         ℓ∞: δ_i ~ U(−ε, ε) independently. ℓ2: a uniform direction (normalised Gaussian) times
-        ε·U^(1/d), d = features per sample, which is uniform in the d-dimensional ball.
+        ε·U^(1/d), d = features per sample, which is uniform in the d-dimensional ball. Each
+        sample's δ comes from its own stream of ``streams`` (one per sample of x).
         """
-        shape, opts = self.x.shape, {"dtype": self.x.dtype, "device": self.x.device, "generator": generator}
+        shape = self.x.shape[1:]
         if self.norm == "linf":
-            delta = (2 * torch.rand(shape, **opts) - 1) * self.eps
+            delta = (2 * streams.rand(shape, like=self.x) - 1) * self.eps
         else:
-            gauss = torch.randn(shape, **opts)
+            gauss = streams.randn(shape, like=self.x)
             d = self.x[0].numel()
-            radius = self.eps * torch.rand(shape[0], **opts) ** (1.0 / d)
+            radius = self.eps * streams.rand((), like=self.x) ** (1.0 / d)
             delta = gauss * _per_sample(radius / _norms(gauss, "l2").clamp_min(_TINY), gauss)
         return self.project(self.x + delta)
 

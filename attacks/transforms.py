@@ -37,6 +37,7 @@ import dataclasses
 import math
 
 import torch
+from salbench.core.seeding import SampleStreams
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -288,9 +289,9 @@ class AcquisitionModel:
     """T(x; θ) for one clean batch x: the acquisition chain with its randomness fixed.
 
     Fixed at construction, so that T is a deterministic, differentiable function of θ: the
-    standard-normal noise draws (from a CPU ``torch.Generator`` seeded with ``seed``, first
-    the electronic then the quantum noise, each of the shape of x, then moved to x's
-    device — the same on every device), the clean image's mean per channel (the contrast
+    standard-normal noise draws (each image's from its own CPU ``torch.Generator`` seeded with
+    (``seed``, the image's content), first the electronic then the quantum noise, each of the
+    image's shape, then moved to x's device — the same on every device and in every batch), the clean image's mean per channel (the contrast
     centre), the blur kernel's support (from ``max_blur``) and the foreground mask.
 
     Args:
@@ -321,9 +322,9 @@ class AcquisitionModel:
         if not 0 <= max_blur <= MAX_BLUR:
             raise ValueError(f"max_blur must lie in [0, {MAX_BLUR}] px², got {max_blur!r}")
         self.x = x.detach()
-        generator = torch.Generator().manual_seed(seed)
-        self.electronic = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        self.quantum = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        streams = SampleStreams(seed, self.x)
+        self.electronic = streams.randn(x.shape[1:], like=x)
+        self.quantum = streams.randn(x.shape[1:], like=x)
         self.centre = self.x.mean(dim=(2, 3), keepdim=True)
         self.max_blur = max_blur
         self.bounds = bounds

@@ -1,9 +1,14 @@
 """Content-addressed cache of trained models: train once per configuration, load afterwards.
 
-A trained model is determined by seven inputs: the data set and its parameters, the
-architecture and its parameters, the recipe and its parameters, and the seed. Their canonical
+A trained model is determined by its inputs: the data set and its parameters, the architecture
+and its parameters, the recipe and its parameters, the seed, the device it is trained on
+(``"cpu"``), torch's default dtype when it is built (e.g. ``"float32"``), and the code of the
+data set, the architecture and the recipe (and of the recipes it fine-tunes):
+:func:`model_code`, a SHA-256 of the source files of the modules that define them and of the
+salbench modules those use (:func:`salbench.core.fingerprint.code_fingerprint`). Their canonical
 JSON (names and validated parameters with every default filled in, keys sorted) hashed with
-SHA-256 is the model's key. The cache directory holds ``<key>.pt`` (the state_dict, read with
+SHA-256 is the model's key, so an edit of any of that code (a recipe fix, a plug-in recipe
+edited on disk) gives a new key: the model is trained again, never reused from other code. The cache directory holds ``<key>.pt`` (the state_dict, read with
 ``torch.load(weights_only=True)``) and ``<key>.json`` (the inputs, accuracies, training
 information, versions, training time). Both are written atomically (temporary file, then
 rename), the JSON last: it marks the entry as complete, so a run killed mid-write leaves no
@@ -23,6 +28,8 @@ Example:
     >>> net, meta = trained_model("wdbc", {}, "mlp", {}, "standard", {"epochs": 5}, seed=0)  # doctest: +SKIP
     >>> meta["test_accuracy"]  # doctest: +SKIP
     0.95...
+    >>> sorted(model_inputs("wdbc", {}, "mlp", {}, "standard", {}, 0))
+    ['code', 'dataset', 'dataset_params', 'device', 'dtype', 'model', 'model_params', 'recipe', 'recipe_params', 'seed']
 """
 
 from __future__ import annotations
@@ -37,36 +44,65 @@ from typing import Any
 import platformdirs
 import torch
 from salbench import datasets, models, recipes
+from salbench.core.fingerprint import code_fingerprint
 from salbench.core.hashing import digest, versions
 from salbench.core.validation import check_seed
 from salbench.recipes.base import evaluate
 from salbench.store import atomic_write_bytes
 from torch import nn
 
-__all__ = ["CACHE_ENV_VAR", "model_key", "trained_model", "cache_dir_path"]
+__all__ = ["CACHE_ENV_VAR", "DEVICES", "model_code", "model_inputs", "model_key", "trained_model", "cache_dir_path", "dtype_name"]
 
 CACHE_ENV_VAR = "SALBENCH_CACHE_DIR"
 
 
-def _inputs(dataset: str, dataset_params: dict, model: str, model_params: dict,
-            recipe: str, recipe_params: dict, seed: int) -> dict[str, Any]:
-    """The seven inputs with registered names and validated parameters (defaults filled in)."""
+DEVICES = ("cpu",)
+"""The devices models are trained on (the cache trains on the CPU)."""
+
+
+def dtype_name() -> str:
+    """torch's default dtype without the ``torch.`` prefix, e.g. ``"float32"``: what models are built in."""
+    return str(torch.get_default_dtype()).removeprefix("torch.")
+
+
+def model_code(dataset: str, model: str, recipe: str, recipe_params: dict) -> str:
+    """Code fingerprint of a trained model: the data set, the architecture, the recipe and the
+    recipes it fine-tunes (their base recipes, whose models it starts from)."""
+    factories = [datasets.registry.entry(dataset).factory, models.registry.entry(model).factory]
+    current: Any = recipes.get(recipe, **recipe_params)
+    while True:
+        factories.append(type(current))
+        if current.base_recipe is None:
+            return code_fingerprint(*factories)
+        current = recipes.get(current.base_recipe, **current.base_params)
+
+
+def model_inputs(dataset: str, dataset_params: dict, model: str, model_params: dict,
+                 recipe: str, recipe_params: dict, seed: int, device: str = "cpu") -> dict[str, Any]:
+    """Everything the trained model depends on (see the module docstring): registered names,
+    validated parameters (defaults filled in), seed, device, dtype and :func:`model_code`."""
     check_seed(seed)
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES} (where the cache trains models), got {device!r}")
+    recipe_params = recipes.validate_params(recipe, recipe_params)
     return {
         "dataset": datasets.registry.entry(dataset).name,
         "dataset_params": datasets.registry.validate(dataset, dataset_params),
         "model": models.registry.entry(model).name,
         "model_params": models.validate_params(model, model_params),
         "recipe": recipes.registry.entry(recipe).name,
-        "recipe_params": recipes.validate_params(recipe, recipe_params),
+        "recipe_params": recipe_params,
         "seed": seed,
+        "device": device,
+        "dtype": dtype_name(),
+        "code": model_code(dataset, model, recipe, recipe_params),
     }
 
 
 def model_key(dataset: str, dataset_params: dict, model: str, model_params: dict,
-              recipe: str, recipe_params: dict, seed: int) -> str:
-    """SHA-256 hex of the canonical JSON of the seven (validated) inputs: the model's cache key."""
-    return digest(_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed))
+              recipe: str, recipe_params: dict, seed: int, device: str = "cpu") -> str:
+    """SHA-256 hex of the canonical JSON of :func:`model_inputs`: the model's cache key."""
+    return digest(model_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed, device))
 
 
 def cache_dir_path(cache_dir: str | Path | None = None) -> Path:
@@ -80,10 +116,10 @@ def cache_dir_path(cache_dir: str | Path | None = None) -> Path:
 
 def trained_model(dataset: str, dataset_params: dict, model: str, model_params: dict,
                   recipe: str, recipe_params: dict, seed: int,
-                  cache_dir: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The model trained with the seven inputs, from the cache or trained now (and cached).
+                  cache_dir: str | Path | None = None, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The model trained with these inputs, from the cache or trained now (and cached).
 
-    Returns the model (CPU, eval mode) and its meta: ``key``, the seven inputs (validated),
+    Returns the model (CPU, eval mode) and its meta: ``key``, :func:`model_inputs`,
     ``input_shape``, ``num_classes``, ``vocab_size`` (``len(data.vocabulary)`` for text data,
     which text architectures are built with; else None), ``val_accuracy``, ``test_accuracy``
     (clean accuracy), ``training`` (the recipe's info), ``base_key``, ``versions``, ``train_seconds`` (this
@@ -96,7 +132,7 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
     its weights copied in; ``recipe.prepare(model)``; then ``recipe.fit(model, data, seed=seed)``.
     Loading builds the architecture, applies ``recipe.prepare`` and loads the weights.
     """
-    inputs = _inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed)
+    inputs = model_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed, device)
     key = digest(inputs)
     directory = cache_dir_path(cache_dir)
     weights, meta_path = directory / f"{key}.pt", directory / f"{key}.json"
@@ -133,7 +169,7 @@ def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module
     if recipe.base_recipe is not None:
         base, base_meta = trained_model(
             inputs["dataset"], inputs["dataset_params"], inputs["model"], inputs["model_params"],
-            recipe.base_recipe, recipe.base_params, inputs["seed"], cache_dir=directory,
+            recipe.base_recipe, recipe.base_params, inputs["seed"], cache_dir=directory, device=inputs["device"],
         )
         net.load_state_dict(base.state_dict())
         base_key = base_meta["key"]

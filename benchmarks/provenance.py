@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,16 +26,44 @@ from salbench.results import Results
 from salbench.runner import RunSummary
 from salbench.suite import SUITES_DIR, Suite
 
-__all__ = ["versions", "provenance_info", "readme_text"]
+__all__ = ["versions", "provenance_info", "readme_text", "code_state", "UNKNOWN"]
+
+UNKNOWN = "unknown"
+"""What :func:`code_state` says where salbench is not a git checkout (an installed wheel) or git is missing."""
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}"
 
 
+def code_state(package_dir: str | Path = _PACKAGE_DIR) -> dict[str, Any]:
+    """The git commit of the checkout salbench runs from and whether its tracked files differ from it.
+
+    ``{"commit": <40 hex>, "dirty": bool}``; ``{"commit": "unknown", "dirty": "unknown"}`` when
+    ``package_dir`` (default: salbench's own folder) is not tracked by a git repository (an
+    installed wheel, even inside someone else's repository) or git is not installed. Untracked
+    files (e.g. results being written) do not count as dirty.
+
+    >>> import tempfile
+    >>> code_state(tempfile.mkdtemp())
+    {'commit': 'unknown', 'dirty': 'unknown'}
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(package_dir), *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+
+    try:
+        git("ls-files", "--error-unmatch", "__init__.py")  # salbench's own files are tracked here
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+
+
 def provenance_info(suite: Suite, summary: RunSummary, argv: list[str], wall_s: float) -> dict[str, Any]:
     """The content of ``provenance.json`` for the run just finished: suite, command, time, cells,
-    machine and versions.
+    machine, versions and the code's git commit and dirtiness (:func:`code_state`).
 
     ``wall_s`` is the whole command's
     wall time (start-up, training, cells, tables, figures); ``summary.elapsed_s`` the time spent in
@@ -52,6 +81,7 @@ def provenance_info(suite: Suite, summary: RunSummary, argv: list[str], wall_s: 
         "cells": {"run": summary.run, "skipped": summary.skipped, "failed": summary.failed},
         "machine": _machine(),
         "versions": versions(),
+        "code": code_state(),
     }
 
 
@@ -83,6 +113,7 @@ def readme_text(results: Results, figures: Sequence[str]) -> str:
         f"- machine: {info['machine']}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         f"- config hash: `{info['config_hash']}`",
+        f"- code: {_describe_code(info.get('code'))}",
         "",
         notes,
         "",
@@ -94,6 +125,13 @@ def readme_text(results: Results, figures: Sequence[str]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _describe_code(code: dict[str, Any] | None) -> str:
+    """``commit `<sha>` `` plus ``(uncommitted changes)`` when dirty; unknown for a provenance without it."""
+    if code is None or code["commit"] == UNKNOWN:
+        return "commit unknown (not a git checkout)"
+    return f"commit `{code['commit']}`" + (" (with uncommitted changes)" if code["dirty"] is True else "")
 
 
 def _portable(source: str) -> str:

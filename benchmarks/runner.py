@@ -19,6 +19,12 @@ client: see :func:`_map_unordered`):
 
 Cells already in the store are skipped, so an interrupted run resumes where it stopped and
 ends with the same records as an uninterrupted one; ``fresh=True`` deletes the store first.
+A store that holds cells the suite's grid does not have (computed by other code, on another
+device or dtype, or by another version of the suite) is refused with a
+:class:`StaleStoreError` before any work, since its records would mix into the leaderboard:
+rerun with ``fresh=True`` (``--fresh``) or into another directory. Failure records of such
+cells are deleted, with a printed message (they are no result, and after a fix the failures
+of the old code would otherwise be reported beside the new run).
 A cell that raises (or whose model fails to train) is stored as a failure with its traceback
 and the run goes on; failed cells are tried again by the next run, and a success removes the
 failure.
@@ -26,7 +32,14 @@ failure.
 Reproducibility: each cell runs on the CPU with ``torch.set_num_threads(suite.threads)`` and
 ``torch.manual_seed(cell.seed)`` set first, so its records are bitwise identical whatever the
 backend and the number of jobs. The cell seed also reaches every explainer and attack that
-declares ``seed`` (see :mod:`salbench.suite`).
+declares ``seed`` (see :mod:`salbench.suite`); they draw their randomness per sample from (seed,
+the sample's content) (:mod:`salbench.core.seeding`), so the records do not depend on the
+suite's ``batch_size`` either (batch sizes 2 and 16 store identical records). Keys cannot go
+stale: a cell's id (:attr:`salbench.suite.Cell.id`) holds its components' validated
+parameters, seed, samples, device, dtype, its model's key and a fingerprint of the source
+code of its components, and the model key (:func:`salbench.model_cache.model_key`) holds the
+data set, architecture and recipe with their parameters, seed, device, dtype and code; so
+after a code change a cell is computed again and its model trained again, never reused.
 
 Plugins: the suite's ``plugins`` (files or modules that register components, see
 :mod:`salbench.plugins`) travel with the cell settings and are imported in each worker, once
@@ -73,10 +86,13 @@ from salbench.core.text import Vocabulary
 from salbench.datasets import Split, load_dataset
 from salbench.metrics.base import Case, MetricOutput
 from salbench.modalities import Modality, modality
-from salbench.model_cache import cache_dir_path, model_key, trained_model
+from salbench.model_cache import cache_dir_path, trained_model
 from salbench.plugins import Plugin, import_plugins
 from salbench.store import (
     RECORD_COLUMNS,
+    delete_failures,
+    failed_cell_ids,
+    read_records,
     store_dir,
     stored_cell_ids,
     write_cell,
@@ -86,7 +102,7 @@ from salbench.suite import Cell, Suite, load_suite
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["run_suite", "RunSummary", "select_samples", "BACKENDS", "EXAMPLES"]
+__all__ = ["run_suite", "RunSummary", "StaleStoreError", "select_samples", "BACKENDS", "EXAMPLES"]
 
 BACKENDS = ("loky", "sequential", "dask", "ray")
 EXAMPLES = 4
@@ -95,6 +111,10 @@ EXAMPLES = 4
 _TEXT_EXAMPLES = {"x": "words", "x_adv": "words_adv"}  # text inputs are stored as their words by position
 _DEVICE = torch.device("cpu")
 _RAY_ROUND = 4  # ray's joblib backend cannot stream results: it gets rounds of this many tasks per job
+
+
+class StaleStoreError(ValueError):
+    """The store holds cells that the suite's grid does not have (other code, device, dtype or suite)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +188,8 @@ def run_suite(
         backend: one of :data:`BACKENDS`.
         scheduler: the scheduler address: required with ``"dask"``, optional with ``"ray"``
             (default: a local Ray), not allowed with the local backends.
-        fresh: delete the store first and recompute everything.
+        fresh: delete the store first and recompute everything (needed when the store holds
+            cells the grid does not have: :class:`StaleStoreError` otherwise).
         limit: run at most this many pending cells now (in grid order); the rest stay pending.
         progress: show tqdm progress bars.
     """
@@ -179,6 +200,8 @@ def run_suite(
     if fresh and store_dir(out_dir).exists():
         shutil.rmtree(store_dir(out_dir))
     stored = stored_cell_ids(out_dir)
+    _refuse_stale(out_dir, suite, stored)
+    _drop_stale_failures(out_dir, suite)
     pending = [cell for cell in suite.cells if cell.id not in stored]
     todo = pending if limit is None else pending[:limit]
     settings = _Settings(
@@ -205,6 +228,40 @@ def run_suite(
         total=len(suite.cells), run=run, skipped=len(suite.cells) - len(pending), failed=failed,
         remaining=len(pending) - len(todo), elapsed_s=time.perf_counter() - start,
     )
+
+
+def _refuse_stale(out_dir: Path, suite: Suite, stored: set[str]) -> None:
+    """Raise :class:`StaleStoreError` if the store holds cells that are not in the suite's grid,
+    naming a few and saying whether the grid has the same components under another id (so
+    their code, device, dtype or parameters changed) or not (another version of the suite)."""
+    stale = stored - {cell.id for cell in suite.cells}
+    if not stale:
+        return
+    records = read_records(out_dir)
+    first = records[records.cell_id.isin(stale)].drop_duplicates("cell_id").head(3)
+    in_grid = {cell.describe() for cell in suite.cells}
+    examples = []
+    for row in first.itertuples():
+        label = f"{row.dataset}/{row.model}/{row.recipe} seed {row.seed}: {row.explainer} × {row.attack}"
+        why = "in the grid under a new id: its code, device, dtype or parameters changed" if label in in_grid else "not in this suite"
+        examples.append(f"{label} ({why})")
+    raise StaleStoreError(
+        f"the store {store_dir(out_dir)} holds {len(stale)} cell(s) that suite {suite.name!r} does not have "
+        f"(computed by other code or another version of the suite), e.g. {'; '.join(examples)}. "
+        "Their records would be mixed into the leaderboard: rerun with --fresh (fresh=True) to recompute "
+        "everything, or write to another directory"
+    )
+
+
+def _drop_stale_failures(out_dir: Path, suite: Suite) -> None:
+    """Delete the failure records of cells that are not in the suite's grid, saying so."""
+    stale = failed_cell_ids(out_dir) - {cell.id for cell in suite.cells}
+    if stale:
+        delete_failures(out_dir, stale)
+        print(
+            f"{suite.name}: deleted {len(stale)} failure record(s) of cells that are not in the grid "
+            "(computed by other code or another version of the suite)"
+        )
 
 
 def _check_arguments(jobs: int, backend: str, scheduler: str | None, limit: int | None) -> None:
@@ -279,8 +336,8 @@ def _map_unordered(function: Callable[..., Any], args: list[tuple], jobs: int, b
 # -- phase 1: models ------------------------------------------------------------------------------
 def _train_models(cells: list[Cell], settings: _Settings, jobs: int, backend: str, progress: bool) -> dict[str, dict]:
     """Train (or find in the cache) each distinct model of ``cells``; the failures by model key."""
-    distinct = {model_key(*cell.model_inputs): cell.model_inputs for cell in cells}
-    args = [(key, inputs, settings) for key, inputs in distinct.items()]
+    distinct = {cell.model_key: (cell.model_inputs, cell.device) for cell in cells}
+    args = [(key, inputs, device, settings) for key, (inputs, device) in distinct.items()]
     broken = {}
     bar = tqdm(total=len(args), desc=f"{settings.suite}: models", unit="model", disable=not progress)
     for key, failure in _map_unordered(_train, args, jobs, backend):
@@ -291,11 +348,11 @@ def _train_models(cells: list[Cell], settings: _Settings, jobs: int, backend: st
     return broken
 
 
-def _train(key: str, inputs: tuple, settings: _Settings) -> tuple[str, dict | None]:
+def _train(key: str, inputs: tuple, device: str, settings: _Settings) -> tuple[str, dict | None]:
     try:
         _prepare_process(settings)
         with _isolated(settings.threads):
-            trained_model(*inputs, cache_dir=settings.cache_dir)
+            trained_model(*inputs, cache_dir=settings.cache_dir, device=device)
     except Exception as err:  # recorded for every cell of this model; the run goes on
         return key, _error(err)
     return key, None
@@ -307,7 +364,7 @@ def _run_cells(
 ) -> Iterable[_Outcome]:
     runnable = []
     for cell in cells:
-        failure = broken.get(model_key(*cell.model_inputs))
+        failure = broken.get(cell.model_key)
         if failure is None:
             runnable.append((cell, settings))
         else:
@@ -439,7 +496,7 @@ class _Batch:
 def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     torch.manual_seed(cell.seed)  # components take explicit seeds; this pins any use of the global RNG too (forked)
     data = load_dataset(cell.dataset.name, cell.dataset.params)
-    model, meta = trained_model(*cell.model_inputs, cache_dir=settings.cache_dir)
+    model, meta = trained_model(*cell.model_inputs, cache_dir=settings.cache_dir, device=cell.device)
     model = model.to(_DEVICE).eval()
     chosen = select_samples(model, data.test, cell.samples, cell.seed, settings.batch_size, cell.select)
     handling = modality(data.modality)

@@ -41,7 +41,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,8 @@ __all__ = [
     "read_failures",
     "read_examples",
     "stored_cell_ids",
+    "failed_cell_ids",
+    "delete_failures",
     "comparable",
     "store_dir",
 ]
@@ -362,6 +364,18 @@ def read_records(out_dir: str | Path) -> pd.DataFrame:
 def read_failures(out_dir: str | Path) -> list[dict[str, Any]]:
     """Every recorded cell failure, sorted by cell id (``read_store(out_dir).failures``)."""
     return list(read_store(out_dir).failures)
+
+
+def failed_cell_ids(out_dir: str | Path) -> set[str]:
+    """Ids of the cells recorded as failures."""
+    return {p.stem for p in (store_dir(out_dir) / "failures").glob("*.json")}
+
+
+def delete_failures(out_dir: str | Path, cell_ids: Iterable[str]) -> None:
+    """Delete the failure records of ``cell_ids`` (those that exist)."""
+    for cell_id in cell_ids:
+        _check_cell_id(cell_id)
+        _failure_path(out_dir, cell_id).unlink(missing_ok=True)
 
 
 def read_examples(out_dir: str | Path, cell_id: str) -> dict[str, np.ndarray]:

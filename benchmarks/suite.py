@@ -45,11 +45,15 @@ Grid rules:
   the suite is validated, and by the runner in every worker (:mod:`salbench.plugins`). A
   suite's plugins are code: ``allow_plugins=False`` refuses a suite that names any.
 
-The cell id is the SHA-256 of the canonical JSON of everything that determines the cell's
-records: the full validated parameters (defaults included) of its data set, model, recipe,
-explainer, attack and metrics, its seed, the number of samples and ``select`` (only when it
-is not the default, so that the ids of suites without it did not change). ``batch_size`` and
-``threads`` are execution settings and are not part of it. The suite's ``config_hash``
+The cell id (:attr:`Cell.id`) is the SHA-256 of the canonical JSON of everything that
+determines the cell's records: the full validated parameters (defaults included) of its data
+set, model, recipe, explainer, attack and metrics, its seed, the number of samples, ``select``,
+the device and dtype, the trained model's key (:func:`salbench.model_cache.model_key`, which
+carries the code of the data set, architecture and recipe) and a code fingerprint of the
+explainer, attack and metrics (:func:`salbench.core.fingerprint.code_fingerprint`): after an
+edit of any of that code, built-in or plug-in, the cell has a new id and is computed again.
+``batch_size`` and ``threads`` are execution settings and are not part of it (a value does
+not depend on its batch: see :attr:`Cell.id`). The suite's ``config_hash``
 covers the suite options and the set of cell ids.
 
 Example:
@@ -76,10 +80,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from salbench import attacks, datasets, explainers, metrics, models, recipes
+from salbench import attacks, datasets, explainers, metrics, modalities, models, recipes
 from salbench.core.applicability import Offer
+from salbench.core.fingerprint import code_fingerprint
 from salbench.core.hashing import canonical_json, digest
 from salbench.core.registry import Registry, RegistryError
+from salbench.model_cache import dtype_name, model_key
 from salbench.plugins import Plugin, PluginError, import_plugins, resolve_plugins
 from salbench.views import View, parse_views
 
@@ -134,6 +140,8 @@ class Cell:
     from the data set. ``attack`` is None in the cell that evaluates the attack-free metrics;
     ``explainer`` is None in the cell of the metrics that do not use one.
     ``select`` says which test samples are drawn (see :func:`salbench.runner.select_samples`).
+    ``device`` is where the cell runs (``"cpu"``) and ``dtype`` torch's default dtype (e.g.
+    ``"float32"``); both change numbers, so both are part of :attr:`id`.
     """
 
     dataset: Component
@@ -145,22 +153,44 @@ class Cell:
     seed: int
     samples: int
     select: str = SELECT_DEFAULT
+    device: str = "cpu"
+    dtype: str = dataclasses.field(default_factory=dtype_name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The cell as plain data; ``select`` only when it is not the default, so that the ids of
-        suites written before the option existed stay the same."""
+        """The cell as plain data (every field)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key in ("dataset", "model", "recipe", "explainer", "attack"):
             out[key] = out[key].to_dict() if out[key] is not None else None
         out["metrics"] = [m.to_dict() for m in self.metrics]
-        if self.select == SELECT_DEFAULT:
-            del out["select"]
         return out
 
     @functools.cached_property
+    def model_key(self) -> str:
+        """The trained model's cache key (:func:`salbench.model_cache.model_key`: its inputs, device,
+        dtype and the code of its data set, architecture and recipe)."""
+        return model_key(*self.model_inputs, device=self.device)
+
+    @functools.cached_property
+    def code(self) -> str:
+        """Code fingerprint of the cell's explainer, attack and metrics and of how an explainer is
+        applied to the data set's modality (:func:`salbench.core.fingerprint.code_fingerprint`)."""
+        factories = [modalities.modality]
+        if self.explainer is not None:
+            factories.append(explainers.registry.entry(self.explainer.name).factory)
+        if self.attack is not None:
+            factories.append(attacks.registry.entry(self.attack.name).factory)
+        factories.extend(metrics.registry.entry(m.name).factory for m in self.metrics)
+        return code_fingerprint(*factories)
+
+    @functools.cached_property
     def id(self) -> str:
-        """SHA-256 of the canonical JSON of :meth:`to_dict`."""
-        return digest(self.to_dict())
+        """SHA-256 of the canonical JSON of :meth:`to_dict` (every component's validated
+        parameters, seed, samples, select, device, dtype), :attr:`model_key` (which carries the
+        model's code) and :attr:`code`. The suite's ``batch_size`` is not part of it: a value
+        does not depend on the batch it is computed in (every component is batch invariant and
+        draws its randomness per sample, :mod:`salbench.core.seeding`; the runner's tests check
+        that batch sizes 2 and 16 store identical records). ``threads`` is not part of it either."""
+        return digest({**self.to_dict(), "model_key": self.model_key, "code": self.code})
 
     @property
     def attack_name(self) -> str:

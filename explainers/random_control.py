@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
+from salbench.core.seeding import SampleStreams
 from salbench.explainers import register
 from salbench.explainers.base import Explainer
 from torch import Tensor, nn
@@ -18,9 +18,10 @@ class RandomAttribution(Explainer):
     e.g. Hooker et al. 2019, "A benchmark for interpretability methods in deep neural
     networks", and Adebayo et al. 2018, "Sanity checks for saliency maps"):
     E(x) ~ U[0, 1) (``distribution="uniform"``) or N(0, 1) (``"normal"``), independent
-    per feature. Drawn from a CPU ``torch.Generator`` seeded with ``seed`` at every call,
-    in x's dtype, then moved to x's device: the same seed and shape give the same map on
-    every device. The model is not evaluated, so the target's class range is not checked.
+    per feature. Each sample's map is drawn from its own CPU ``torch.Generator`` seeded with
+    (``seed``, the sample's content) at every call (:class:`salbench.core.seeding.SampleStreams`),
+    in x's dtype, then moved to x's device: the same seed and sample give the same map on
+    every device and in every batch. The model is not evaluated, so the target's class range is not checked.
     Not differentiable.
 
     Args:
@@ -45,6 +46,6 @@ class RandomAttribution(Explainer):
         self.seed = seed
 
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
-        draw = torch.rand if self.distribution == "uniform" else torch.randn
-        generator = torch.Generator().manual_seed(self.seed)
-        return draw(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        streams = SampleStreams(self.seed, x)
+        draw = streams.rand if self.distribution == "uniform" else streams.randn
+        return draw(x.shape[1:], like=x)

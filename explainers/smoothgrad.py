@@ -29,10 +29,16 @@ class SmoothGrad(Explainer):
     n = 50 (the paper's default). σ_i is part of the computed function: with
     ``create_graph=True`` the attribution is differentiated through it as well.
 
-    Reproducibility: ε is drawn from a CPU ``torch.Generator`` seeded with ``seed``, one
-    standard-normal tensor of the shape of x per noise copy j = 1..n in that order, in x's
-    dtype, then moved to x's device. The same seed therefore gives the same noise on every
-    device and for every ``batch_size``; each call starts from the seed again.
+    Reproducibility: ε_1..ε_n, each of the shape of one sample, are drawn in that order from a
+    CPU ``torch.Generator`` seeded with ``seed``, in x's dtype, then moved to x's device, and
+    every sample of the batch gets the same ε_j (scaled by its own σ_i). A sample therefore
+    gets the same noise on every device, for every ``batch_size`` and whatever the other
+    samples of its batch; each call starts from the seed again. Why not a stream per sample
+    seeded by its content (:mod:`salbench.core.seeding`, as the attacks draw): the noise
+    would change with every change of x, so E would not be a differentiable function of x,
+    and an attacked x′ would be explained with other noise than x, the Monte Carlo error
+    counting as a change of the explanation; with shared ε_j, E(x) and E(x′) use common
+    random numbers.
 
     Batching: the N samples × n copies are evaluated together, ``batch_size`` copies (each
     a whole batch of N noisy inputs) per forward/backward pass; None evaluates all n copies
@@ -86,8 +92,8 @@ class SmoothGrad(Explainer):
         total = total_sq = torch.zeros((), dtype=x.dtype, device=x.device)
         for start in range(0, self.n_samples, per_pass):
             copies = min(per_pass, self.n_samples - start)
-            eps = torch.stack([torch.randn(x.shape, generator=generator, dtype=x.dtype) for _ in range(copies)])
-            noisy = (x + sigma * eps.to(x.device)).flatten(0, 1)  # row j·N + i: copy j of sample i
+            eps = torch.stack([torch.randn(x.shape[1:], generator=generator, dtype=x.dtype) for _ in range(copies)])
+            noisy = (x + sigma * eps.to(x.device)[:, None]).flatten(0, 1)  # row j·N + i: copy j of sample i
             grad, _ = output_gradient(model, noisy, target.repeat(copies), create_graph=create_graph)
             grad = grad.view(copies, *x.shape)
             grad = grad.abs() if self.absolute else grad

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from salbench.model_cache import cache_dir_path, model_key, trained_model
+from salbench.model_cache import cache_dir_path, trained_model
 from salbench.runner import _run_cell, _Settings, run_suite
 from salbench.store import comparable, read_records
 from salbench.suite import Cell, Suite, parse_suite
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     suite = parse_suite(SUITE.format(samples=args.samples), source="grid_scaleout")
-    for inputs in {model_key(*cell.model_inputs): cell.model_inputs for cell in suite.cells}.values():
+    for inputs in {cell.model_key: cell.model_inputs for cell in suite.cells}.values():
         trained_model(*inputs)  # phase 1 out of the measurement
     print(f"{len(suite.cells)} cells, {args.samples} samples each, on {os.cpu_count()} cores")
     for repeat in range(args.repeats):

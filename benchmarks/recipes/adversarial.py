@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from salbench.attacks.pgd import ALPHA_PER_STEP
 from salbench.attacks.threat_model import Norm, ThreatModel, check_norm
+from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_positive, check_positive_int
 from salbench.datasets.base import DataBundle
 from salbench.recipes import register
@@ -77,10 +78,16 @@ class Adversarial(FineTuning):
     def perturb(
         self, model: nn.Module, x: Tensor, y: Tensor, bounds: tuple[Tensor, Tensor] | None, generator: torch.Generator
     ) -> Tensor:
-        """The PGD adversarial examples x′ of the batch (detached)."""
+        """The PGD adversarial examples x′ of the batch (detached). The random start of each sample
+        comes from its own stream (:class:`salbench.core.seeding.SampleStreams`) seeded by a number
+        drawn from the training ``generator``, so training stays determined by its seed."""
         threat = ThreatModel(model, x, self.eps, self.norm, bounds)
         alpha = self.alpha if self.alpha is not None else ALPHA_PER_STEP * self.eps / self.steps
-        current = threat.sample(generator) if self.random_start else threat.x
+        if self.random_start:
+            seed = int(torch.randint(2**62, (), generator=generator))
+            current = threat.sample(SampleStreams(seed, threat.x))
+        else:
+            current = threat.x
         for _ in range(self.steps):
             with torch.enable_grad():
                 inputs = current.detach().requires_grad_(True)

@@ -26,7 +26,8 @@ both schemes are valid; they do not test the same hypothesis as the selective p-
 pixels are not exchangeable (e.g. a fixed background).
 
 Randomness: each image's permutations come from a generator seeded by ``seed`` and the image's
-bytes, so a value does not depend on the other images of the batch.
+bytes (:func:`salbench.core.seeding.sample_seed`), so a value does not depend on the other
+images of the batch.
 
 Example:
     >>> import torch
@@ -41,10 +42,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Literal
 
 import torch
+from salbench.core.seeding import sample_seed
 from salbench.core.validation import check_input, check_positive_int, check_seed
 from salbench.metrics.selective.piecewise import LinePropagator
 from salbench.metrics.selective.region_test import (
@@ -123,7 +124,7 @@ def permutation_test(
         if reason is not None:
             results.append(PermutationResult(float("nan"), float("nan"), 0, reason))
             continue
-        generator = torch.Generator(device="cpu").manual_seed(_image_seed(seed, x[i]))
+        generator = torch.Generator(device="cpu").manual_seed(sample_seed(seed, x[i]))
         xs, rs = _permuted(x[i], None if refs is None else refs[i], scheme, permutations, generator)
         values = torch.cat([test.valid(xs[b], None if rs is None else rs[b]) for b in torch.arange(permutations).split(_capacity(x))])
         extreme = int((values.abs() >= abs(observed) * (1 - 1e-12)).sum())
@@ -156,11 +157,6 @@ class _Statistic:
             return x.new_zeros(0)
         ref = None if ref is None else ref[keep]
         return _lines(self.statistic, x[keep], ref, max(self.n_ref, 1), region[keep], other[keep], 1.0).statistic
-
-
-def _image_seed(seed: int, image: Tensor) -> int:
-    digest = hashlib.sha256(str(seed).encode() + image.detach().cpu().contiguous().numpy().tobytes()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def _permuted(x: Tensor, refs: Tensor | None, scheme: str, count: int, generator: Tensor) -> tuple[Tensor, Tensor | None]:

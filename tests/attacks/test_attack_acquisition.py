@@ -15,6 +15,7 @@ from salbench.attacks import profiles, transforms
 from salbench.attacks.acquisition import AcquisitionAttack
 from salbench.attacks.profiles import ImageProfile, Range
 from salbench.attacks.transforms import NAMES, NEUTRAL, AcquisitionModel
+from salbench.core.seeding import SampleStreams
 from torch import nn
 
 GRADIENT = explainers.get("gradient")
@@ -308,10 +309,10 @@ def test_with_a_foreground_mask_the_background_never_changes(blocks):
 def random_acquisitions(attack, blocks, draws: int) -> list[torch.Tensor]:
     """Uniform draws of the same parameters (label-keeping ones; x where a draw changes the label)."""
     space = attack.search_space(blocks.model, blocks.x, UNIT)
-    generator = torch.Generator().manual_seed(11)
+    streams = SampleStreams(11, space.x)
     out = []
     for _ in range(draws):
-        x_random = space.realise(space.sample(generator))
+        x_random = space.realise(space.sample(streams))
         out.append(torch.where(space.keeps_label(x_random)[:, None, None, None], x_random, blocks.x))
     return out
 

@@ -102,6 +102,20 @@ def test_attack_is_deterministic_under_its_seed(name, blocks):
         assert not torch.equal(first.x_adv, other.x_adv)
 
 
+@pytest.mark.parametrize("name", BALL)
+def test_a_sample_gets_the_same_result_in_any_batch(name, blocks):
+    """Random starts and draws come from a stream per sample (seed, its content) and every step is
+    per sample, so a sample attacked with others, in another order or in a smaller batch ends
+    at the same x′ after the same iterations (exactly)."""
+    start = {} if name == "random_noise" else {"random_start": True}
+    attack = build(name, "blocks", eps=8 / 255, seed=3, **start, **({} if name == "random_noise" else {"steps": 5}))
+    full = attack(blocks.model, GRADIENT, blocks.x[:8], blocks.y[:8], bounds=(0.0, 1.0))
+    rows = torch.tensor([5, 2, 0])
+    part = attack(blocks.model, GRADIENT, blocks.x[rows], blocks.y[rows], bounds=(0.0, 1.0))
+    assert torch.equal(part.x_adv, full.x_adv[rows]) and torch.equal(part.iterations, full.iterations[rows])
+    assert full.success[rows].any()  # the attack moved these samples: the comparison is not of x with x
+
+
 class Recording(Explainer):
     """The gradient explainer, recording every input on which the real model is explained."""
 

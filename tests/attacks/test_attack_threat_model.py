@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from salbench.attacks.threat_model import ThreatModel
+from salbench.core.seeding import SampleStreams
 from torch import nn
 
 
@@ -16,6 +17,11 @@ class Sign(nn.Module):
     def forward(self, x):
         first = x.flatten(1)[:, :1]
         return torch.cat([-first, first], dim=1)
+
+
+def distinct(n, d):
+    """n different samples of d features near 0 (each sample's draws come from its content)."""
+    return torch.arange(n * d, dtype=torch.float64).view(n, d) * 1e-9
 
 
 def threat(x, eps=1.0, norm="linf", bounds=None):
@@ -54,8 +60,8 @@ def test_direction_is_the_unit_steepest_ascent_step():
 
 
 def test_linf_draws_are_uniform_in_the_box():
-    x = torch.zeros(4000, 5, dtype=torch.float64)
-    delta = threat(x, eps=0.3).sample(torch.Generator().manual_seed(0))
+    x = distinct(4000, 5)
+    delta = threat(x, eps=0.3).sample(SampleStreams(0, x)) - x
     assert delta.abs().max() <= 0.3
     # P(|δ_i| < ε/2) = 1/2; 20000 draws: 5σ = 5·0.5/√20000 ≈ 0.018
     assert abs((delta.abs() < 0.15).double().mean().item() - 0.5) < 0.018
@@ -63,8 +69,8 @@ def test_linf_draws_are_uniform_in_the_box():
 
 def test_l2_draws_are_uniform_in_the_ball():
     d, n = 6, 4000
-    x = torch.zeros(n, d, dtype=torch.float64)
-    delta = threat(x, eps=2.0, norm="l2").sample(torch.Generator().manual_seed(1))
+    x = distinct(n, d)
+    delta = threat(x, eps=2.0, norm="l2").sample(SampleStreams(1, x)) - x
     radius = delta.norm(dim=1)
     assert radius.max() <= 2.0 + 1e-12
     # uniform in the ball: P(r ≤ ε·2^(-1/d)) = 1/2 (5σ = 0.04); directions centred (5σ of a mean of n
@@ -73,10 +79,14 @@ def test_l2_draws_are_uniform_in_the_ball():
     assert delta.mean(dim=0).abs().max() < 0.065
 
 
-def test_same_generator_seed_gives_the_same_draw():
-    x = torch.zeros(3, 4)
+def test_same_seed_gives_the_same_draw_and_a_sample_draws_the_same_in_any_batch():
+    x = distinct(5, 4).float()
     t = threat(x, eps=0.1, norm="l2")
-    assert torch.equal(t.sample(torch.Generator().manual_seed(5)), t.sample(torch.Generator().manual_seed(5)))
+    first = t.sample(SampleStreams(5, x))
+    assert torch.equal(first, t.sample(SampleStreams(5, x)))
+    assert not torch.equal(first, t.sample(SampleStreams(6, x)))
+    part = x[[3, 1]]
+    assert torch.equal(threat(part, eps=0.1, norm="l2").sample(SampleStreams(5, part)), first[[3, 1]])
 
 
 def test_label_is_the_prediction_on_x_and_keeps_label_compares_with_it():

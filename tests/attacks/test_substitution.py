@@ -20,6 +20,7 @@ from salbench.attacks.substitution import (
     greedy_substitution,
     substitute,
 )
+from salbench.core.seeding import SampleStreams
 from salbench.core.text import PAD, STOP_WORDS, Vocabulary
 from salbench.explainers.word_attribution import WordAttribution
 from torch import Tensor, nn
@@ -348,9 +349,9 @@ def test_cross_entropy_objective_only_raises_the_loss():
 
 
 def random_run(x: Tensor, seed: int):
-    generator = torch.Generator().manual_seed(seed)
-    scores = torch.rand(x.shape[0], x.shape[2], generator=generator)
-    return greedy_substitution(Tiny().eval(), x, VOCAB, TABLE, scores, k=3, rho_max=0.5, generator=generator)
+    streams = SampleStreams(seed, x)
+    scores = streams.rand((x.shape[2],), like=x)
+    return greedy_substitution(Tiny().eval(), x, VOCAB, TABLE, scores, k=3, rho_max=0.5, streams=streams)
 
 
 def test_random_mode_is_seeded_and_uses_the_budget(batch):
@@ -363,6 +364,14 @@ def test_random_mode_is_seeded_and_uses_the_budget(batch):
         assert torch.equal(first.x_adv[row], apply(batch[row], subs))
     # random mode accepts any admissible candidate: the budget is spent wherever candidates suffice
     assert (first.iterations > 0).float().mean() > 0.8
+
+
+def test_random_mode_gives_a_text_the_same_substitutions_in_any_batch(batch):
+    """Each text's scores and draws come from its own stream (seed, its tokens)."""
+    rows = torch.tensor([7, 0, 3])
+    full, part = random_run(batch, 2), random_run(batch[rows], 2)
+    assert torch.equal(part.x_adv, full.x_adv[rows]) and part.substitutions == [full.substitutions[int(i)] for i in rows]
+    assert (part.iterations > 0).any()
 
 
 def test_similarity_floor(monkeypatch):
@@ -400,7 +409,7 @@ def test_errors():
         **kw,
     })
     with pytest.raises(ValueError, match="exactly one of objective"):
-        run(generator=torch.Generator())
+        run(streams=SampleStreams(0, x))
     with pytest.raises(ValueError, match="exactly one of objective"):
         run(objective=None)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):

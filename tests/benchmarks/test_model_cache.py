@@ -10,9 +10,11 @@ import platformdirs
 import pytest
 import salbench.model_cache as model_cache
 import torch
-from salbench import datasets, recipes
+from salbench import datasets, models, recipes
+from salbench.core import fingerprint
+from salbench.core.fingerprint import source_modules
 from salbench.core.registry import ParameterError, UnknownNameError
-from salbench.model_cache import CACHE_ENV_VAR, cache_dir_path, model_key, trained_model
+from salbench.model_cache import CACHE_ENV_VAR, cache_dir_path, model_code, model_inputs, model_key, trained_model
 from salbench.recipes.standard import Standard
 
 DATA = {"size": 8, "delta": 3.0, "n_train": 32, "n_val": 8, "n_test": 8}
@@ -82,6 +84,37 @@ def test_key_changes_with_each_of_the_seven_inputs(position, value, second_recip
     if position in (0, 2):  # another data set / architecture: its own (default) parameters
         inputs[position + 1] = {}
     assert model_key(*inputs) != model_key(*INPUTS)
+
+
+@pytest.mark.parametrize("module", ["salbench.recipes.standard", "salbench.recipes.base", "salbench.models.small_cnn",
+                                    "salbench.datasets.synthetic_blocks"])
+def test_key_changes_when_the_code_of_the_recipe_architecture_or_data_set_changes(module, monkeypatch):
+    assert module in source_modules([recipes.registry.entry("standard").factory, datasets.registry.entry("synthetic_blocks").factory,
+                                     models.registry.entry("small_cnn").factory])
+    before = model_key(*INPUTS)
+    real = fingerprint._source_digest
+    monkeypatch.setattr(fingerprint, "_source_digest", lambda name: "edited" if name == module else real(name))
+    assert model_key(*INPUTS) != before
+
+
+def test_key_holds_device_dtype_and_code_and_a_fine_tuned_model_counts_its_base_recipe(monkeypatch):
+    inputs = model_inputs(*INPUTS)
+    assert (inputs["device"], inputs["dtype"]) == ("cpu", "float32") and len(inputs["code"]) == 64
+    with pytest.raises(ValueError, match="device must be one of"):
+        model_key(*INPUTS, device="cuda")
+    with torch.random.fork_rng(devices=[]):
+        torch.set_default_dtype(torch.float64)
+        try:
+            doubled = model_key(*INPUTS)
+        finally:
+            torch.set_default_dtype(torch.float32)
+    assert doubled != model_key(*INPUTS)
+    assert recipes.get("adversarial").base_recipe == "standard"  # fine-tunes a standard model
+    seen = []
+    monkeypatch.setattr(model_cache, "code_fingerprint", lambda *factories: seen.extend(factories) or "x")
+    model_code("synthetic_blocks", "small_cnn", "adversarial", {})
+    assert seen == [datasets.registry.entry("synthetic_blocks").factory, models.registry.entry("small_cnn").factory,
+                    recipes.registry.entry("adversarial").factory, Standard]
 
 
 def test_key_rejects_bad_inputs():

@@ -3,6 +3,9 @@ gets the contract checks of ``salbench.testing`` without being listed anywhere."
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -162,3 +165,68 @@ def test_a_file_already_imported_as_a_module_is_not_run_again(tmp_path, monkeypa
 
     (module,) = import_plugins(resolve_plugins(["my_plugin_mod.py"], tmp_path))
     assert module is my_plugin_mod
+
+
+PLUGIN_RECIPE = '''
+"""A plug-in recipe: the standard training loop under its own name."""
+from salbench import recipes
+from salbench.recipes.standard import Standard
+
+
+@recipes.register("plugged_standard")
+class PluggedStandard(Standard):
+    """The standard recipe, registered by a plug-in file."""
+'''
+
+RECIPE_SUITE = """
+plugins = ["plugged_recipe.py"]
+
+[suite]
+name = "plugged_recipe"
+samples = 3
+seeds = [0]
+
+[[datasets]]
+name = "wdbc"
+models = [{ name = "mlp", hidden = [4] }]
+
+[[recipes]]
+name = "plugged_standard"
+epochs = 2
+
+[[explainers]]
+name = "gradient"
+
+[[metrics]]
+name = "deletion"
+"""
+
+
+def test_editing_a_plugin_recipe_on_disk_retrains_its_model(tmp_path):
+    """The model key holds a fingerprint of the recipe's source: after an edit of the plug-in file
+    the next run trains the model again (a new cache entry) instead of loading the old one, and
+    the store of the old code is refused until --fresh. Each run is its own process, as a user's is."""
+    (tmp_path / "plugged_recipe.py").write_text(PLUGIN_RECIPE)
+    (tmp_path / "suite.toml").write_text(RECIPE_SUITE)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    env = {**os.environ, "SALBENCH_CACHE_DIR": str(cache)}
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "salbench.cli", "run", str(tmp_path / "suite.toml"), "--out", str(out), "--quiet", *extra]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    def entries() -> dict[str, dict]:
+        return {p.stem: json.loads(p.read_text()) for p in cache.glob("*.json")}
+
+    assert run().returncode == 0
+    (first,) = entries().values()
+    assert first["recipe"] == "plugged_standard" and set(read_records(out).model_key) == {first["key"]}
+    assert run().returncode == 0 and len(entries()) == 1  # unchanged code: the cached model is reused
+
+    (tmp_path / "plugged_recipe.py").write_text(PLUGIN_RECIPE + "# edited: any change of the source counts\n")
+    refused = run()
+    assert refused.returncode != 0 and "--fresh" in refused.stdout + refused.stderr
+    assert run("--fresh").returncode == 0
+    assert len(entries()) == 2  # trained again, under a new key
+    (second,) = [meta for key, meta in entries().items() if key != first["key"]]
+    assert second["code"] != first["code"] and set(read_records(out).model_key) == {second["key"]}

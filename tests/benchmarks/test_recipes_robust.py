@@ -18,7 +18,7 @@ from salbench import datasets, models, recipes
 from salbench.core.hashing import canonical_json
 from salbench.core.registry import ParameterError
 from salbench.datasets import load_dataset
-from salbench.model_cache import model_key, trained_model
+from salbench.model_cache import model_code, model_key, trained_model
 from salbench.recipes.est_hessian import EstHessian
 from salbench.recipes.penalties import adaptive_weight, hessian_norm, loss_gradient
 from salbench.recipes.r2et import R2ET, explanation_mass, ranking_regulariser
@@ -295,9 +295,9 @@ def test_base_parameters_are_canonical_in_the_key():
         model_key(*inputs, "r2et", {"k": 8, "base": {"epoch": 3}}, 0)
 
 
-def test_keys_of_recipes_without_a_base_are_unchanged():
-    # the key as the cache computed it before fine-tuning existed: sha256 of the canonical JSON of
-    # the seven inputs with the registry's validated parameters
+def test_key_of_a_recipe_without_a_base_is_the_digest_of_its_validated_inputs():
+    # sha256 of the canonical JSON of the inputs with the registry's validated parameters, the
+    # device, the dtype and the code of the data set, architecture and recipe
     inputs = {
         "dataset": "synthetic_blocks",
         "dataset_params": datasets.registry.validate("synthetic_blocks", BLOCKS),
@@ -306,6 +306,9 @@ def test_keys_of_recipes_without_a_base_are_unchanged():
         "recipe": "standard",
         "recipe_params": recipes.registry.validate("standard", BASE),
         "seed": 0,
+        "device": "cpu",
+        "dtype": "float32",
+        "code": model_code("synthetic_blocks", "small_cnn", "standard", recipes.registry.validate("standard", BASE)),
     }
     expected = hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
     assert model_key("synthetic_blocks", BLOCKS, "small_cnn", CNN, "standard", BASE, 0) == expected

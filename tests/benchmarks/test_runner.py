@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +21,10 @@ import pandas as pd
 import pytest
 import torch
 from salbench import attacks, explainers, metrics
+from salbench.core import fingerprint
 from salbench.datasets import Split, load_dataset
 from salbench.model_cache import trained_model
-from salbench.runner import RunSummary, run_suite, select_samples
+from salbench.runner import RunSummary, StaleStoreError, run_suite, select_samples
 from salbench.store import (
     comparable,
     compact_store,
@@ -31,6 +33,7 @@ from salbench.store import (
     read_records,
     read_store,
     stored_cell_ids,
+    write_failure,
 )
 from salbench.suite import load_suite, parse_suite
 from torch import nn
@@ -364,3 +367,52 @@ def test_a_worker_whose_environment_pins_malloc_thresholds_gets_them_unpinned():
         check=True,
     )
     assert plain.stdout.split() == ["False", "False"] and pinned.stdout.split() == ["True", "True"]
+
+
+# -- keys that cannot go stale -----------------------------------------------------------------------
+def test_batch_size_changes_no_record(tiny, reference, tmp_path):
+    """The tiny suite (smoothgrad, gradcam, the iterative topk attack, random_noise; 5 samples)
+    with batch size 2 (three batches, the last short) and 16 (one batch) stores identical
+    records, exactly (CPU, one thread): every component is batch invariant and draws its
+    randomness per sample from (seed, the sample's content), so ``batch_size`` is not part of
+    the cell id. Only ``config_hash`` differs (it covers the suite options)."""
+    stored = {}
+    for size in (2, 16):
+        suite = parse_suite(_tiny_text().replace("batch_size = 3", f"batch_size = {size}"))
+        assert [c.id for c in suite.cells] == [c.id for c in tiny.cells]
+        run_suite(suite, tmp_path / str(size), backend="sequential", progress=False)
+        stored[size] = comparable(read_records(tmp_path / str(size))).drop(columns=["config_hash"])
+    assert_same_records(stored[2], stored[16])
+    assert_same_records(stored[2], comparable(reference[2]).drop(columns=["config_hash"]))  # batch size 3
+    values = stored[2][stored[2].attack == "random_noise"]
+    assert values.attack_success.all()  # the noise moved every sample: a real draw was compared
+
+
+def test_a_store_of_other_code_is_refused_then_fresh_recomputes(reference, tmp_path, monkeypatch):
+    """Editing a component's source gives its cells new ids; the store's old cells are not in the
+    grid any more, and a run refuses to mix them into the leaderboard until --fresh."""
+    out = tmp_path / "copy"
+    shutil.copytree(reference[0], out)
+    real = fingerprint._source_digest
+    monkeypatch.setattr(
+        fingerprint, "_source_digest",
+        lambda name: "edited" if name == "salbench.attacks.random_noise" else real(name),
+    )
+    edited = load_suite(TINY)
+    changed = [c for c in edited.cells if c.id not in stored_cell_ids(out)]
+    assert changed and {c.attack_name for c in changed} == {"random_noise"}
+    with pytest.raises(StaleStoreError, match=r"(?s)holds \d+ cell\(s\).*random_noise \(in the grid under a new id: its code.*--fresh"):
+        run_suite(edited, out, backend="sequential", progress=False)
+    assert stored_cell_ids(out) == stored_cell_ids(reference[0])  # refused before any work
+    summary = run_suite(edited, out, backend="sequential", progress=False, fresh=True)
+    assert summary.run == len(edited.cells) and stored_cell_ids(out) == {c.id for c in edited.cells}
+
+
+def test_failures_of_cells_not_in_the_grid_are_deleted_with_a_message(tiny, reference, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(reference[0], out)
+    old = "ab" * 32  # a cell of other code that failed
+    write_failure(out, old, {"error": {"type": "RuntimeError", "message": "fixed since"}, "cell": {}})
+    summary = run_suite(tiny, out, backend="sequential", progress=False)
+    assert summary.skipped == len(tiny.cells) and read_failures(out) == []
+    assert "deleted 1 failure record(s) of cells that are not in the grid" in capsys.readouterr().out

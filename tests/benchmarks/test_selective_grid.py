@@ -173,10 +173,10 @@ def test_select_all_draws_misclassified_samples_too():
         select_samples(_AlwaysZero(), split, 9, 0, batch_size=4, select="all")
 
 
-def test_select_enters_the_cell_id_only_when_not_default():
+def test_select_enters_the_cell_id():
     text = SUITE.replace('select = "all"\n', "")
     default = parse_suite(text).cells[0]
-    assert "select" not in default.to_dict() and default.select == "correct"
+    assert default.to_dict()["select"] == default.select == "correct"
     assert parse_suite(SUITE).cells[0].to_dict()["select"] == "all"
     assert parse_suite(SUITE).cells[0].id != default.id
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from salbench.core.hashing import canonical_json
+from salbench.model_cache import model_key
 from salbench.suite import Cell, SuiteError, load_suite, parse_suite, suite_names
 
 TINY = Path(__file__).parent / "suites" / "tiny.toml"
@@ -212,11 +213,15 @@ def test_family_member_name_is_the_family_with_its_first_parameter():
 
 
 # -- ids and hashes --------------------------------------------------------------------------------
-def test_cell_id_is_sha256_of_canonical_json_of_the_full_parameters():
+def test_cell_id_is_sha256_of_canonical_json_of_the_full_parameters_model_key_and_code():
     cell = parse_suite(BASE).cells[0]
-    expected = hashlib.sha256(json.dumps(cell.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    content = {**cell.to_dict(), "model_key": cell.model_key, "code": cell.code}
+    expected = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert cell.id == expected
-    assert json.loads(canonical_json(cell.to_dict()))["samples"] == 4
+    fields = json.loads(canonical_json(cell.to_dict()))
+    assert (fields["samples"], fields["device"], fields["dtype"]) == (4, "cpu", "float32")
+    assert cell.model_key == model_key(*cell.model_inputs, device="cpu")
+    assert len(cell.code) == 64 and cell.code != cell.model_key
 
 
 def test_ids_ignore_spelling_but_not_content():

@@ -81,8 +81,8 @@ def test_occlusion_matches_captum_on_tables(mlp, table_batch, window, stride):
 
 def documented_noise(x: torch.Tensor, n_samples: int, noise: float, seed: int) -> torch.Tensor:
     """SmoothGrad's noise as its docstring specifies it: (n_samples, *x.shape), σ_i ε_j."""
-    gen = torch.Generator().manual_seed(seed)
-    eps = torch.stack([torch.randn(x.shape, generator=gen, dtype=x.dtype) for _ in range(n_samples)])
+    gen = torch.Generator().manual_seed(seed)  # the same ε_j for every sample
+    eps = torch.stack([torch.randn(x.shape[1:], generator=gen, dtype=x.dtype) for _ in range(n_samples)])[:, None]
     flat = x.flatten(1)
     sigma = noise * (flat.max(1).values - flat.min(1).values)
     return eps * sigma.view(1, -1, *[1] * (x.dim() - 1))

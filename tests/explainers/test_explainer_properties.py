@@ -20,21 +20,23 @@ def test_every_registered_explainer_keeps_its_contract(name):
 
 
 def test_smoothgrad_is_the_mean_gradient_over_its_noise(smooth_mlp):
-    """Per sample, a loop over the documented noise copies gives the same map, for any batch_size."""
+    """Per sample, a loop over the documented noise copies (the same ε_j for every sample) gives the
+    same map, for any batch_size, and a sample's map does not depend on the rest of its batch."""
     gen = torch.Generator().manual_seed(6)
     x, t = torch.randn(3, 4, generator=gen, dtype=torch.float64), torch.tensor([0, 1, 2])
     n, noise, seed = 5, 0.3, 9
     draw = torch.Generator().manual_seed(seed)
-    eps = torch.stack([torch.randn(x.shape, generator=draw, dtype=x.dtype) for _ in range(n)])
+    eps = torch.stack([torch.randn(x.shape[1:], generator=draw, dtype=x.dtype) for _ in range(n)])
     gradient = explainers.get("gradient")
     expected = torch.zeros_like(x)
     for i in range(3):
         sigma = noise * (x[i].max() - x[i].min())
         for j in range(n):
-            expected[i] += gradient(smooth_mlp, (x[i] + sigma * eps[j, i])[None], t[i : i + 1])[0] / n
+            expected[i] += gradient(smooth_mlp, (x[i] + sigma * eps[j])[None], t[i : i + 1])[0] / n
     for batch_size in (None, 1, 2):
         sg = explainers.get("smoothgrad", n_samples=n, noise=noise, seed=seed, batch_size=batch_size)
         torch.testing.assert_close(sg(smooth_mlp, x, t), expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(sg(smooth_mlp, x[[2, 0]], t[[2, 0]]), expected[[2, 0]], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -47,9 +49,18 @@ def test_seeded_explainers_are_deterministic(name, params, mlp, table_batch):
     assert not torch.equal(first, explainers.get(name, seed=5, **params)(mlp, x, t))
 
 
+def test_random_map_of_a_sample_does_not_depend_on_its_batch(mlp, table_batch):
+    x, t = table_batch
+    random = explainers.get("random", seed=2)
+    full = random(mlp, x, t)
+    torch.testing.assert_close(random(mlp, x[[3, 1]], t[[3, 1]]), full[[3, 1]], rtol=0, atol=0)
+    assert not torch.equal(full[0], full[1])
+
+
 def test_random_distributions(mlp):
-    """Moments of 10^4 draws: U[0,1) mean 1/2, var 1/12; N(0,1) mean 0, var 1 (5 standard errors)."""
-    x = torch.zeros(100, 100, dtype=torch.float64)
+    """Moments of 10^4 draws: U[0,1) mean 1/2, var 1/12; N(0,1) mean 0, var 1 (5 standard errors).
+    The 100 samples differ (each sample's map comes from a stream seeded by its content)."""
+    x = torch.arange(100, dtype=torch.float64)[:, None].expand(100, 100)
     uniform = explainers.get("random")(mlp, x, 0)
     normal = explainers.get("random", distribution="normal")(mlp, x, 0)
     assert uniform.dtype == x.dtype and uniform.shape == x.shape
