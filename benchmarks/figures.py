@@ -7,8 +7,9 @@ browser and a repository. :func:`write_figures` draws them all from a
 :class:`~salbench.results.Results` into ``out_dir/figures``:
 
 - ``heatmap_<metric>.png``: per robustness metric, the mean over samples and seeds as an
-  explainer × attack heatmap, one panel per (dataset, model, recipe). The colour map is
-  reversed for lower-is-better metrics, so bright is always good.
+  explainer × attack heatmap, one panel per (dataset, model, recipe), all panels on one colour
+  scale (one colour bar), so colours compare across panels. The colour map is reversed for
+  lower-is-better metrics, so bright is always good.
 - ``curves_<metric>.png``: per metric with curves (insertion, deletion), the mean curve of each
   explainer with its pointwise 95% t band, one panel per (dataset, model, recipe, attack).
 - ``rejection_<param>.png``: for significance metrics (p-values), the rejection rate at the
@@ -175,17 +176,20 @@ def heatmap_figures(summary: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
         label_inches = 0.075 * min(_LABEL_CHARS, max(len(e) for e in part["explainer"]))
         with sns.axes_style("white"):
             figure, axes = _panels(len(benches), 2.2 + label_inches + 1.0 * n_atk, 2.0 + 0.45 * n_expl)
+            low, high = float(part["mean"].min()), float(part["mean"].max())
             for ax, (bench, panel) in zip(axes, benches):
                 grid = panel.pivot(index="explainer", columns="attack", values="mean")
                 sns.heatmap(
                     grid, ax=ax, annot=True, fmt=".3g", cmap="viridis" if higher else "viridis_r",
-                    linewidths=0.5, annot_kws={"fontsize": 8},
+                    vmin=low, vmax=high, cbar=False, linewidths=0.5, annot_kws={"fontsize": 8},
                 )
                 _wrap_title(ax, " / ".join(bench), 10)
                 ax.set_xticklabels([_wrap(t.get_text()) for t in ax.get_xticklabels()], rotation=30,
                                    ha="right", rotation_mode="anchor", fontsize=8)
                 ax.set_yticklabels([_wrap(t.get_text()) for t in ax.get_yticklabels()], rotation=0, fontsize=8)
                 ax.set(xlabel="attack", ylabel="explainer")
+            bar = figure.colorbar(axes[0].collections[0], ax=axes, shrink=min(1.0, 3.0 / figure.get_figheight()))
+            bar.set_label("mean (one scale for every panel)", fontsize=8)
         _title(figure, f"{metric} ({_arrow(higher)}; colour and numbers: mean over samples and seeds)")
         yield f"heatmap_{_slug(metric)}", figure
 

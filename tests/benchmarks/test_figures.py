@@ -227,3 +227,13 @@ def test_written_figures_carry_their_title_as_caption(stored):
     Image.new("RGB", (4, 4)).save(out_dir / "plain.png")
     with pytest.raises(ValueError, match="has no caption"):
         figure_caption(out_dir / "plain.png")
+
+
+def test_heatmap_panels_share_one_colour_scale():
+    low = robustness_records()
+    high = low.assign(dataset="wdbc", value=low["value"] + 1.0)
+    (_, figure), _ = heatmap_figures(summarize(pd.concat([low, high], ignore_index=True)))
+    panels, bars = figure.axes[:2], figure.axes[2:]
+    # sensitivity (the first metric) means: 0.1 … 0.7 on one data set, 1.1 … 1.7 on the other
+    assert [ax.collections[0].get_clim() for ax in panels] == [(pytest.approx(0.1), pytest.approx(1.7))] * 2
+    assert len(bars) == 1  # one colour bar for the figure, not one per panel
