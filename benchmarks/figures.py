@@ -508,7 +508,7 @@ def _comparison_figure(loaded: list[tuple[str, dict[str, np.ndarray]]]) -> Figur
     image = x.ndim in (3, 4)
     rows = [("input", first, "x"), ("attacked input", first, "x_adv")]
     rows += [
-        (f"{label} of\n{textwrap.fill(name, 26)}", ex, key)
+        (f"{label} of\n{_wrap(name)}", ex, key)
         for name, ex in loaded
         for key, label in (("attr", "map"), ("attr_adv", "attacked map"))
     ]
