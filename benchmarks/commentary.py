@@ -1,36 +1,130 @@
 """Numbers in a suite's commentary, filled in from its records rather than typed by hand.
 
 A commentary file (``benchmarks/suites/<name>.md``) that compares with a paper needs our
-numbers beside the published ones. It writes a placeholder where each goes::
+numbers beside the published ones. It writes a placeholder where each of ours goes::
 
     {{ dataset="synthetic_blocks(size=8, test_delta=0.0)" metric="selective_pvalue.naive(statistic=mean)" }}
 
-and :func:`fill` replaces it by the leaderboard entry (:func:`salbench.leaderboard.summarize`)
-that matches every given key. Keys: the component labels exactly as the leaderboard prints them
-(``dataset``, ``model``, ``recipe``, ``explainer``, ``attack``, ``metric``; a component left out
-may take any value, but the match must be unique) and ``show``, one of ``mean`` (default: the
-mean, or the rejection rate of a p-value metric, to 3 decimals), ``interval`` (mean and its 95%
-interval), ``n`` (the number of finite values). A placeholder that matches no entry or several
-is an error that lists the candidates, so a commentary never shows a stale or ambiguous number.
+and :func:`fill` replaces it by what the records say. Keys: the component labels exactly as the
+leaderboard prints them (``dataset``, ``model``, ``recipe``, ``explainer``, ``attack``,
+``metric``; a component left out may take any value; a value holding ``"`` is written in single
+quotes, ``explainer='decoy(base_params={"steps":8})'``) and ``show``:
+
+- ``mean`` (default): the leaderboard entry's mean (:func:`salbench.leaderboard.summarize`;
+  the rejection rate of a p-value metric), to 3 decimals; ``interval``: the mean and its 95%
+  interval; ``n``: the entry's number of finite values; ``seed_means``: the mean of each seed,
+  in seed order, joined by " / " (not for p-value metrics). These need a unique entry.
+- ``accuracy``: the clean test accuracy (mean over seeds) of the unique model matched by the
+  ``dataset``, ``model`` and ``recipe`` keys (the only keys it takes).
+- ``seeds``: the number of seeds of the matching records; ``samples``: the number of samples
+  per cell, which must be the same in every matching cell.
+- ``<component>.<parameter>``, e.g. ``attack.k`` or ``metric.fraction``: the value of that
+  parameter of the component, which must be the same in every matching record, so a setting
+  the commentary states comes from the suite, not from the writer's memory.
+
+A placeholder that matches nothing, or several entries where one is needed, is an error that
+lists the candidates, so a commentary never shows a stale or ambiguous number.
+
+**No typed numbers.** :func:`fill` first checks (:func:`typed_numbers`) that no digit stands
+in the commentary's prose, and fails naming the file, the line and the text, so that every
+measured number comes from a placeholder. A digit is allowed only in:
+
+- a placeholder ``{{ ... }}``;
+- a cited published value, marked ``[[published: 0.85]]`` (the text after the colon, which
+  must start with a digit or a point). It is rendered ``0.85 (published)``; in a Markdown table
+  row (a line starting with ``|``) as plain ``0.85``, since the table's header says which
+  columns are published;
+- an HTML comment ``<!-- ... -->`` (notes to the maintainers, e.g. ``<!-- check: ... -->`` on a
+  claim still to be verified against a rerun), which is removed from the output;
+- a code span or fenced code block: identifiers, paths, commands and formulas
+  (`` `d_e = (1 − cos)/2` ``), never a bare number (a code span holding only a number is
+  rejected);
+- a word that mixes letters and digits (``word2vec``, ``R2ET``, ``r2et2024``, ``ℓ2``,
+  ``3D``), or a dimension ``1-D``;
+- a citation: an arXiv id (``arXiv 2002.00526``), a year after a capitalised word or
+  ``et al.`` (``ACL 2023``, ``Kim 2014``), a section or equation reference (``§5``,
+  ``Section 3.2``, ``Eq. 4``, ``Table 2``, ``Figure 1``, ``Appendix 3``);
+- an enumeration: ``Claim 2``, a list item ``1. ``, ``(1) `` before a word.
+
+Counts and settings of the run (seeds, samples, ``k``, ε, the image side) are not exempt:
+they come from placeholders (``seeds``, ``samples``, ``<component>.<parameter>``).
+
+Example::
+
+    text = fill(Path("benchmarks/suites/decoy2021.md").read_text(), results, "decoy2021.md")
 """
 
 from __future__ import annotations
 
+import json
 import re
 
+import numpy as np
 import pandas as pd
-from salbench.leaderboard import COMPONENTS
+from salbench.leaderboard import COMPONENTS, SIGNIFICANCE, label_components
+from salbench.results import Results
 
-__all__ = ["fill", "PLACEHOLDER"]
+__all__ = ["fill", "typed_numbers", "PLACEHOLDER", "PUBLISHED"]
 
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_PAIR = re.compile(r'\s*(\w+)\s*=\s*"([^"]*)"\s*')
-_SHOW = ("mean", "interval", "n")
+PUBLISHED = re.compile(r"\[\[published:\s*([0-9.][^\]\n]*?)\s*\]\]")
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_PAIR = re.compile(r"""\s*(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')\s*""")
+_ENTRY_SHOWS = ("mean", "interval", "n", "seed_means")
+_SHOWS = (*_ENTRY_SHOWS, "accuracy", "seeds", "samples")
+_PARAM_SHOW = re.compile(rf"({'|'.join(COMPONENTS)})\.(\w+)")
+
+_EXEMPT = [  # spans whose digits are not typed measurements (see the module docstring)
+    _COMMENT,
+    re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE),
+    PLACEHOLDER,
+    PUBLISHED,
+    re.compile(r"`(?![\d\s.,:;%±–+\-−×/]+`)[^`\n]+`"),
+    re.compile(r"\barXiv:? ?\d{4}\.\d{4,5}(v\d+)?"),
+    re.compile(r"(\b[A-Z][\w.&-]*|\bet al\.),? (19|20)\d\d\b"),
+    re.compile(r"(§ ?|\b(Section|Sec\.|Eq\.|Equation|Table|Figure|Fig\.|Appendix|Algorithm|Claim) )\d+(\.\d+)*\b"),
+    re.compile(r"^\s*\d\. |\(\d\)(?= )", re.MULTILINE),
+    re.compile(r"\b\d-D\b"),
+    re.compile(r"[^\W\d_]+\d\w*|\d+[^\W\d_]\w*", re.UNICODE),
+]
 
 
-def fill(text: str, summary: pd.DataFrame) -> str:
-    """``text`` with every ``{{ key="value" ... }}`` replaced by the matching summary entry."""
-    return PLACEHOLDER.sub(lambda match: _entry(_parse(match.group(1)), summary), text)
+def typed_numbers(text: str) -> list[tuple[int, str]]:
+    """(line number, the line's text) of every line of ``text`` with a digit outside the
+    allowed spans of the module docstring: the numbers a commentary typed by hand.
+
+    >>> typed_numbers('ours {{ metric="m" }} vs [[published: 0.85]] (ACL 2023, `k = 5`)')
+    []
+    >>> typed_numbers("fine\\nthe top-k score drops to 0.117 here")
+    [(2, 'the top-k score drops to 0.117 here')]
+    """
+    masked = text
+    for pattern in _EXEMPT:
+        masked = pattern.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), masked)
+    lines = text.splitlines()
+    return [(i + 1, lines[i].strip()) for i, line in enumerate(masked.splitlines()) if re.search(r"\d", line)]
+
+
+def fill(text: str, results: Results, source: str) -> str:
+    """``text`` (the commentary read from ``source``) with its typed numbers rejected, its
+    comments removed, its published values rendered and every ``{{ key="value" ... }}``
+    replaced by what ``results`` say (see the module docstring)."""
+    offences = typed_numbers(text)
+    if offences:
+        listed = "\n".join(f"  {source}:{line}: {shown}" for line, shown in offences)
+        raise ValueError(
+            f"commentary {source} types numbers by hand ({len(offences)} line(s)); use a placeholder "
+            f'{{{{ ... show="..." }}}} or mark a cited value [[published: ...]]:\n{listed}'
+        )
+    text = _COMMENT.sub("", text)
+    text = "\n".join(PUBLISHED.sub(_published_text(line), line) for line in text.split("\n"))
+    labelled = label_components(results.records)
+    return PLACEHOLDER.sub(lambda match: _value(_parse(match.group(1)), results, labelled), text)
+
+
+def _published_text(line: str):
+    in_table = line.lstrip().startswith("|")
+    return lambda match: match.group(1) if in_table else f"{match.group(1)} (published)"
 
 
 def _parse(body: str) -> dict[str, str]:
@@ -38,7 +132,7 @@ def _parse(body: str) -> dict[str, str]:
     for match in _PAIR.finditer(body):
         if match.start() != end:
             break
-        pairs[match.group(1)] = match.group(2)
+        pairs[match.group(1)] = match.group(2) if match.group(2) is not None else match.group(3)
         end = match.end()
     if end != len(body) or not pairs:
         raise ValueError(f'commentary placeholder {{{{{body}}}}} must be key="value" pairs')
@@ -47,26 +141,85 @@ def _parse(body: str) -> dict[str, str]:
         raise ValueError(
             f"commentary placeholder {{{{{body}}}}}: unknown key(s) {sorted(unknown)}; allowed: {[*COMPONENTS, 'show']}"
         )
-    if pairs.get("show", "mean") not in _SHOW:
-        raise ValueError(f"commentary placeholder {{{{{body}}}}}: show must be one of {_SHOW}, got {pairs['show']!r}")
+    show = pairs.get("show", "mean")
+    if show not in _SHOWS and not _PARAM_SHOW.fullmatch(show):
+        raise ValueError(
+            f"commentary placeholder {{{{{body}}}}}: show must be one of {_SHOWS} or <component>.<parameter> "
+            f"with a component of {COMPONENTS}, got {show!r}"
+        )
     return pairs
 
 
-def _entry(pairs: dict[str, str], summary: pd.DataFrame) -> str:
+def _value(pairs: dict[str, str], results: Results, labelled: pd.DataFrame) -> str:
     keys = {k: v for k, v in pairs.items() if k != "show"}
-    rows = summary
+    show = pairs.get("show", "mean")
+    if show in _ENTRY_SHOWS:
+        return _entry(keys, show, results.summary, labelled)
+    if show == "accuracy":
+        return _accuracy(keys, results.accuracy)
+    rows = _matching(keys, labelled, "records")
+    if show == "seeds":
+        return str(rows["seed"].nunique())
+    if show == "samples":
+        counts = rows.groupby("cell_id")["sample"].nunique().unique()
+        if len(counts) != 1:
+            raise ValueError(f"commentary placeholder {_shown(keys)}: cells have different sample counts {sorted(counts)}")
+        return str(counts[0])
+    kind, name = show.split(".", 1)
+    values = {json.dumps(json.loads(p or "{}").get(name, "<absent>")) for p in rows[f"{kind}_params"]}
+    if len(values) != 1 or values == {'"<absent>"'}:
+        raise ValueError(
+            f"commentary placeholder {_shown(keys)} show={show!r}: parameter {name!r} of the {kind} takes "
+            f"{len(values)} value(s) {sorted(values)[:6]} in the matching records, not one"
+        )
+    value = json.loads(values.pop())
+    return f"{value:g}" if isinstance(value, float) else value if isinstance(value, str) else json.dumps(value)
+
+
+def _shown(keys: dict[str, str]) -> str:
+    return "{{ " + " ".join(f'{k}="{v}"' for k, v in keys.items()) + " }}"
+
+
+def _matching(keys: dict[str, str], frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    rows = frame
+    for key, value in keys.items():
+        rows = rows[rows[key] == value]
+    if rows.empty:
+        options = {k: sorted(frame[k].astype(str).unique())[:12] for k in keys}
+        raise ValueError(f"commentary placeholder {_shown(keys)} matches no {what}; values of its keys: {options}")
+    return rows
+
+
+def _unique(keys: dict[str, str], frame: pd.DataFrame, what: str) -> pd.Series:
+    rows = frame
     for key, value in keys.items():
         rows = rows[rows[key] == value]
     if len(rows) != 1:
-        shown = ", ".join(f'{k}="{v}"' for k, v in keys.items())
-        options = {k: sorted(summary[k].unique())[:12] for k in keys}
+        options = {k: sorted(frame[k].astype(str).unique())[:12] for k in keys}
         raise ValueError(
-            f"commentary placeholder {{{{ {shown} }}}} matches {len(rows)} leaderboard entries, not 1; "
+            f"commentary placeholder {_shown(keys)} matches {len(rows)} {what}, not 1; "
             f"values of its keys in the leaderboard: {options}"
         )
-    row = rows.iloc[0]
-    show = pairs.get("show", "mean")
+    return rows.iloc[0]
+
+
+def _entry(keys: dict[str, str], show: str, summary: pd.DataFrame, labelled: pd.DataFrame) -> str:
+    row = _unique(keys, summary, "leaderboard entries")
     if show == "n":
         return str(int(row["n"]))
+    if show == "seed_means":
+        if row["category"] == SIGNIFICANCE:
+            raise ValueError(f"commentary placeholder {_shown(keys)}: seed_means is not defined for p-value metrics")
+        entry = {k: row[k] for k in COMPONENTS}
+        values = _matching(entry, labelled, "records")
+        finite = values[np.isfinite(values["value"].astype(float))]
+        return " / ".join(f"{m:.3f}" for m in finite.groupby("seed", sort=True)["value"].mean())
     mean = f"{row['mean']:.3f}"
     return mean if show == "mean" else f"{mean} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _accuracy(keys: dict[str, str], accuracy: pd.DataFrame) -> str:
+    extra = set(keys) - {"dataset", "model", "recipe"}
+    if extra:
+        raise ValueError(f'commentary placeholder {_shown(keys)}: show="accuracy" takes only dataset, model, recipe keys')
+    return f"{_unique(keys, accuracy, 'models')['accuracy']:.3f}"

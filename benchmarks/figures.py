@@ -7,8 +7,9 @@ browser and a repository. :func:`write_figures` draws them all from a
 :class:`~salbench.results.Results` into ``out_dir/figures``:
 
 - ``heatmap_<metric>.png``: per robustness metric, the mean over samples and seeds as an
-  explainer × attack heatmap, one panel per (dataset, model, recipe). The colour map is
-  reversed for lower-is-better metrics, so bright is always good.
+  explainer × attack heatmap, one panel per (dataset, model, recipe), all panels on one colour
+  scale (one colour bar), so colours compare across panels. The colour map is reversed for
+  lower-is-better metrics, so bright is always good.
 - ``curves_<metric>.png``: per metric with curves (insertion, deletion), the mean curve of each
   explainer with its pointwise 95% t band, one panel per (dataset, model, recipe, attack).
 - ``rejection_<param>.png``: for significance metrics (p-values), the rejection rate at the
@@ -48,7 +49,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from salbench.leaderboard import (
     CONFIDENCE,
     SIGNIFICANCE,
@@ -61,12 +62,18 @@ from salbench.store import atomic_write_bytes
 from salbench.text_figures import text_example_figure
 from scipy import stats
 
-__all__ = ["write_figures", "heatmap_figures", "curve_figures", "example_figures", "significance_figures"]
+__all__ = [
+    "write_figures", "heatmap_figures", "curve_figures", "example_figures", "significance_figures", "figure_caption",
+]
 
 _BENCH = ["dataset", "model", "recipe"]
 _DPI = 90
 _MAX_PANEL_COLUMNS = 3
 _PREFIXES = ("heatmap", "curves", "examples", "compare", "rejection", "qq")  # file name prefixes of the kinds of figure
+_CAPTION_KEY = "Description"  # the PNG text chunk that holds a figure's caption
+_TITLE_POINTS = 11
+_LEGEND_POINTS = 7
+_LABEL_CHARS = 24  # tick labels (component labels) are wrapped to lines of at most this many characters
 
 
 def write_figures(results: Results, out_dir: str | Path) -> list[Path]:
@@ -95,15 +102,42 @@ def write_figures(results: Results, out_dir: str | Path) -> list[Path]:
 
 def _png(figure: Figure) -> bytes:
     """The figure at :data:`_DPI` as a PNG of at most 256 colours (median cut, no dithering):
-    a third of the size of a true-colour PNG, with the same look for plots and text."""
+    a third of the size of a true-colour PNG, with the same look for plots and text. Its title
+    (on one line) is stored as the PNG's ``Description`` text, the caption the report shows."""
     canvas = FigureCanvasAgg(figure)
     figure.set_dpi(_DPI)
     canvas.draw()
     rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     buffer = io.BytesIO()
     palette = rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    palette.save(buffer, format="png", optimize=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(_CAPTION_KEY, " ".join(figure.get_suptitle().split()))
+    palette.save(buffer, format="png", optimize=True, pnginfo=info)
     return buffer.getvalue()
+
+
+def figure_caption(path: str | Path) -> str:
+    """The caption stored in a figure written by :func:`write_figures` (its title on one line);
+    an error for a PNG without one."""
+    with Image.open(path) as image:
+        caption = image.info.get(_CAPTION_KEY)
+    if not caption:
+        raise ValueError(f"figure {path} has no caption (PNG text {_CAPTION_KEY!r}); redraw it with salbench report")
+    return caption
+
+
+def _title(figure: Figure, text: str, points: float = _TITLE_POINTS) -> None:
+    """``text`` as the figure's title, wrapped to the figure's width so that no line is cut off
+    (a character is taken as 0.6 of the font size wide)."""
+    width_points = figure.get_figwidth() * 72
+    lines = [textwrap.fill(line, max(20, int(width_points / (0.6 * points)))) for line in text.split("\n")]
+    figure.suptitle("\n".join(lines), fontsize=points)
+
+
+def _wrap_title(ax: Axes, text: str, points: float) -> None:
+    """``text`` as the panel's title, wrapped to the panel's width."""
+    width_points = ax.get_position().width * ax.figure.get_figwidth() * 72
+    ax.set_title(textwrap.fill(text, max(16, int(width_points / (0.5 * points)))), fontsize=points)
 
 
 def _slug(text: str) -> str:
@@ -121,6 +155,11 @@ def _panels(n: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
     return figure, list(axes[:n])
 
 
+def _wrap(label: str) -> str:
+    """A tick label broken into lines of at most :data:`_LABEL_CHARS` characters (at commas and spaces)."""
+    return textwrap.fill(label.replace(",", ", ").replace(",  ", ", "), _LABEL_CHARS, break_long_words=False)
+
+
 def _arrow(higher: bool) -> str:
     return "↑ higher is better" if higher else "↓ lower is better"
 
@@ -134,17 +173,24 @@ def heatmap_figures(summary: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
         higher = bool(part["higher_is_better"].iloc[0])
         benches = list(part.groupby(_BENCH, sort=True))
         n_expl, n_atk = part["explainer"].nunique(), part["attack"].nunique()
+        label_inches = 0.075 * min(_LABEL_CHARS, max(len(e) for e in part["explainer"]))
         with sns.axes_style("white"):
-            figure, axes = _panels(len(benches), 2.5 + 1.1 * n_atk, 1.5 + 0.45 * n_expl)
+            figure, axes = _panels(len(benches), 2.2 + label_inches + 1.0 * n_atk, 2.0 + 0.45 * n_expl)
+            low, high = float(part["mean"].min()), float(part["mean"].max())
             for ax, (bench, panel) in zip(axes, benches):
                 grid = panel.pivot(index="explainer", columns="attack", values="mean")
                 sns.heatmap(
                     grid, ax=ax, annot=True, fmt=".3g", cmap="viridis" if higher else "viridis_r",
-                    cbar_kws={"label": "mean"}, linewidths=0.5,
+                    vmin=low, vmax=high, cbar=False, linewidths=0.5, annot_kws={"fontsize": 8},
                 )
-                ax.set_title(" / ".join(bench), fontsize=10)
-                ax.tick_params(axis="y", labelrotation=0)
-        figure.suptitle(f"{metric} ({_arrow(higher)}; mean over samples and seeds)", fontsize=11)
+                _wrap_title(ax, " / ".join(bench), 10)
+                ax.set_xticklabels([_wrap(t.get_text()) for t in ax.get_xticklabels()], rotation=30,
+                                   ha="right", rotation_mode="anchor", fontsize=8)
+                ax.set_yticklabels([_wrap(t.get_text()) for t in ax.get_yticklabels()], rotation=0, fontsize=8)
+                ax.set(xlabel="attack", ylabel="explainer")
+            bar = figure.colorbar(axes[0].collections[0], ax=axes, shrink=min(1.0, 3.0 / figure.get_figheight()))
+            bar.set_label("mean (one scale for every panel)", fontsize=8)
+        _title(figure, f"{metric} ({_arrow(higher)}; colour and numbers: mean over samples and seeds)")
         yield f"heatmap_{_slug(metric)}", figure
 
 
@@ -173,13 +219,31 @@ def curve_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
                     curves = _stack(rows["curve"], f"{metric} / {explainer}")
                     _draw_band(ax, curves, fraction, explainer, palette[explainer])
                 title = " / ".join(key[:3]) + ("" if key[3] == "none" else f" (attack {key[3]})")
-                ax.set(title=title, xlabel="fraction of features", ylabel=metric)
-                ax.title.set_fontsize(10)
-                ax.legend(fontsize=8)
-        figure.suptitle(
-            f"{metric} curves ({_arrow(higher)} area; mean and 95% band over samples and seeds)", fontsize=11
-        )
+                ax.set(xlabel="fraction of features", ylabel=metric)
+                _wrap_title(ax, title, 10)
+            _legend_below(figure, axes)
+        _title(figure, f"{metric} curves ({_arrow(higher)} area; mean and 95% band over samples and seeds)")
         yield f"curves_{_slug(metric)}", figure
+
+
+def _legend_below(figure: Figure, axes: list[Axes]) -> None:
+    """One legend for every panel, below them (outside the axes, so it never covers a line):
+    each labelled line once, with the sample counts (``(n=...)``) of its panels merged."""
+    handles: dict[str, object] = {}
+    counts: dict[str, set[str]] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            name, _, count = label.rpartition(" (n=") if " (n=" in label else (label, "", "")
+            handles.setdefault(name, handle)
+            counts.setdefault(name, set()).update([count.rstrip(")")] if count else [])
+    labels = [_wrap(name + (f" (n={'/'.join(sorted(n, key=int))})" if n else "")) for name, n in counts.items()]
+    longest = max(len(line) for label in labels for line in label.split("\n"))
+    entry_inches = 0.6 * _LEGEND_POINTS / 72 * longest + 0.6  # text (a character 0.6 of the font size) and line
+    columns = max(1, min(len(labels), 3, int(figure.get_figwidth() / entry_inches)))
+    figure.legend(list(handles.values()), labels, loc="outside lower center", ncols=columns, fontsize=_LEGEND_POINTS,
+                  frameon=False)
+    rows = -(-len(labels) // columns)
+    figure.set_figheight(figure.get_figheight() + 0.3 * rows)  # room for the legend: the panels keep their height
 
 
 def _fraction(metric_params: str) -> float:
@@ -248,9 +312,9 @@ def _rejection_figure(frame, x: str, others: list[str], palette, alphas) -> Figu
                 ax.axhline(alpha, color="grey", linestyle="--", linewidth=0.8)
             ax.set(title=_setting_title(others + _SETTING, key), xlabel=name, ylabel="rejection rate", ylim=(-0.02, 1.02))
             ax.title.set_fontsize(8)
-            ax.legend(fontsize=6)
+        _legend_below(figure, axes)
     alpha_text = ", ".join(f"{a:g}" for a in alphas)
-    figure.suptitle(f"Rejection rate at α = {alpha_text} against {name} (exact 95% intervals)", fontsize=11)
+    _title(figure, f"Rejection rate at α = {alpha_text} against {name} (exact 95% intervals)")
     return figure
 
 
@@ -276,8 +340,8 @@ def _qq_figure(frame: pd.DataFrame, palette) -> Figure:
             ax.set(title=_setting_title(columns, key), xlabel="uniform quantile", ylabel="p-value",
                    xlim=(0, 1), ylim=(0, 1))
             ax.title.set_fontsize(8)
-            ax.legend(fontsize=6)
-    figure.suptitle("QQ plot of p-values against Uniform(0, 1) (valid tests follow the diagonal on null data)", fontsize=11)
+        _legend_below(figure, axes)
+    _title(figure, "QQ plot of p-values against Uniform(0, 1) (valid tests follow the diagonal on null data)")
     return figure
 
 
@@ -300,7 +364,7 @@ def example_figures(
             figure = text_example_figure(examples, title)
         else:
             figure = _example_figure(examples, [(key, name) for key, name in _ROWS if key in examples])
-            figure.suptitle(title, fontsize=10)
+            _title(figure, title, 10)
         parts = (cell.dataset, cell.explainer, cell.attack)
         yield "_".join(["examples", *map(_slug, parts), cell.cell_id[:12]]), figure
 
@@ -342,7 +406,20 @@ def _example_figure(examples: dict[str, np.ndarray], rows: list[tuple[str, str]]
                 ax.set_title(titles[i], fontsize=9)
             if r == len(rows) - 1 and not image:
                 ax.set_xlabel("feature", fontsize=8)
+        if image:
+            _map_colour_bar(figure, [axes[r, i] for r, (key, _) in enumerate(rows) if key.startswith("attr")])
     return figure
+
+
+def _map_colour_bar(figure: Figure, axes: list[Axes]) -> None:
+    """A colour bar of |attribution| below ``axes`` (one sample's clean and attacked maps, drawn
+    on the same scale), so a map's brightness can be read as a value."""
+    if not axes:
+        return
+    bar = figure.colorbar(axes[0].images[0], ax=axes, location="bottom", shrink=0.9, aspect=25, pad=0.02)
+    bar.set_label("|attribution|", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    bar.ax.xaxis.set_major_locator(MaxNLocator(3))
 
 
 def _attr_map(attr: np.ndarray) -> np.ndarray:
@@ -418,7 +495,7 @@ def comparison_figures(
             continue
         figure = _comparison_figure(loaded)
         *bench, attack = key
-        figure.suptitle(f"{' / '.join(bench)}: explanations before and after {attack}", fontsize=10)
+        _title(figure, f"{' / '.join(bench)}: explanations before and after {attack}", 10)
         yield "_".join(["compare", _slug(bench[0]), _slug(attack)]), figure
 
 
@@ -431,7 +508,7 @@ def _comparison_figure(loaded: list[tuple[str, dict[str, np.ndarray]]]) -> Figur
     image = x.ndim in (3, 4)
     rows = [("input", first, "x"), ("attacked input", first, "x_adv")]
     rows += [
-        (f"{label} of\n{textwrap.fill(name, 26)}", ex, key)
+        (f"{label} of\n{_wrap(name)}", ex, key)
         for name, ex in loaded
         for key, label in (("attr", "map"), ("attr_adv", "attacked map"))
     ]
@@ -448,4 +525,7 @@ def _comparison_figure(loaded: list[tuple[str, dict[str, np.ndarray]]]) -> Figur
                 axes[r, i].set_ylabel(label, fontsize=7)
             if r == 0 and "sample" in first:
                 axes[r, i].set_title(f"test sample {first['sample'][i]}", fontsize=9)
+        if image:  # each explainer's pair of maps shares a scale: one bar below the pair
+            for pair in range(2, len(rows), 2):
+                _map_colour_bar(figure, [axes[pair, i], axes[pair + 1, i]])
     return figure

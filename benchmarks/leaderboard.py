@@ -729,13 +729,18 @@ def _latex(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 80em;
        padding: 0 1em; color: #222; line-height: 1.4; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.92em; }
-th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.92em; display: block; max-width: 100%;
+        overflow-x: auto; }
+th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; vertical-align: top; }
 th { border-bottom: 2px solid #555; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; min-width: 8.5em; max-width: 16em;
+         overflow-wrap: break-word; }
 td.best { font-weight: bold; background: #eef6ee; }
+td { max-width: 40em; overflow-wrap: anywhere; }
 p.note { color: #555; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+figure { margin: 1em 0 2em; }
+figcaption { color: #444; font-size: 0.92em; max-width: 60em; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 

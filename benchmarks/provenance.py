@@ -22,7 +22,7 @@ from typing import Any
 from salbench.commentary import fill
 from salbench.core.hashing import versions
 from salbench.leaderboard import render
-from salbench.results import Results
+from salbench.results import Results, commentary_path
 from salbench.runner import RunSummary
 from salbench.suite import SUITES_DIR, Suite
 
@@ -94,7 +94,7 @@ def readme_text(results: Results, figures: Sequence[str]) -> str:
     if info is None:
         raise ValueError("a results README needs the run's provenance (provenance.json); run the suite first")
     leaderboard = render(results.summary, results.accuracy, "markdown", failures=results.failures, title=results.title)
-    notes = fill(results.commentary, results.summary) if results.commentary is not None else ""
+    notes = "" if results.commentary is None else fill(results.commentary, results, str(commentary_path(info)))
     cells = info["cells"]
     lines = [
         f"# Results of suite `{info['suite']}`",

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-from salbench.figures import write_figures
+from salbench.figures import figure_caption, write_figures
 from salbench.leaderboard import FORMATS, render, seed_table
 from salbench.provenance import provenance_info, readme_text
 from salbench.report import report_html
@@ -113,9 +113,11 @@ def publish(out_dir: str | Path, run: Run | None = None) -> Published:
     out_dir = Path(out_dir)
     results = load_results(out_dir, compact=True, views=None if run is None else run.suite.views)
     markdown = write_leaderboards(results, out_dir)
-    figures = [p.relative_to(out_dir).as_posix() for p in write_figures(results, out_dir)]
+    drawn = write_figures(results, out_dir)
+    figures = [p.relative_to(out_dir).as_posix() for p in drawn]
     report = out_dir / "report.html"
-    atomic_write_bytes(report, report_html(results, figures).encode("utf-8"))
+    captioned = list(zip(figures, map(figure_caption, drawn)))
+    atomic_write_bytes(report, report_html(results, captioned).encode("utf-8"))
     if run is not None:
         info = provenance_info(run.suite, run.summary, run.argv, wall_s=time.perf_counter() - run.started)
         atomic_write_bytes(out_dir / "provenance.json", json.dumps(info, indent=2).encode())

@@ -4,12 +4,14 @@
 as one HTML page (inline CSS, no script, nothing fetched from elsewhere): the suite's metadata
 (name, config hash, cells, seeds, package versions), the leaderboard tables and every figure,
 referenced by its path relative to the page (``figures/<name>.png``), so the page stays small
-and shows its figures wherever the results folder is copied. ``salbench.publish`` writes it as
+and shows its figures wherever the results folder is copied, each with its caption (the
+figure's title, :func:`salbench.figures.figure_caption`). ``salbench.publish`` writes it as
 ``report.html``.
 
 Example::
 
-    html = report_html(load_results("results/quickstart"), ["figures/heatmap_spearman.png"])
+    html = report_html(load_results("results/quickstart"),
+                       [("figures/heatmap_spearman.png", "spearman (↑ higher is better; ...)")])
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ _FIGURE_SECTIONS = (
 )
 
 
-def report_html(results: Results, figures: Sequence[str]) -> str:
-    """The report page of ``results``; ``figures`` are the figure files' paths relative to the
-    page (e.g. ``figures/heatmap_spearman.png``), shown in sections by kind."""
+def report_html(results: Results, figures: Sequence[tuple[str, str]]) -> str:
+    """The report page of ``results``; ``figures`` are (path relative to the page, caption) of
+    each figure file (e.g. ``("figures/heatmap_spearman.png", "spearman ...")``), shown in
+    sections by kind."""
     records = results.records
     body = "\n".join([
         _metadata_html(results),
@@ -57,7 +60,7 @@ def _metadata_html(results: Results) -> str:
         ("config hash", ", ".join(sorted(records["config_hash"].astype(str).unique()))),
         ("cells stored", str(records["cell_id"].nunique())),
         ("cells failed", str(len(results.failures))),
-        ("seeds", ", ".join(str(s) for s in sorted(records["seed"].unique()))),
+        ("seeds", _seeds_text(records["seed"].unique())),
         ("samples per cell", f"{low}" if low == high else f"{low}–{high}"),
     ]
     cells_by_versions = records.groupby("versions")["cell_id"].nunique().sort_index()
@@ -69,15 +72,26 @@ def _metadata_html(results: Results) -> str:
     return f"<h2>Run</h2>\n<table>\n{cells}\n</table>"
 
 
-def _figures_html(figures: Sequence[str]) -> str:
-    """Each figure as an <img> referring to its file, in sections by kind."""
+def _seeds_text(seeds) -> str:
+    """How many seeds and which: ``1 (seed 0)``, ``3 (seeds 0, 1, 2)``.
+
+    >>> _seeds_text([2, 0, 1])
+    '3 (seeds 0, 1, 2)'
+    >>> _seeds_text([0])
+    '1 (seed 0)'
+    """
+    listed = ", ".join(str(s) for s in sorted(seeds))
+    return f"{len(seeds)} (seed{'s' if len(seeds) > 1 else ''} {listed})"
+
+
+def _figures_html(figures: Sequence[tuple[str, str]]) -> str:
+    """Each figure as an <img> referring to its file, with its caption, in sections by kind."""
     parts = ["<h2>Figures</h2>"] if figures else []
     for prefix, heading in _FIGURE_SECTIONS:
-        chosen = [f for f in figures if PurePosixPath(f).name.startswith(prefix)]
+        chosen = [(f, c) for f, c in figures if PurePosixPath(f).name.startswith(prefix)]
         if chosen:
             parts.append(f"<h3>{html.escape(heading)}</h3>")
-        for figure in chosen:
-            name = html.escape(PurePosixPath(figure).stem)
-            image = f'<img src="{html.escape(figure)}" alt="{name}" loading="lazy">'
-            parts.append(f"<figure>{image}<figcaption>{name}</figcaption></figure>")
+        for figure, caption in chosen:
+            image = f'<img src="{html.escape(figure)}" alt="{html.escape(caption)}" loading="lazy">'
+            parts.append(f"<figure>{image}<figcaption>{html.escape(caption)}</figcaption></figure>")
     return "\n".join(parts)

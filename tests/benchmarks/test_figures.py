@@ -8,11 +8,13 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from matplotlib.collections import LineCollection, PolyCollection
 from salbench.figures import (
     comparison_figures,
     curve_figures,
     example_figures,
+    figure_caption,
     heatmap_figures,
     write_figures,
 )
@@ -118,12 +120,15 @@ def test_example_panels_show_inputs_and_channel_summed_attributions(stored):
     # not the attack-free twin of the attacked image cell, not the cell without examples
     assert kinds == ["examples_synthetic-blocks_grad_topk", "examples_wdbc_grad_none"]
     attacked = next(f for stem, f in figures.items() if stem.startswith("examples_synthetic-blocks_grad_topk"))
-    axes = np.array(attacked.axes).reshape(4, 2)
+    axes = np.array(attacked.axes[:8]).reshape(4, 2)  # the panels; then one colour bar per sample
     assert [ax.get_ylabel() for ax in axes[:, 0]] == ["input", "explanation", "attacked input", "attacked explanation"]
     assert [ax.get_title() for ax in axes[0]] == ["test sample 4", "test sample 9"]
     np.testing.assert_allclose(axes[1, 1].images[0].get_array(), np.abs(image["attr"][1]).sum(axis=0), rtol=1e-6)
     np.testing.assert_allclose(axes[3, 0].images[0].get_array(), np.abs(image["attr_adv"][0]).sum(axis=0), rtol=1e-6)
     assert axes[1, 0].images[0].get_clim() == axes[3, 0].images[0].get_clim()  # one colour scale per sample
+    bars = attacked.axes[8:]  # a colour bar of |attribution| below each sample's maps, on their scale
+    assert len(bars) == 2 and all(bar.get_xlabel() == "|attribution|" for bar in bars)
+    assert [bar.get_xlim() for bar in bars] == [axes[1, i].images[0].get_clim() for i in range(2)]
     tabular = next(f for stem, f in figures.items() if stem.startswith("examples_wdbc_grad_none"))
     assert len(tabular.axes) == 4  # two rows (no attack) × two samples
     assert any(isinstance(c, LineCollection) for c in tabular.axes[1].collections)  # bars of the attribution
@@ -164,7 +169,8 @@ def test_comparison_puts_explainers_side_by_side_on_the_same_samples(tmp_path):
     stored, _ = _store_pair(tmp_path, np.array([3, 7]))
     (stem, figure), = comparison_figures(stored.records, stored.examples)
     assert stem == "compare_synthetic-blocks_topk"
-    axes = np.array(figure.axes).reshape(6, 2)
+    axes = np.array(figure.axes[:12]).reshape(6, 2)
+    assert len(figure.axes) == 12 + 2 * 2  # a colour bar below each explainer's pair of maps, per sample
     labels = [ax.get_ylabel() for ax in axes[:, 0]]
     assert labels[:2] == ["input", "attacked input"]
     assert labels[2:] == ["map of\ndecoy", "attacked map of\ndecoy", "map of\ngrad", "attacked map of\ngrad"]
@@ -175,3 +181,60 @@ def test_comparison_refuses_explainers_scored_on_different_samples(tmp_path):
     stored, _ = _store_pair(tmp_path, np.array([3, 8]))
     with pytest.raises(ValueError, match="other samples"):
         list(comparison_figures(stored.records, stored.examples))
+
+
+def _rendered(figure):
+    """The figure drawn at the written resolution, and its bounding box in display units."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(90)
+    canvas.draw()
+    return canvas.get_renderer(), figure.bbox
+
+
+def _inside(extent, box) -> bool:
+    return extent.x0 >= box.x0 - 0.5 and extent.x1 <= box.x1 + 0.5 and extent.y0 >= box.y0 - 0.5 and extent.y1 <= box.y1 + 0.5
+
+
+LONG = 'decoy(base=integrated_gradients, base_params={"steps":8})'
+
+
+def test_one_panel_figures_keep_their_titles_and_legend_inside_and_off_the_curves():
+    curves = {LONG: [[0.0, 1.0, 2.0], [2.0, 3.0, 4.0]], "gradient": [[1.0, 1.0, 1.0]]}
+    frames = [cell(e, "none", {"insertion": c}, dataset="a_data_set_with_a_long_name")[1] for e, c in curves.items()]
+    (_, curves_figure), = curve_figures(pd.concat(frames, ignore_index=True))
+    (_, heatmap), _ = heatmap_figures(summarize(robustness_records()))
+    for figure in (curves_figure, heatmap):  # one panel each: the narrowest figures
+        renderer, box = _rendered(figure)
+        texts = [figure._suptitle, *(ax.title for ax in figure.axes if ax.get_title())]
+        for text in texts:
+            assert _inside(text.get_window_extent(renderer), box), text.get_text()
+    renderer, box = _rendered(curves_figure)
+    (legend,) = curves_figure.legends
+    ax = curves_figure.axes[0]
+    legend_box = legend.get_window_extent(renderer)
+    assert _inside(legend_box, box) and not legend_box.overlaps(ax.get_window_extent(renderer))
+    assert not ax.get_legend()  # no legend drawn over the curves
+    assert [t.get_text().replace("\n", " ") for t in legend.get_texts()] == [f"{LONG} (n=2)", "gradient (n=1)"]
+
+
+def test_written_figures_carry_their_title_as_caption(stored):
+    out_dir, _ = stored
+    for path in write_figures(load_results(out_dir), out_dir):
+        caption = figure_caption(path)
+        assert caption and "\n" not in caption and path.stem not in caption
+        assert caption.split()[0] in {"insertion", "topk_intersection", "synthetic_blocks", "wdbc"}
+    Image.new("RGB", (4, 4)).save(out_dir / "plain.png")
+    with pytest.raises(ValueError, match="has no caption"):
+        figure_caption(out_dir / "plain.png")
+
+
+def test_heatmap_panels_share_one_colour_scale():
+    low = robustness_records()
+    high = low.assign(dataset="wdbc", value=low["value"] + 1.0)
+    (_, figure), _ = heatmap_figures(summarize(pd.concat([low, high], ignore_index=True)))
+    panels, bars = figure.axes[:2], figure.axes[2:]
+    # sensitivity (the first metric) means: 0.1 … 0.7 on one data set, 1.1 … 1.7 on the other
+    assert [ax.collections[0].get_clim() for ax in panels] == [(pytest.approx(0.1), pytest.approx(1.7))] * 2
+    assert len(bars) == 1  # one colour bar for the figure, not one per panel
