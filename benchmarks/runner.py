@@ -212,7 +212,7 @@ def run_suite(
     stored = set() if fresh else stored_cell_ids(out_dir)
     pending = [cell for cell in suite.cells if cell.id not in stored]
     todo = pending if limit is None else pending[:limit]
-    check_data(todo)  # before any work: a SuiteError naming what the data rule out
+    check_data(suite, todo)  # before any work: a SuiteError naming what the data rule out
     if fresh and store_dir(out_dir).exists():
         shutil.rmtree(store_dir(out_dir))
     settings = _Settings(

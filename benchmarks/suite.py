@@ -685,9 +685,10 @@ def _check_unique(cells: list[Cell]) -> None:
 
 
 # -- checks that need the data (run before any work) ------------------------------------------------
-def check_data(cells: Iterable[Cell]) -> None:
-    """Check ``cells`` against their data, before any work (:func:`salbench.runner.run_suite`
-    calls it before it trains a model): every data set loads (its files exist and parse); every
+def check_data(suite: Suite, cells: Iterable[Cell] | None = None) -> None:
+    """Check ``cells`` of ``suite`` (default: all of them) against their data, before any work
+    (:func:`salbench.runner.run_suite` calls it with the cells it is about to run, before it
+    trains a model): every data set loads (its files exist and parse); every
     model built for it returns float logits (N, C), C = the data set's classes, on a batch of
     two of its test inputs; every attack and metric fits the data set's number of features per
     sample (``check_features``: e.g. ``k`` at most the features). Text data sets, whose feature
@@ -696,14 +697,14 @@ def check_data(cells: Iterable[Cell]) -> None:
 
     Raises:
         SuiteError: listing every problem found, each naming the data set, the component and
-            the field.
+            the field, after the suite's source.
     """
     by_dataset: dict[str, tuple[Component, list[Cell]]] = {}
-    for cell in cells:
+    for cell in suite.cells if cells is None else cells:
         by_dataset.setdefault(canonical_json(cell.dataset.to_dict()), (cell.dataset, []))[1].append(cell)
     problems = [problem for dataset, group in by_dataset.values() for problem in _data_problems(dataset, group)]
     if problems:
-        raise SuiteError("the data rule out part of the grid, before any work:\n  " + "\n  ".join(problems))
+        raise SuiteError(f"{suite.source}: the data rule out part of the grid, before any work:\n  " + "\n  ".join(problems))
 
 
 def _data_problems(dataset: Component, cells: list[Cell]) -> list[str]:
