@@ -122,6 +122,11 @@ class Attack:
         """The attack proper, on checked inputs; ``explainer`` is the attacked explainer's proxy."""
         raise NotImplementedError
 
+    def check_features(self, n_features: int) -> None:
+        """Raise ValueError, naming the parameter, if the attack cannot work on samples of
+        ``n_features`` features (e.g. a top-k attack with k > n_features); the grid calls it
+        before any work. Every attack fits by default."""
+
     def _name(self) -> str:
         return getattr(type(self), "registered_name", type(self).__name__)
 

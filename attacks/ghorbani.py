@@ -108,9 +108,12 @@ class TopKAttack(ExplanationAttack):
         super().__init__(**ball)
         self.k = k
 
+    def check_features(self, n_features: int) -> None:
+        check_k(self.k, n_features)
+
     def reference(self, attr: Tensor) -> Tensor:
         """Indicator (N, F) of the original top-k features."""
-        check_k(self.k, attr[0].numel())
+        self.check_features(attr[0].numel())
         top = ranked_features(attr, self.k)
         return torch.zeros(attr.shape[0], attr[0].numel(), dtype=attr.dtype, device=attr.device).scatter_(1, top, 1.0)
 

@@ -391,6 +391,9 @@ class BorrowedObjective(ProjectedAscent):
     def reference(self, attr: Tensor) -> Any:
         return self._goal.reference(attr)
 
+    def check_features(self, n_features: int) -> None:
+        self._goal.check_features(n_features)
+
     def objective(self, attr: Tensor, reference: Any) -> Tensor:
         return self._goal.objective(attr, reference)
 

@@ -80,14 +80,16 @@ class ERAttack(ExplanationAttack):
         super().__init__(eps=eps, norm=norm, steps=steps, **ball)
         self.k = k
 
-    def reference(self, attr: Tensor) -> tuple[Tensor, Tensor]:
-        """Flat indices (N, 2k − 1) of the upper and lower feature of each pair."""
-        n_features = attr[0].numel()
+    def check_features(self, n_features: int) -> None:
         if 2 * self.k > n_features:
             raise ValueError(
                 f"er_attack compares original ranks up to 2k, so k must be at most {n_features // 2} "
                 f"(half the {n_features} features per sample), got k={self.k}"
             )
+
+    def reference(self, attr: Tensor) -> tuple[Tensor, Tensor]:
+        """Flat indices (N, 2k − 1) of the upper and lower feature of each pair."""
+        self.check_features(attr[0].numel())
         ranking = ranked_features(attr, 2 * self.k)
         upper, lower = ranking_pairs(self.k, attr.device)
         return ranking[:, upper], ranking[:, lower]

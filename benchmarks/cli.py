@@ -74,8 +74,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """Run the suite and publish its results; the run summary (with every failure's cause) comes
+    last, and the exit status is 1 when a cell of the suite stands failed (or nothing is stored)."""
     from salbench.publish import Run, publish
     from salbench.runner import run_suite
+    from salbench.store import stored_cell_ids
     from salbench.suite import load_suite
 
     started = time.perf_counter()
@@ -87,11 +90,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite, out_dir, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
         fresh=args.fresh, limit=args.limit, progress=not args.quiet,
     )
+    if not stored_cell_ids(out_dir):  # every cell failed (or none ran): nothing to publish, only the causes
+        print(summary.describe())
+        print(f"nothing to publish: no cell is stored under {out_dir}/store")
+        return 1
     published = publish(out_dir, Run(suite, summary, argv=["salbench", *args.argv], started=started))
     print(published.markdown)
     print(summary.describe())
     print(f"results: {out_dir}/ (leaderboard.md/.csv/.tex/.html, report.html, figures/, store/)")
-    return 1 if summary.failed else 0
+    return 1 if summary.failures else 0
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:

@@ -25,9 +25,15 @@ device or dtype, or by another version of the suite) is refused with a
 rerun with ``fresh=True`` (``--fresh``) or into another directory. Failure records of such
 cells are deleted, with a printed message (they are no result, and after a fix the failures
 of the old code would otherwise be reported beside the new run).
-A cell that raises (or whose model fails to train) is stored as a failure with its traceback
-and the run goes on; failed cells are tried again by the next run, and a success removes the
-failure.
+Before any work, the cells to run are checked against their data
+(:func:`salbench.suite.check_data`: data files, ``k`` against the feature count, each model's
+output shape on one batch). A cell that raises (or whose model fails to train) is stored as a
+failure with its traceback and the run goes on; failed cells are tried again by the next run,
+and a success removes the failure. A metric that raises fails only itself: its rows hold NaN
+with a note naming the error, the cell's other metrics are kept, and the cell is stored with a
+failure record naming the metric (it is not tried again: its records are stored).
+:meth:`RunSummary.describe` lists each distinct error once with the cells it hit, for the
+failures of this run and those stored before that still stand.
 
 Reproducibility: each cell runs on the CPU with ``torch.set_num_threads(suite.threads)`` and
 ``torch.manual_seed(cell.seed)`` set first, so its records are bitwise identical whatever the
@@ -95,10 +101,11 @@ from salbench.store import (
     read_records,
     store_dir,
     stored_cell_ids,
+    stored_failures,
     write_cell,
     write_failure,
 )
-from salbench.suite import Cell, Suite, load_suite
+from salbench.suite import Cell, Suite, check_data, load_suite
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -121,9 +128,12 @@ class StaleStoreError(ValueError):
 class RunSummary:
     """What one call of :func:`run_suite` did.
 
-    ``run + failed + skipped + remaining == total``: ``run`` cells computed and stored now,
-    ``failed`` recorded as failures now, ``skipped`` found in the store, ``remaining`` left
-    pending by ``limit``.
+    ``run + failed + skipped + remaining == total``: ``run`` cells computed and stored now (some
+    perhaps with failed metrics), ``failed`` recorded as failures now, ``skipped`` found in the
+    store, ``remaining`` left pending by ``limit``. ``failures``: the failure records
+    (:func:`salbench.store.write_failure`) of the suite's cells after the run, this run's and
+    those stored before, sorted by cell id: whole cells that failed and stored cells with failed
+    metrics.
     """
 
     total: int
@@ -132,15 +142,38 @@ class RunSummary:
     failed: int
     remaining: int
     elapsed_s: float
+    failures: tuple[dict[str, Any], ...] = ()
 
     def describe(self) -> str:
+        """The counts, then each distinct error once with the number and the descriptions of the cells it hit.
+
+        >>> failure = {"error": "ValueError: no", "description": "wdbc/mlp/standard seed 0: gradient × none"}
+        >>> print(RunSummary(1, 0, 0, 1, 0, 0.5, (failure,)).describe())
+        1 cells: 0 run, 0 reused from the store, 1 failed; 0.5 s
+        1 cell of the suite failed (each error once, with the cells it hit):
+          1 cell: ValueError: no
+            wdbc/mlp/standard seed 0: gradient × none
+        """
         text = (
             f"{self.total} cells: {self.run} run, {self.skipped} reused from the store, "
             f"{self.failed} failed"
         )
         if self.remaining:
             text += f", {self.remaining} left pending (limit)"
-        return f"{text}; {self.elapsed_s:.1f} s"
+        lines = [f"{text}; {self.elapsed_s:.1f} s"]
+        if self.failures:
+            lines.append(f"{_cells(len(self.failures))} of the suite failed (each error once, with the cells it hit):")
+        by_error: dict[str, list[str]] = {}
+        for failure in self.failures:
+            by_error.setdefault(failure["error"], []).append(failure["description"])
+        for error, cells in by_error.items():
+            lines.append(f"  {_cells(len(cells))}: " + error.strip().replace("\n", "\n    "))
+            lines += [f"    {description}" for description in cells]
+        return "\n".join(lines)
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +190,7 @@ class _Settings:
 
 @dataclasses.dataclass
 class _Outcome:
-    """A finished cell: records and examples, or a failure."""
+    """A finished cell: records and examples, or a failure, or both (a cell with failed metrics)."""
 
     cell_id: str
     records: pd.DataFrame | None = None
@@ -197,13 +230,15 @@ def run_suite(
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     _check_arguments(jobs, backend, scheduler, limit)
     out_dir = Path(out_dir)
-    if fresh and store_dir(out_dir).exists():
-        shutil.rmtree(store_dir(out_dir))
-    stored = stored_cell_ids(out_dir)
-    _refuse_stale(out_dir, suite, stored)
-    _drop_stale_failures(out_dir, suite)
+    stored = set() if fresh else stored_cell_ids(out_dir)
+    if not fresh:  # a fresh run deletes the store, once its data are checked
+        _refuse_stale(out_dir, suite, stored)
+        _drop_stale_failures(out_dir, suite)
     pending = [cell for cell in suite.cells if cell.id not in stored]
     todo = pending if limit is None else pending[:limit]
+    check_data(suite, todo)  # before any work: a SuiteError naming what the data rule out
+    if fresh and store_dir(out_dir).exists():
+        shutil.rmtree(store_dir(out_dir))
     settings = _Settings(
         suite.name, suite.config_hash, suite.batch_size, suite.threads, str(cache_dir_path()), suite.plugins
     )
@@ -215,8 +250,8 @@ def run_suite(
             broken = _train_models(todo, settings, jobs, backend, progress)
             bar = tqdm(total=len(todo), desc=f"{suite.name}: cells", unit="cell", disable=not progress)
             for outcome in _run_cells(todo, broken, settings, jobs, backend):
-                if outcome.failure is None:
-                    write_cell(out_dir, outcome.cell_id, outcome.records, outcome.examples)
+                if outcome.records is not None:  # perhaps with failed metrics (outcome.failure)
+                    write_cell(out_dir, outcome.cell_id, outcome.records, outcome.examples, outcome.failure)
                     run += 1
                 else:
                     write_failure(out_dir, outcome.cell_id, outcome.failure)
@@ -224,9 +259,11 @@ def run_suite(
                 bar.update()
                 bar.set_postfix(failed=failed)
             bar.close()
+    ids = {cell.id for cell in suite.cells}
     return RunSummary(
         total=len(suite.cells), run=run, skipped=len(suite.cells) - len(pending), failed=failed,
         remaining=len(pending) - len(todo), elapsed_s=time.perf_counter() - start,
+        failures=tuple(f for f in stored_failures(out_dir) if f["cell_id"] in ids),
     )
 
 
@@ -379,11 +416,19 @@ def _run_cell(cell: Cell, settings: _Settings) -> _Outcome:
     try:
         _prepare_process(settings)
         with _isolated(settings.threads):
-            records, examples = _evaluate(cell, settings)
+            records, examples, metric_errors = _evaluate(cell, settings)
     except Exception as err:
         return _Outcome(cell.id, failure=_failure(cell, settings, _error(err), time.perf_counter() - start))
-    records["elapsed_s"] = time.perf_counter() - start
-    return _Outcome(cell.id, records=records, examples=examples)
+    elapsed = time.perf_counter() - start
+    records["elapsed_s"] = elapsed
+    failure = None
+    if metric_errors:
+        error = {
+            "error": "\n".join(e["error"] for e in metric_errors.values()),
+            "traceback": "\n".join(e["traceback"] for e in metric_errors.values()),
+        }
+        failure = {**_failure(cell, settings, error, elapsed), "metrics": sorted(metric_errors)}
+    return _Outcome(cell.id, records=records, examples=examples, failure=failure)
 
 
 def _prepare_process(settings: _Settings) -> None:
@@ -490,10 +535,12 @@ class _Batch:
     attr_adv: Tensor | None
     attack: Any  # salbench.attacks.base.AttackResult | None
     mask: Tensor | None
-    scores: list[MetricOutput]
+    scores: list[MetricOutput | dict[str, str]]  # a metric's output, or its error (:func:`_score`)
 
 
-def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, dict]]:
+    """The cell's records and examples, and the errors of its failed metrics by metric label
+    (each ``{"error": "metric <label> failed: ...", "traceback": ...}``)."""
     torch.manual_seed(cell.seed)  # components take explicit seeds; this pins any use of the global RNG too (forked)
     data = load_dataset(cell.dataset.name, cell.dataset.params)
     model, meta = trained_model(*cell.model_inputs, cache_dir=settings.cache_dir, device=cell.device)
@@ -510,7 +557,7 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
         for indices in chosen.split(settings.batch_size)
     ]
     records = _records(cell, settings, meta, chosen, data.test.y[chosen], scorers, batches)
-    return records, _examples(chosen, batches, data.vocabulary)
+    return records, _examples(chosen, batches, data.vocabulary), _metric_errors(cell, batches)
 
 
 def _evaluate_batch(model, explainer, attack, scorers, data, handling: Modality, indices: Tensor) -> _Batch:
@@ -528,8 +575,30 @@ def _evaluate_batch(model, explainer, attack, scorers, data, handling: Modality,
         model=model, explainer=explainer, x=x, target=target, attr=attr, x_adv=x_adv, attr_adv=attr_adv, mask=mask,
         reference=reference, vocabulary=data.vocabulary, valid=handling.features(x),
     )
-    scores = [_checked(scorer, scorer.evaluate(case), len(x)) for scorer in scorers]
-    return _Batch(x, attr, x_adv, attr_adv, result, mask, scores)
+    return _Batch(x, attr, x_adv, attr_adv, result, mask, [_score(scorer, case, len(x)) for scorer in scorers])
+
+
+def _score(scorer, case: Case, n: int) -> MetricOutput | dict[str, str]:
+    """The metric's checked output on ``case``, or its error (:func:`_error`) if it raises."""
+    try:
+        return _checked(scorer, scorer.evaluate(case), n)
+    except Exception as err:  # recorded for this metric; the cell's other metrics are kept
+        return _error(err)
+
+
+def _metric_error(batches: list[_Batch], i: int) -> dict[str, str] | None:
+    """The first error of metric ``i`` in ``batches``, None if it never raised."""
+    return next((b.scores[i] for b in batches if isinstance(b.scores[i], dict)), None)
+
+
+def _metric_label(spec) -> str:
+    return f"{spec.name} {spec.params_json}"
+
+
+def _metric_errors(cell: Cell, batches: list[_Batch]) -> dict[str, dict[str, str]]:
+    """The error text of each failed metric of the cell, by :func:`_metric_label`."""
+    errors = {_metric_label(spec): _metric_error(batches, i) for i, spec in enumerate(cell.metrics)}
+    return {label: {**e, "error": f"metric {label} failed: {e['error']}"} for label, e in errors.items() if e is not None}
 
 
 def _checked(scorer, scores: tuple[Tensor, Tensor | None] | MetricOutput, n: int) -> MetricOutput:
@@ -561,10 +630,16 @@ def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch
     }
     parts = []
     for i, (spec, scorer) in enumerate(zip(cell.metrics, scorers)):
-        values = torch.cat([b.scores[i].values for b in batches]).double()
-        has_curve = batches[0].scores[i].curves is not None
-        notes = [note for b in batches for note in b.scores[i].notes]
         names = [f"{spec.name}.{output}" for output in scorer.outputs] or [spec.name]
+        error = _metric_error(batches, i)
+        if error is None:
+            values = torch.cat([b.scores[i].values for b in batches]).double()
+            has_curve = batches[0].scores[i].curves is not None
+            notes = [note for b in batches for note in b.scores[i].notes]
+        else:  # the metric failed: NaN for every sample, the error as the note
+            values = torch.full((n, len(names)), float("nan"), dtype=torch.float64)
+            has_curve = False
+            notes = [f"metric {_metric_label(spec)} failed: {error['error']}"] * n
         for column, name in enumerate(names):  # one row per sample and output
             parts.append(pd.DataFrame({
                 "sample": chosen.tolist(),

@@ -9,7 +9,8 @@ Layout under ``out_dir/store/``::
     cells/<cell_id>.parquet      the records of a cell finished since the last compaction; its
                                  presence marks the cell as done, so a rerun skips it
     examples/<cell_id>.npz       inputs and explanations of that cell's first samples, for figures
-    failures/<cell_id>.json      a cell that raised: error text, traceback, cell parameters
+    failures/<cell_id>.json      a cell that raised, or one stored with failed metrics: error
+                                 text, traceback, cell parameters
 
 While a grid runs, each finished cell goes to its own files (:func:`write_cell`), so a killed
 run never loses a finished cell. :func:`compact_store` then folds those files into the two
@@ -68,6 +69,7 @@ __all__ = [
     "stored_cell_ids",
     "failed_cell_ids",
     "delete_failures",
+    "stored_failures",
     "comparable",
     "store_dir",
 ]
@@ -198,10 +200,14 @@ def _check_records(records: pd.DataFrame) -> None:
 
 
 def write_cell(
-    out_dir: str | Path, cell_id: str, records: pd.DataFrame, examples: dict[str, np.ndarray] | None = None
+    out_dir: str | Path,
+    cell_id: str,
+    records: pd.DataFrame,
+    examples: dict[str, np.ndarray] | None = None,
+    failure: dict[str, Any] | None = None,
 ) -> None:
-    """Store a finished cell in its own files: its examples (if any), then its records, then drop
-    an old failure.
+    """Store a finished cell in its own files: its examples (if any), its ``failure`` (a cell
+    stored with some metrics failed: see :func:`write_failure`) or else no failure, then its records.
 
     The records file goes last because its presence marks the cell as done.
     """
@@ -209,8 +215,11 @@ def write_cell(
     _check_records(records)
     if examples is not None:
         atomic_write_bytes(_examples_path(out_dir, cell_id), _npz_bytes(examples))
+    if failure is None:
+        _failure_path(out_dir, cell_id).unlink(missing_ok=True)
+    else:
+        write_failure(out_dir, cell_id, failure)
     atomic_write_bytes(_cell_path(out_dir, cell_id), _parquet_bytes(records))
-    _failure_path(out_dir, cell_id).unlink(missing_ok=True)
 
 
 def _parquet_bytes(records: pd.DataFrame) -> bytes:
@@ -252,6 +261,12 @@ def stored_cell_ids(out_dir: str | Path) -> set[str]:
     return ids
 
 
+def stored_failures(out_dir: str | Path) -> tuple[dict[str, Any], ...]:
+    """The failure records (:func:`write_failure`) of ``out_dir``, sorted by cell id; reads
+    nothing else of the store."""
+    return tuple(json.loads(p.read_text()) for p in sorted((store_dir(out_dir) / "failures").glob("*.json")))
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredRun:
     """Everything a store holds, read at once by :func:`read_store`.
@@ -291,10 +306,9 @@ def read_store(out_dir: str | Path) -> StoredRun:
     for path in sorted((root / "examples").glob("*.npz")):
         with np.load(path) as data:
             examples[path.stem] = {k: data[k] for k in data.files}
-    failures = tuple(json.loads(p.read_text()) for p in sorted((root / "failures").glob("*.json")))
     return StoredRun(
         records=records,
-        failures=failures,
+        failures=stored_failures(out_dir),
         examples={k: v for k, v in sorted(examples.items()) if k in done},
         loose=loose & done,
     )

@@ -5,7 +5,9 @@ every table against the registries of its kind and expands the grid into :class:
 checks happen here, before any work: unknown names or keys, parameter types, missing fields,
 empty grids, bad TOML, metrics that need an attack in a suite without attacks, ``shared``
 values that collide with explicit ones, and exclusions that name unknown keys or match nothing.
-Each error names the field and the allowed values.
+Each error names the field and the allowed values. What only the data can tell (a data file
+that is missing, ``k`` larger than a data set's feature count, a model whose output is not
+(N, C) logits) is checked by :func:`check_data`, which the runner calls before any work.
 
 Grid rules:
 
@@ -68,12 +70,15 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,6 +101,7 @@ __all__ = [
     "SuiteError",
     "load_suite",
     "parse_suite",
+    "check_data",
     "suite_names",
     "digest",
     "SUITES_DIR",
@@ -728,3 +734,75 @@ def _check_unique(cells: list[Cell]) -> None:
         if cell.id in seen:
             _fail("grid", f"two entries give the same cell ({cell.describe()}, same parameters); remove the repeat")
         seen.add(cell.id)
+
+
+# -- checks that need the data (run before any work) ------------------------------------------------
+def check_data(suite: Suite, cells: Iterable[Cell] | None = None) -> None:
+    """Check ``cells`` of ``suite`` (default: all of them) against their data, before any work
+    (:func:`salbench.runner.run_suite` calls it with the cells it is about to run, before it
+    trains a model): every data set loads (its files exist and parse); every
+    model built for it returns float logits (N, C), C = the data set's classes, on a batch of
+    two of its test inputs; every attack and metric fits the data set's number of features per
+    sample (``check_features``: e.g. ``k`` at most the features). Text data sets, whose feature
+    count is each text's length, are not checked for features (a metric gives a NaN and a note
+    for a text too short).
+
+    Raises:
+        SuiteError: listing every problem found, each naming the data set, the component and
+            the field, after the suite's source.
+    """
+    by_dataset: dict[str, tuple[Component, list[Cell]]] = {}
+    for cell in suite.cells if cells is None else cells:
+        by_dataset.setdefault(canonical_json(cell.dataset.to_dict()), (cell.dataset, []))[1].append(cell)
+    problems = [problem for dataset, group in by_dataset.values() for problem in _data_problems(dataset, group)]
+    if problems:
+        raise SuiteError(f"{suite.source}: the data rule out part of the grid, before any work:\n  " + "\n  ".join(problems))
+
+
+def _data_problems(dataset: Component, cells: list[Cell]) -> list[str]:
+    """What is wrong with ``cells`` on ``dataset``'s data (see :func:`check_data`); one string each."""
+    where = f"data set {dataset.name!r} {dataset.params_json}"
+    try:
+        data = datasets.load_dataset(dataset.name, dataset.params)
+    except Exception as err:  # any failure to load is reported, with its type
+        return [f"{where} does not load: {type(err).__name__}: {err}"]
+    problems = []
+    for model in {canonical_json(c.model.to_dict()): c.model for c in cells}.values():
+        problems += _model_problems(model, data, where)
+    n_features = None if data.modality == "text" else math.prod(data.input_shape)
+    if n_features is not None:
+        components = {
+            canonical_json([kind, c.to_dict()]): (kind, registry, c)
+            for cell in cells
+            for kind, registry, group in (("attack", attacks.registry, (cell.attack,)), ("metric", metrics.registry, cell.metrics))
+            for c in group
+            if c is not None
+        }
+        for kind, registry, component in components.values():
+            try:
+                registry.get(component.name, **component.params).check_features(n_features)
+            except ValueError as err:
+                problems.append(
+                    f"{where} has {n_features} features per sample (input shape {tuple(data.input_shape)}): "
+                    f"{kind} {component.name!r} does not fit: {err}"
+                )
+    return problems
+
+
+def _model_problems(model: Component, data: datasets.DataBundle, where: str) -> list[str]:
+    """Model ``model`` built (untrained) for ``data`` must return float logits (N, C) on two test inputs."""
+    x = data.test.x[:2]
+    shape = (len(x), data.num_classes)
+    vocab_size = len(data.vocabulary) if data.vocabulary is not None else None
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            out = models.build(model.name, model.params, data.input_shape, data.num_classes, vocab_size).eval()(x)
+    except Exception as err:  # a model that cannot be built or run on the data
+        return [f"model {model.name!r} {model.params_json} cannot run on {where}: {type(err).__name__}: {err}"]
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or tuple(out.shape) != shape:
+        got = f"shape {tuple(out.shape)}, dtype {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
+        return [
+            f"model {model.name!r} {model.params_json} returned {got} on a batch of {len(x)} test inputs of {where}; "
+            f"a classifier must return float logits (N, C) = {shape}, C = the data set's {data.num_classes} classes"
+        ]
+    return []

@@ -96,6 +96,11 @@ class Metric:
         curves (N, M), else None; or a :class:`MetricOutput` that adds per-sample notes."""
         raise NotImplementedError
 
+    def check_features(self, n_features: int) -> None:
+        """Raise ValueError, naming the parameter, if the metric cannot score maps of
+        ``n_features`` features per sample (e.g. top-k with k > n_features); the grid calls it
+        before any work. Every metric fits by default."""
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
@@ -142,6 +147,12 @@ class PairMetric(Metric):
             for n, s in zip(counts.tolist(), short.tolist())
         ]
         return MetricOutput(values, None, notes)
+
+    def check_features(self, n_features: int) -> None:
+        if n_features < self.min_positions:
+            raise ValueError(
+                f"{type(self).__name__} compares at least {self.min_positions} features per sample, got {n_features}"
+            )
 
     @property
     def min_positions(self) -> int:

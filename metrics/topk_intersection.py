@@ -55,10 +55,13 @@ class TopKIntersection(PairMetric):
     def min_positions(self) -> int:
         return self.k
 
+    def check_features(self, n_features: int) -> None:
+        check_k(self.k, n_features)
+
     def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         scores = feature_scores(attr, self.absolute)
         scores_adv = feature_scores(attr_adv, self.absolute)
-        check_k(self.k, scores.shape[1])
+        self.check_features(scores.shape[1])
         top = top_indices(scores, self.k)
         top_adv = top_indices(scores_adv, self.k)
         in_top = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)

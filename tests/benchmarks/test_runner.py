@@ -35,7 +35,7 @@ from salbench.store import (
     stored_cell_ids,
     write_failure,
 )
-from salbench.suite import load_suite, parse_suite
+from salbench.suite import SuiteError, load_suite, parse_suite
 from torch import nn
 
 TINY = Path(__file__).parent / "suites" / "tiny.toml"
@@ -278,18 +278,15 @@ def test_a_crashing_cell_is_recorded_and_the_others_are_kept(tiny, reference, tm
     assert (again.run, again.skipped, again.failed) == (0, len(tiny.cells), 4)
 
 
-def test_a_model_that_fails_to_train_fails_its_cells_only(tmp_path):
-    # a small CNN cannot be built for WDBC's flat feature vectors: phase 1 fails for it
+def test_a_model_that_cannot_run_on_its_data_fails_before_any_work(tmp_path):
+    # a small CNN cannot be built for WDBC's flat feature vectors: found before any model is trained
+    # (a model whose training fails: tests/benchmarks/test_runner_failures.py)
     text = _tiny_text().replace('models = [{ name = "mlp", hidden = [8] }]', 'models = [{ name = "mlp", hidden = [8] }, { name = "small_cnn" }]')
     start, end = text.index('[[datasets]]\nname = "synthetic_blocks"'), text.index("[[recipes]]")
     suite = parse_suite(text[:start] + text[end:], source="cnn-on-wdbc")
-    summary = run_suite(suite, tmp_path, backend="sequential", progress=False)
-    cnn_cells = {c.id for c in suite.cells if c.model.name == "small_cnn"}
-    assert summary.failed == len(cnn_cells) > 0 and summary.run == len(suite.cells) - len(cnn_cells)
-    failures = read_failures(tmp_path)
-    assert {f["cell_id"] for f in failures} == cnn_cells
-    assert all(f["error"].startswith("training its model failed: ") for f in failures)
-    assert stored_cell_ids(tmp_path) == {c.id for c in suite.cells} - cnn_cells
+    with pytest.raises(SuiteError, match="model 'small_cnn' .* cannot run on data set 'wdbc' .*input_shape must be"):
+        run_suite(suite, tmp_path, backend="sequential", progress=False)
+    assert not (tmp_path / "store").exists()
 
 
 def test_too_few_correct_samples_fail_the_cell_clearly(tmp_path):
