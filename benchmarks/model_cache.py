@@ -8,7 +8,11 @@ data set, the architecture and the recipe (and of the recipes it fine-tunes):
 salbench modules those use (:func:`salbench.core.fingerprint.code_fingerprint`). Their canonical
 JSON (names and validated parameters with every default filled in, keys sorted) hashed with
 SHA-256 is the model's key, so an edit of any of that code (a recipe fix, a plug-in recipe
-edited on disk) gives a new key: the model is trained again, never reused from other code. The cache directory holds ``<key>.pt`` (the state_dict, read with
+edited on disk) gives a new key: the model is trained again, never reused from other code.
+Files enter by content, never by path (:func:`key_inputs`): the digest of the data set's files
+(a user's CSV, an image folder, PneumoniaMNIST's archive) and of the files a model reads (a
+checkpoint, a factory's source, an archive, a Hugging Face directory), so overwriting a
+checkpoint gives a new key and moving the data does not. The cache directory holds ``<key>.pt`` (the state_dict, read with
 ``torch.load(weights_only=True)``) and ``<key>.json`` (the inputs, accuracies, training
 information, versions, training time). Both are written atomically (temporary file, then
 rename), the JSON last: it marks the entry as complete, so a run killed mid-write leaves no
@@ -19,7 +23,9 @@ start from the model of their base recipe, obtained through the cache itself wit
 set, architecture and seed: it is trained once and shared with every recipe that fine-tunes it
 (and with the suite's own cells of the base recipe). The base parameters are part of the
 fine-tuning recipe's parameters, hence of its key; the meta records the base model's key as
-``base_key`` (None for a model trained from initialisation).
+``base_key`` (None for a model trained from initialisation). A model that comes with trained
+weights of its own (:func:`salbench.models.given_weights`: a checkpoint, an archive, a
+pretrained directory) is its own base: a fine-tuning recipe starts from those weights.
 
 Cache directory: the ``cache_dir`` argument, else ``$SALBENCH_CACHE_DIR``, else
 ``platformdirs.user_cache_dir("salbench")/models``.
@@ -46,12 +52,13 @@ import torch
 from salbench import datasets, models, recipes
 from salbench.core.fingerprint import code_fingerprint
 from salbench.core.hashing import digest, versions
+from salbench.core.text import Vocabulary
 from salbench.core.validation import check_seed
 from salbench.recipes.base import evaluate
 from salbench.store import atomic_write_bytes
 from torch import nn
 
-__all__ = ["CACHE_ENV_VAR", "DEVICES", "model_code", "model_inputs", "model_key", "trained_model", "cache_dir_path", "dtype_name"]
+__all__ = ["CACHE_ENV_VAR", "DEVICES", "model_code", "model_inputs", "key_inputs", "model_key", "trained_model", "cache_dir_path", "dtype_name"]
 
 CACHE_ENV_VAR = "SALBENCH_CACHE_DIR"
 
@@ -101,8 +108,36 @@ def model_inputs(dataset: str, dataset_params: dict, model: str, model_params: d
 
 def model_key(dataset: str, dataset_params: dict, model: str, model_params: dict,
               recipe: str, recipe_params: dict, seed: int, device: str = "cpu") -> str:
-    """SHA-256 hex of the canonical JSON of :func:`model_inputs`: the model's cache key."""
-    return digest(model_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed, device))
+    """SHA-256 hex of the canonical JSON of :func:`key_inputs` of :func:`model_inputs`: the model's cache key."""
+    return digest(key_inputs(model_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed, device)))
+
+
+def key_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """What a cache key holds of :func:`model_inputs`: the files the data set and the model read
+    enter by content (``data_content``: :meth:`salbench.datasets.base.Dataset.content_digest`;
+    ``model_content``: :func:`salbench.models.content_digest`), and the parameters that only say
+    where they lie (the data set's ``location_params``, the model's ``path_params``) are left
+    out, so a key follows what the files hold, never their path. Files that are missing give
+    ``"missing"`` (nothing can run on them: the run's check before any work refuses them).
+    """
+    keyed = dict(inputs)
+    dataset = datasets.get(inputs["dataset"], **inputs["dataset_params"])
+    try:
+        data_content = dataset.content_digest()
+    except FileNotFoundError:
+        data_content = "missing"
+    if data_content is not None:
+        location = type(dataset).location_params
+        keyed["dataset_params"] = {k: v for k, v in inputs["dataset_params"].items() if k not in location}
+        keyed["data_content"] = data_content
+    try:
+        model_content = models.content_digest(inputs["model"], inputs["model_params"])
+    except FileNotFoundError:
+        model_content = "missing"
+    if model_content is not None:
+        keyed["model_params"] = models.key_params(inputs["model"], inputs["model_params"])
+        keyed["model_content"] = model_content
+    return keyed
 
 
 def cache_dir_path(cache_dir: str | Path | None = None) -> Path:
@@ -133,7 +168,7 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
     Loading builds the architecture, applies ``recipe.prepare`` and loads the weights.
     """
     inputs = model_inputs(dataset, dataset_params, model, model_params, recipe, recipe_params, seed, device)
-    key = digest(inputs)
+    key = digest(key_inputs(inputs))
     directory = cache_dir_path(cache_dir)
     weights, meta_path = directory / f"{key}.pt", directory / f"{key}.json"
     if weights.is_file() and meta_path.is_file():
@@ -151,7 +186,9 @@ def _load(key: str, weights: Path, meta_path: Path) -> tuple[nn.Module, dict[str
         raise ValueError(f"model cache entry {meta_path} is corrupt: it records key {meta.get('key')!r}, not {key!r}")
     # entries written before text models carry no "vocab_size": they are not text models
     vocab_size = meta.get("vocab_size")
-    net = models.build(meta["model"], meta["model_params"], tuple(meta["input_shape"]), meta["num_classes"], vocab_size)
+    vocabulary = Vocabulary(tuple(meta["vocabulary"])) if meta.get("vocabulary") is not None else None
+    net = models.build(meta["model"], meta["model_params"], tuple(meta["input_shape"]), meta["num_classes"], vocab_size,
+                       vocabulary)
     net = _recipe(meta).prepare(net)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return net.eval(), meta
@@ -163,10 +200,11 @@ def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module
     vocab_size = len(data.vocabulary) if data.vocabulary is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(inputs["seed"])
-        net = models.build(inputs["model"], inputs["model_params"], data.input_shape, data.num_classes, vocab_size)
+        net = models.build(inputs["model"], inputs["model_params"], data.input_shape, data.num_classes, vocab_size,
+                           data.vocabulary)
     recipe.check(net, data)
     base_key = None
-    if recipe.base_recipe is not None:
+    if recipe.base_recipe is not None and not models.given_weights(inputs["model"], inputs["model_params"]):
         base, base_meta = trained_model(
             inputs["dataset"], inputs["dataset_params"], inputs["model"], inputs["model_params"],
             recipe.base_recipe, recipe.base_params, inputs["seed"], cache_dir=directory, device=inputs["device"],
@@ -184,6 +222,8 @@ def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
         "vocab_size": vocab_size,
+        # an architecture built from the vocabulary's words (a Hugging Face model) is rebuilt from them
+        "vocabulary": list(data.vocabulary.words) if models.VOCABULARY_PARAM in models.harness_params(inputs["model"]) else None,
         "val_accuracy": evaluate(net, data.val)[0],
         "test_accuracy": evaluate(net, data.test)[0],
         "training": info,

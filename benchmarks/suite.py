@@ -295,7 +295,7 @@ def parse_suite(
         raise SuiteError(f"{source}: not valid TOML: {err}") from err
     try:
         plugins = _plugin_entries(data, Path(base_dir), allow_plugins)
-        return _build(data, source, plugins)
+        return _build(data, source, plugins, Path(base_dir))
     except SuiteError as err:
         raise SuiteError(f"{source}: {err}") from err
 
@@ -588,7 +588,7 @@ class _Plugins:
         return self.explainers + self.attacks + self.free_metrics + self.attack_metrics + self.independent_metrics
 
 
-def _build(data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, ...]) -> Suite:
+def _build(data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, ...], base_dir: Path) -> Suite:
     _check_keys(data, _TOP_LEVEL, "top level")
     options = _suite_options(data)
     views = _views(data)
@@ -610,7 +610,7 @@ def _build(data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, .
     cells: list[Cell] = []
     dropped: list[tuple[Cell, str]] = []
     for i, table in enumerate(dataset_tables):
-        kept, ruled_out = _dataset_cells(table, _where("datasets", i, table), suite_recipes, plugins, options)
+        kept, ruled_out = _dataset_cells(table, _where("datasets", i, table), suite_recipes, plugins, options, base_dir)
         cells += kept
         dropped += ruled_out
     _check_exclude_names(excludes, cells + [cell for cell, _ in dropped])
@@ -647,13 +647,20 @@ def _views(data: Mapping[str, Any]) -> tuple[View, ...]:
 
 
 def _dataset_cells(
-    table: Mapping[str, Any], where: str, suite_recipes: list, plugins: _Plugins, options: Mapping[str, Any]
+    table: Mapping[str, Any], where: str, suite_recipes: list, plugins: _Plugins, options: Mapping[str, Any],
+    base_dir: Path,
 ) -> tuple[list[Cell], list[tuple[Cell, str]]]:
-    """The cells of one ``[[datasets]]`` table (before exclusions), and those its declarations drop, with why."""
+    """The cells of one ``[[datasets]]`` table (before exclusions), and those its declarations drop, with why.
+
+    A model's file paths (a checkpoint, a factory file, an archive) are relative to ``base_dir``,
+    the suite's folder."""
     dataset_variants = _fixed_components(datasets.registry, table, where, skip=_DATASET_KEYS)
     if "models" not in table:
         _fail(where, "missing 'models': the architectures to train on this data set, e.g. models = [{ name = \"mlp\" }]")
-    model_variants = _component_list(models.registry, table["models"], f"{where}.models")
+    model_variants = [
+        Component(m.name, models.resolve_paths(m.name, m.params, base_dir))
+        for m in _component_list(models.registry, table["models"], f"{where}.models")
+    ]
     recipe_tables = table.get("recipes", suite_recipes)
     if not recipe_tables:
         _fail(where, "no recipes: give [[recipes]] for the suite or recipes = [{ name = \"standard\" }] here")
@@ -669,7 +676,10 @@ def _dataset_cells(
     grid = _Grid()
     for dataset, model, recipe, seed in itertools.product(dataset_variants, model_variants, recipe_variants, options["seeds"]):
         modality = datasets.registry.entry(dataset.name).attrs["modality"]
-        provides = frozenset(models.registry.entry(model.name).attrs["provides"])
+        try:
+            provides = models.provides(model.name, model.params)
+        except RegistryError as err:
+            _fail(f"{where}.models ({model.name})", str(err))
         offer = Offer(modality, model.name, provides, None)
 
         def cell(explainer: Component | None, attack: Component | None, group: tuple[Component, ...]) -> Cell:

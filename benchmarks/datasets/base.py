@@ -230,6 +230,9 @@ class Dataset:
     """
 
     modality: ClassVar[str]
+    location_params: ClassVar[tuple[str, ...]] = ("data_dir",)
+    """Parameters that say where the files lie, not what they hold: a cache key leaves them out
+    where :meth:`content_digest` stands for the files' content."""
 
     def load(self) -> DataBundle:
         raise NotImplementedError

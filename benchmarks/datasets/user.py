@@ -39,6 +39,8 @@ class UserDataset(Dataset):
         seed: random_state of that split.
     """
 
+    location_params = ("path", "data_dir")
+
     def __init__(
         self,
         path: str,

@@ -24,9 +24,11 @@ Example:
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
-from salbench.core.applicability import check_declarations
+from salbench.core.applicability import MODEL_FEATURES, check_declarations
 from salbench.core.registry import ParameterError, Registry, RegistryError
 from salbench.core.text import Vocabulary
 from salbench.core.validation import check_positive_int
@@ -35,7 +37,7 @@ from torch import nn
 __all__ = [
     "registry", "register", "get", "names", "HARNESS_PARAMS", "VOCAB_PARAM", "VOCABULARY_PARAM", "harness_params",
     "validate_params", "content_digest",
-    "build", "check_shape_and_classes",
+    "build", "check_shape_and_classes", "provides", "given_weights", "resolve_paths", "key_params",
 ]
 
 registry = Registry("model", group="salbench.models", defaults={"provides": ()}, check=check_declarations)
@@ -95,6 +97,63 @@ def content_digest(name: str, params: dict[str, Any] | None = None) -> str | Non
     own = validate_params(name, params)
     of_files = getattr(registry.entry(name).factory, "content_digest", None)
     return of_files(own) if of_files is not None else None
+
+
+def provides(name: str, params: dict[str, Any] | None = None) -> frozenset[str]:
+    """What a model has for the components that require something (``conv``, ``gap_head``): the
+    architecture's class attribute ``provides``, or, for a model the user brings (an architecture
+    with a ``provides`` parameter, see :mod:`salbench.models.external`), that parameter.
+
+    Example:
+        >>> sorted(provides("small_cnn")), sorted(provides("torchscript", {"path": "m.ts", "provides": ["conv"]}))
+        (['conv', 'gap_head'], ['conv'])
+    """
+    own = validate_params(name, params)
+    declared = own["provides"] if "provides" in own else registry.entry(name).attrs["provides"]
+    unknown = sorted(set(declared) - set(MODEL_FEATURES))
+    if unknown:
+        raise ParameterError(
+            f"model {name!r}: provides {unknown} unknown; allowed: "
+            + "; ".join(f"{k} ({meaning})" for k, meaning in MODEL_FEATURES.items())
+        )
+    return frozenset(declared)
+
+
+def given_weights(name: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether the model comes with trained weights of its own (a checkpoint, an archive, a
+    pretrained directory; an architecture says so with ``given_weights(params)``): a fine-tuning
+    recipe then starts from them instead of training its base recipe first."""
+    own = validate_params(name, params)
+    given = getattr(registry.entry(name).factory, "given_weights", None)
+    return bool(given(own)) if given is not None else False
+
+
+def resolve_paths(name: str, params: dict[str, Any], base_dir: str | Path) -> dict[str, Any]:
+    """``params`` with the relative file paths of the architecture's ``path_params`` made absolute
+    against ``base_dir`` (a suite's folder): a plain path, or the file of ``"file.py:name"``; a
+    module's ``"pkg.module:name"`` stays as it is."""
+    out = dict(params)
+    for key in getattr(registry.entry(name).factory, "path_params", ()):
+        value = out.get(key)
+        if not isinstance(value, str):
+            continue
+        file, colon, attr = value.rpartition(":")
+        if not file.endswith(".py"):
+            if _MODULE_SPEC.fullmatch(value):
+                continue
+            file, colon, attr = value, "", ""
+        out[key] = f"{Path(base_dir, file).resolve()}{colon}{attr}"
+    return out
+
+
+_MODULE_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # "pkg.module:name"
+
+
+def key_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The validated parameters a cache key holds: those of ``path_params`` (where the files lie)
+    are left out, since :func:`content_digest` stands for what the files hold."""
+    own = validate_params(name, params)
+    return {k: v for k, v in own.items() if k not in getattr(registry.entry(name).factory, "path_params", ())}
 
 
 def build(

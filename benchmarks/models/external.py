@@ -324,8 +324,12 @@ def _factory_files(params: Mapping[str, Any]) -> dict[str, Path]:
     return files
 
 
+# What salbench.models reads off these architectures: the content of their files (cache keys),
+# whether they bring trained weights (fine-tuning starts from them), which parameters are paths.
 factory_model.content_digest = lambda params: content_digest(_factory_files(params))
 factory_model.given_weights = lambda params: params["checkpoint"] is not None
+factory_model.path_params = ("factory", "checkpoint")
 for _archive in (torchscript_model, exported_model):
     _archive.content_digest = lambda params: content_digest({"archive": Path(params["path"])})
     _archive.given_weights = lambda params: True
+    _archive.path_params = ("path",)

@@ -237,10 +237,18 @@ class HuggingFaceClassifier(nn.Module):
         self._check_against_input_ids(len(vocabulary), directory)
         self.train()
 
+    path_params = ("directory",)  # where the files lie: resolved against a suite's folder, not in cache keys
+
     @staticmethod
     def content_digest(params: dict[str, Any]) -> str:
         """The content digest of the model's files (:func:`salbench.models.content_digest`): of its directory."""
         return directory_digest(params["directory"])
+
+    @staticmethod
+    def given_weights(params: dict[str, Any]) -> bool:
+        """With its pretrained head the model is trained (fine-tuning starts from it); with a new
+        head it is not (train it, e.g. with ``standard``, which fine-tunes the pretrained encoder)."""
+        return params["head"] == "pretrained"
 
     def subwords(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """The subword ids (N, S) of the texts' words and, for each, the index of its token in ``ids`` (N, L).
