@@ -82,7 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from salbench.suite import load_suite
 
     started = time.perf_counter()
-    suite = load_suite(args.suite, allow_plugins=not args.no_plugins)
+    suite = load_suite(args.suite, allow_plugins=not args.no_plugins, device=args.device)
     for cell, reason in suite.dropped:  # what the components' declarations rule out, before any work
         print(f"dropped {cell}: {reason}")
     out_dir = Path(args.out) if args.out else Path("results") / suite.name
@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="loky", choices=["loky", "sequential", "dask", "ray"])
     p.add_argument("--scheduler", help="scheduler address for --backend dask (e.g. tcp://host:8786)")
     p.add_argument("--fresh", action="store_true", help="delete stored records first and recompute everything")
+    p.add_argument(
+        "--device", help="cpu, cuda, cuda:<i> or auto (a GPU where torch sees one); default: the suite's device, else cpu"
+    )
     p.add_argument("--limit", type=int, help="run at most N pending cells now (the rest stay pending)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

@@ -50,6 +50,7 @@ from typing import Any
 import platformdirs
 import torch
 from salbench import datasets, models, recipes
+from salbench.core.device import resolve_device, worker_device
 from salbench.core.fingerprint import code_fingerprint
 from salbench.core.hashing import digest, versions
 from salbench.core.text import Vocabulary
@@ -58,13 +59,9 @@ from salbench.recipes.base import evaluate
 from salbench.store import atomic_write_bytes
 from torch import nn
 
-__all__ = ["CACHE_ENV_VAR", "DEVICES", "model_code", "model_inputs", "key_inputs", "model_key", "trained_model", "cache_dir_path", "dtype_name"]
+__all__ = ["CACHE_ENV_VAR", "model_code", "model_inputs", "key_inputs", "model_key", "trained_model", "cache_dir_path", "dtype_name"]
 
 CACHE_ENV_VAR = "SALBENCH_CACHE_DIR"
-
-
-DEVICES = ("cpu",)
-"""The devices models are trained on (the cache trains on the CPU)."""
 
 
 def dtype_name() -> str:
@@ -89,8 +86,8 @@ def model_inputs(dataset: str, dataset_params: dict, model: str, model_params: d
     """Everything the trained model depends on (see the module docstring): registered names,
     validated parameters (defaults filled in), seed, device, dtype and :func:`model_code`."""
     check_seed(seed)
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES} (where the cache trains models), got {device!r}")
+    if device == "auto" or resolve_device(device) != device:
+        raise ValueError(f"device must be a resolved device name ('cpu', 'cuda', 'cuda:<i>'), got {device!r}")
     recipe_params = recipes.validate_params(recipe, recipe_params)
     return {
         "dataset": datasets.registry.entry(dataset).name,
@@ -154,7 +151,7 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
                   cache_dir: str | Path | None = None, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The model trained with these inputs, from the cache or trained now (and cached).
 
-    Returns the model (CPU, eval mode) and its meta: ``key``, :func:`model_inputs`,
+    Returns the model (on ``device``, eval mode) and its meta: ``key``, :func:`model_inputs`,
     ``input_shape``, ``num_classes``, ``vocab_size`` (``len(data.vocabulary)`` for text data,
     which text architectures are built with; else None), ``val_accuracy``, ``test_accuracy``
     (clean accuracy), ``training`` (the recipe's info), ``base_key``, ``versions``, ``train_seconds`` (this
@@ -191,7 +188,7 @@ def _load(key: str, weights: Path, meta_path: Path) -> tuple[nn.Module, dict[str
                        vocabulary)
     net = _recipe(meta).prepare(net)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return net.eval(), meta
+    return net.to(worker_device(meta["device"])).eval(), meta
 
 
 def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -211,7 +208,7 @@ def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module
         )
         net.load_state_dict(base.state_dict())
         base_key = base_meta["key"]
-    net = recipe.prepare(net)
+    net = recipe.prepare(net).to(worker_device(inputs["device"]))
     start = time.perf_counter()
     info = recipe.fit(net, data, seed=inputs["seed"])
     seconds = time.perf_counter() - start
@@ -233,7 +230,7 @@ def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module
     }
     text = json.dumps(meta, indent=2, sort_keys=True)
     buffer = io.BytesIO()
-    torch.save(net.state_dict(), buffer)
+    torch.save({name: value.cpu() for name, value in net.state_dict().items()}, buffer)
     atomic_write_bytes(directory / f"{key}.pt", buffer.getvalue())
     atomic_write_bytes(directory / f"{key}.json", text.encode())
     return net, json.loads(text)

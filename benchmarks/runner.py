@@ -35,9 +35,11 @@ failure record naming the metric (it is not tried again: its records are stored)
 :meth:`RunSummary.describe` lists each distinct error once with the cells it hit, for the
 failures of this run and those stored before that still stand.
 
-Reproducibility: each cell runs on the CPU with ``torch.set_num_threads(suite.threads)`` and
-``torch.manual_seed(cell.seed)`` set first, so its records are bitwise identical whatever the
-backend and the number of jobs. The cell seed also reaches every explainer and attack that
+Reproducibility: each cell runs on its device (the suite's ``device``, ``"cpu"`` by default, or
+``--device``; with ``"cuda"`` and several GPUs each worker process takes one,
+:func:`salbench.core.device.worker_device`) with ``torch.set_num_threads(suite.threads)`` and
+``torch.manual_seed(cell.seed)`` set first, so on the CPU its records are bitwise identical
+whatever the backend and the number of jobs (on a GPU, to the GPU's own determinism). The cell seed also reaches every explainer and attack that
 declares ``seed`` (see :mod:`salbench.suite`); they draw their randomness per sample from (seed,
 the sample's content) (:mod:`salbench.core.seeding`), so the records do not depend on the
 suite's ``batch_size`` either (batch sizes 2 and 16 store identical records). Keys cannot go
@@ -87,6 +89,7 @@ import pandas as pd
 import torch
 from joblib import Parallel, delayed, parallel_config
 from salbench import attacks, explainers, metrics
+from salbench.core.device import worker_device
 from salbench.core.hashing import canonical_json, versions
 from salbench.core.text import Vocabulary
 from salbench.datasets import Split, load_dataset
@@ -94,6 +97,7 @@ from salbench.metrics.base import Case, MetricOutput
 from salbench.modalities import Modality, modality
 from salbench.model_cache import cache_dir_path, trained_model
 from salbench.plugins import Plugin, import_plugins
+from salbench.recipes.base import model_device
 from salbench.store import (
     RECORD_COLUMNS,
     delete_failures,
@@ -116,7 +120,6 @@ EXAMPLES = 4
 """How many of a cell's evaluation samples are kept as examples for figures."""
 
 _TEXT_EXAMPLES = {"x": "words", "x_adv": "words_adv"}  # text inputs are stored as their words by position
-_DEVICE = torch.device("cpu")
 _RAY_ROUND = 4  # ray's joblib backend cannot stream results: it gets rounds of this many tasks per job
 
 
@@ -508,9 +511,10 @@ def select_samples(
     if select == "all":
         candidates = torch.arange(len(split))
     elif select == "correct":
+        device = model_device(model)
         with torch.no_grad():
-            predicted = torch.cat([model(x.to(_DEVICE)).argmax(dim=1) for x in split.x.split(batch_size)])
-        candidates = (predicted == split.y.to(_DEVICE)).nonzero().squeeze(1)
+            predicted = torch.cat([model(x.to(device)).argmax(dim=1).cpu() for x in split.x.split(batch_size)])
+        candidates = (predicted == split.y).nonzero().squeeze(1)
     else:
         raise ValueError(f"select must be 'correct' or 'all', got {select!r}")
     if len(candidates) < samples:
@@ -544,7 +548,7 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
     torch.manual_seed(cell.seed)  # components take explicit seeds; this pins any use of the global RNG too (forked)
     data = load_dataset(cell.dataset.name, cell.dataset.params)
     model, meta = trained_model(*cell.model_inputs, cache_dir=settings.cache_dir, device=cell.device)
-    model = model.to(_DEVICE).eval()
+    model = model.to(worker_device(cell.device)).eval()
     chosen = select_samples(model, data.test, cell.samples, cell.seed, settings.batch_size, cell.select)
     handling = modality(data.modality)
     explainer = None
@@ -561,10 +565,11 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
 
 
 def _evaluate_batch(model, explainer, attack, scorers, data, handling: Modality, indices: Tensor) -> _Batch:
-    x = data.test.x[indices].to(_DEVICE)
-    target = data.test.y[indices].to(_DEVICE)
-    mask = data.test.mask[indices].to(_DEVICE) if data.test.mask is not None else None
-    reference = data.test.reference[indices].to(_DEVICE) if data.test.reference is not None else None
+    device = model_device(model)
+    x = data.test.x[indices].to(device)
+    target = data.test.y[indices].to(device)
+    mask = data.test.mask[indices].to(device) if data.test.mask is not None else None
+    reference = data.test.reference[indices].to(device) if data.test.reference is not None else None
     attr = explainer(model, x, target).detach() if explainer is not None else None
     result = x_adv = attr_adv = None
     if attack is not None:

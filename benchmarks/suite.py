@@ -35,6 +35,9 @@ Grid rules:
   cells (e.g. fewer samples where each costs more).
 * ``select`` (suite option, "correct" by default) picks the evaluation samples among the
   correctly classified test samples or, with "all", among every test sample.
+* ``device`` (suite option, ``"cpu"`` by default; ``--device`` overrides it): where models are
+  trained and cells run, ``"cpu"``, ``"cuda"``, ``"cuda:<i>"`` or ``"auto"`` (a GPU where torch
+  sees one), resolved at load (:mod:`salbench.core.device`) and part of every cell id.
 * ``[[exclude]]`` drops the cells that match all of its keys (dataset, model, recipe,
   explainer, attack; attack ``"none"`` names the attack-free cells, explainer ``"none"`` the
   cells without an explainer). Its names are checked against the whole grid, before the
@@ -87,6 +90,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from salbench import attacks, datasets, explainers, metrics, modalities, models, recipes
 from salbench.core.applicability import Offer
+from salbench.core.device import resolve_device
 from salbench.core.fingerprint import code_fingerprint
 from salbench.core.hashing import canonical_json, digest
 from salbench.core.registry import Registry, RegistryError
@@ -110,10 +114,11 @@ __all__ = [
 SUITES_DIR = Path(__file__).parent / "suites"
 
 _TOP_LEVEL = ("suite", "plugins", "datasets", "recipes", "explainers", "attacks", "metrics", "exclude", "views")
-_SUITE_OPTIONS = ("name", "description", "samples", "seeds", "batch_size", "threads", "select")
+_SUITE_OPTIONS = ("name", "description", "samples", "seeds", "batch_size", "threads", "select", "device")
 _DATASET_KEYS = ("models", "recipes", "shared", "samples")  # a data set table's keys that are not its parameters
 SELECTS = ("correct", "all")
 SELECT_DEFAULT = "correct"
+DEVICE_DEFAULT = "cpu"  # bitwise reproducible; "auto" takes a GPU where there is one
 _EXCLUDE_KEYS = ("dataset", "model", "recipe", "explainer", "attack")
 _NO_ATTACK = "none"
 _NO_EXPLAINER = "none"
@@ -146,7 +151,8 @@ class Cell:
     from the data set. ``attack`` is None in the cell that evaluates the attack-free metrics;
     ``explainer`` is None in the cell of the metrics that do not use one.
     ``select`` says which test samples are drawn (see :func:`salbench.runner.select_samples`).
-    ``device`` is where the cell runs (``"cpu"``) and ``dtype`` torch's default dtype (e.g.
+    ``device`` is where the cell runs (a name resolved by :func:`salbench.core.device.resolve_device`:
+    ``"cpu"``, ``"cuda"``, ``"cuda:<i>"``) and ``dtype`` torch's default dtype (e.g.
     ``"float32"``); both change numbers, so both are part of :attr:`id`.
     """
 
@@ -250,6 +256,7 @@ class Suite:
     config_hash: str
     source: str
     select: str = SELECT_DEFAULT
+    device: str = DEVICE_DEFAULT
     dropped: tuple[tuple[str, str], ...] = ()
     plugins: tuple[Plugin, ...] = ()
     views: tuple[View, ...] = ()
@@ -261,11 +268,12 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
-def load_suite(name_or_path: str | Path, *, allow_plugins: bool = True) -> Suite:
+def load_suite(name_or_path: str | Path, *, allow_plugins: bool = True, device: str | None = None) -> Suite:
     """Load, validate and expand a suite: a file path, or the name of a shipped suite.
 
     Its ``plugins`` are read relative to the suite file; ``allow_plugins=False`` refuses a
-    suite that names any (see :func:`parse_suite`).
+    suite that names any (see :func:`parse_suite`); ``device`` overrides the suite's
+    ``device`` (see :func:`parse_suite`).
     """
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.is_file():
@@ -277,17 +285,22 @@ def load_suite(name_or_path: str | Path, *, allow_plugins: bool = True) -> Suite
             )
     if not path.is_file():
         raise SuiteError(f"suite file {str(path)!r} does not exist")
-    return parse_suite(path.read_text(encoding="utf-8"), source=str(path), base_dir=path.parent, allow_plugins=allow_plugins)
+    return parse_suite(
+        path.read_text(encoding="utf-8"), source=str(path), base_dir=path.parent, allow_plugins=allow_plugins, device=device
+    )
 
 
 def parse_suite(
-    text: str, source: str = "<string>", *, base_dir: str | Path = ".", allow_plugins: bool = True
+    text: str, source: str = "<string>", *, base_dir: str | Path = ".", allow_plugins: bool = True,
+    device: str | None = None,
 ) -> Suite:
     """Validate and expand the TOML text of a suite; ``source`` names it in errors.
 
     Plugin files are found relative to ``base_dir`` and imported (in this process) before the
     rest is validated; with ``allow_plugins=False`` a suite that names plugins is an error
-    that lists them, raised before anything is imported.
+    that lists them, raised before anything is imported. ``device`` (e.g. from ``--device``)
+    overrides the suite's ``[suite] device`` (default ``"cpu"``); ``"auto"`` is resolved here,
+    against this machine.
     """
     try:
         data = tomllib.loads(text)
@@ -295,7 +308,7 @@ def parse_suite(
         raise SuiteError(f"{source}: not valid TOML: {err}") from err
     try:
         plugins = _plugin_entries(data, Path(base_dir), allow_plugins)
-        return _build(data, source, plugins, Path(base_dir))
+        return _build(data, source, plugins, Path(base_dir), device)
     except SuiteError as err:
         raise SuiteError(f"{source}: {err}") from err
 
@@ -343,7 +356,7 @@ def _positive_int(table: Mapping[str, Any], key: str, default: int | None) -> in
     return value
 
 
-def _suite_options(data: Mapping[str, Any]) -> dict[str, Any]:
+def _suite_options(data: Mapping[str, Any], device: str | None) -> dict[str, Any]:
     table = data.get("suite")
     if not isinstance(table, dict):
         _fail("[suite]", "missing table; it needs at least name, samples and seeds")
@@ -362,6 +375,11 @@ def _suite_options(data: Mapping[str, Any]) -> dict[str, Any]:
     select = table.get("select", SELECT_DEFAULT)
     if select not in SELECTS:
         _fail("[suite] select", f"must be one of {', '.join(map(repr, SELECTS))}, got {select!r}")
+    device = device if device is not None else table.get("device", DEVICE_DEFAULT)
+    try:
+        device = resolve_device(device, "device (--device or [suite] device)")
+    except ValueError as err:
+        _fail("[suite] device", str(err))
     return {
         "name": name,
         "description": description,
@@ -370,6 +388,7 @@ def _suite_options(data: Mapping[str, Any]) -> dict[str, Any]:
         "batch_size": _positive_int(table, "batch_size", 64),
         "threads": _positive_int(table, "threads", 1),
         "select": select,
+        "device": device,
     }
 
 
@@ -588,9 +607,11 @@ class _Plugins:
         return self.explainers + self.attacks + self.free_metrics + self.attack_metrics + self.independent_metrics
 
 
-def _build(data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, ...], base_dir: Path) -> Suite:
+def _build(
+    data: Mapping[str, Any], source: str, plugin_modules: tuple[Plugin, ...], base_dir: Path, device: str | None
+) -> Suite:
     _check_keys(data, _TOP_LEVEL, "top level")
-    options = _suite_options(data)
+    options = _suite_options(data, device)
     views = _views(data)
     dataset_tables = _tables(data, "datasets", required=True)
     suite_recipes = _tables(data, "recipes", required=False)
@@ -683,7 +704,7 @@ def _dataset_cells(
         offer = Offer(modality, model.name, provides, None)
 
         def cell(explainer: Component | None, attack: Component | None, group: tuple[Component, ...]) -> Cell:
-            return Cell(dataset, model, recipe, explainer, attack, group, seed, samples, options["select"])
+            return Cell(dataset, model, recipe, explainer, attack, group, seed, samples, options["select"], options["device"])
 
         free, attacked = tuple(build(plugins.free_metrics, seed)), tuple(build(plugins.attack_metrics, seed))
         independent = tuple(build(plugins.independent_metrics, seed))

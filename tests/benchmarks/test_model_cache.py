@@ -100,8 +100,11 @@ def test_key_changes_when_the_code_of_the_recipe_architecture_or_data_set_change
 def test_key_holds_device_dtype_and_code_and_a_fine_tuned_model_counts_its_base_recipe(monkeypatch):
     inputs = model_inputs(*INPUTS)
     assert (inputs["device"], inputs["dtype"]) == ("cpu", "float32") and len(inputs["code"]) == 64
-    with pytest.raises(ValueError, match="device must be one of"):
-        model_key(*INPUTS, device="cuda")
+    with pytest.raises(ValueError, match="device must be a resolved device name"):
+        model_key(*INPUTS, device="auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA device here"):
+            model_key(*INPUTS, device="cuda")
     with torch.random.fork_rng(devices=[]):
         torch.set_default_dtype(torch.float64)
         try:

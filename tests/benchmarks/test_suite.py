@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from salbench.core.hashing import canonical_json
+import torch
+from salbench.core.hashing import canonical_json, digest
 from salbench.model_cache import model_key
 from salbench.suite import Cell, SuiteError, load_suite, parse_suite, suite_names
 
@@ -343,3 +345,29 @@ def test_malformed_suite_fails_naming_the_field(case, tmp_path):
 def test_suite_error_is_a_value_error():
     with pytest.raises(ValueError):
         parse_suite("[suite]\nname = 1\n")
+
+
+# -- device ---------------------------------------------------------------------------------------
+def test_the_device_is_a_suite_option_that_the_command_line_overrides():
+    text = TINY.read_text()
+    assert {c.device for c in parse_suite(text).cells} == {"cpu"}  # the default
+    assert {c.device for c in parse_suite(text, device="auto").cells} == {"cuda" if torch.cuda.is_available() else "cpu"}
+    with_option = text.replace('name = "tiny"', 'name = "tiny"\ndevice = "cpu"')
+    assert parse_suite(with_option).device == "cpu"
+    with pytest.raises(SuiteError, match=r"\[suite\] device: .*must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got 'gpu'"):
+        parse_suite(text.replace('name = "tiny"', 'name = "tiny"\ndevice = "gpu"'))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_fails_at_load_naming_the_field():
+    with pytest.raises(SuiteError, match=r"\[suite\] device: .*'cuda', but torch sees no CUDA device here"):
+        parse_suite(TINY.read_text(), device="cuda")
+
+
+def test_cells_on_another_device_have_other_ids():
+    """A cell's id holds its device: results computed on one device are never reused on another."""
+    cpu = parse_suite(TINY.read_text()).cells[0]
+    elsewhere = dataclasses.replace(cpu, device="cuda")
+    assert cpu.to_dict()["device"] == "cpu" and digest(cpu.to_dict()) != digest(elsewhere.to_dict())
+    if torch.cuda.is_available():
+        assert cpu.id != elsewhere.id and cpu.model_key != elsewhere.model_key
