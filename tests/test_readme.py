@@ -60,3 +60,20 @@ def test_the_extension_path_is_one_file_one_suite_line_and_one_test_that_pass(tm
         [sys.executable, "-c", script, str(suite)], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_own_model_snippets_are_the_example_that_a_test_runs():
+    """"Benchmark your own model" shows examples/own_model (tests/benchmarks/test_own_model.py runs it):
+    every code line of its factory block and every key line of its suite block is in those files."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Benchmark your own model", 1)[1].split("\n## ", 1)[0]
+    python, toml = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0], re.findall(r"```toml\n(.*?)```", section, flags=re.S)[0]
+    example = ROOT / "examples" / "own_model"
+
+    def code(block: str) -> list[str]:
+        return [line.split("#")[0].rstrip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+    nets = (example / "nets.py").read_text()
+    assert all(line.strip() in nets for line in code(python))
+    suite = [line.split("#")[0].rstrip() for line in (example / "suite.toml").read_text().splitlines()]
+    assert set(code(toml)) <= set(suite)
