@@ -77,3 +77,20 @@ def test_the_own_model_snippets_are_the_example_that_a_test_runs():
     assert all(line.strip() in nets for line in code(python))
     suite = [line.split("#")[0].rstrip() for line in (example / "suite.toml").read_text().splitlines()]
     assert set(code(toml)) <= set(suite)
+
+
+QUICKSTART_TABLE = "synthetic_blocks / small_cnn / standard"
+
+
+def quickstart_table_sections() -> tuple[str, str]:
+    """(the README tour's copy of a quickstart leaderboard table, that table in results/quickstart)."""
+    readme = (ROOT / "README.md").read_text()
+    copy = readme.split(f"#### {QUICKSTART_TABLE} (from `results/quickstart/leaderboard.md`)\n", 1)[1].split("\n![", 1)[0]
+    board = (ROOT / "results" / "quickstart" / "leaderboard.md").read_text()
+    return copy.strip(), board.split(f"## {QUICKSTART_TABLE}\n", 1)[1].split("\n## ", 1)[0].strip()
+
+
+def test_the_tours_leaderboard_is_the_committed_quickstart_result():
+    """No number of the tour's table is typed: it is the committed leaderboard's section, verbatim."""
+    copy, board = quickstart_table_sections()
+    assert copy == board
