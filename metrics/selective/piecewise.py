@@ -601,12 +601,17 @@ def _affine_function(target: Any, bias_at: int) -> _Handler:
         return _Line(out), None
 
     def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
-        x, weight, rest = args[0], args[1], list(args[2:])
-        center = target(x.stacked[:batch], weight, *rest, **kwargs)
-        if len(rest) >= bias_at - 1:
-            rest[bias_at - 2] = None
-        radius = target(x.stacked[batch:], weight.abs(), *rest, **{**kwargs, "bias": None})
-        return _Line(torch.cat([center, radius])), None
+        x, rest = args[0], list(args[1:])
+        center = target(x.stacked[:batch], *rest, **kwargs)
+        if len(rest) >= bias_at:
+            rest[bias_at - 1] = None
+        else:
+            kwargs = {**kwargs, "bias": None}
+        if rest:
+            rest[0] = rest[0].abs()
+        else:
+            kwargs = {**kwargs, "weight": kwargs["weight"].abs()}
+        return _Line(torch.cat([center, target(x.stacked[batch:], *rest, **kwargs)])), None
 
     return _Handler(_constant_or(target, on_lines), bounds=_constant_or(target, on_bounds))
 
