@@ -137,6 +137,37 @@ def test_metric_passes_the_hypothesis_and_the_convention_through(statistic, alte
         metrics.get("selective_pvalue", alternative="both")
 
 
+def test_metric_tests_gradcam_regions_of_a_network_without_a_pooled_head():
+    """region="gradcam": the Grad-CAM map at the last feature map ("auto", as the gradcam explainer
+    picks it) or at a named layer, equal to salient_region_test on gradcam_saliency; the metric's
+    requirement follows the parameter (conv for Grad-CAM, gap_head for CAM)."""
+    from salbench.core.applicability import Offer
+    from salbench.metrics.selective import gradcam_saliency
+
+    gen = torch.Generator().manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(3 * 36, 2)).double().eval()  # fmt: skip
+    x = torch.randn(4, 1, 6, 6, generator=gen, dtype=torch.float64)
+    case = Case(model=net, explainer=None, x=x, target=torch.tensor([1, 1, 0, 1]), attr=x)
+    for layer, resolved in (("auto", "3"), ("1", "1")):
+        out = metrics.get("selective_pvalue", statistic="back", region="gradcam", layer=layer, threshold=0.5,
+                          normalize=True).evaluate(case)  # fmt: skip
+        for c in (0, 1):
+            rows = (case.target == c).nonzero().squeeze(1)
+            direct = salient_region_test(gradcam_saliency(net, c, (1, 6, 6), resolved), x[rows], threshold=0.5,
+                                         normalize=True, statistic="back", on_invalid="record")  # fmt: skip
+            expected = [[r.p_value, r.oc_p_value, r.naive_p_value, r.bonferroni_p_value] for r in direct]
+            torch.testing.assert_close(out.values[rows], torch.tensor(expected, dtype=torch.float64), equal_nan=True)
+    with pytest.raises(ValueError, match="region='gradcam' only"):
+        metrics.get("selective_pvalue", layer="1")
+    with pytest.raises(ValueError, match="region"):
+        metrics.get("selective_pvalue", region="lime")
+    declared = metrics.registry.entry("selective_pvalue").attrs
+    conv_only = Offer("image", "vgg_like", frozenset({"conv"}), None)
+    assert conv_only.unmet("metric", "selective_pvalue", declared, {"region": "gradcam"}) is None
+    assert "'gap_head'" in conv_only.unmet("metric", "selective_pvalue", declared, {"region": "cam"})
+
+
 def test_synthetic_blocks_references_and_test_delta_are_seeded_and_leave_the_rest_unchanged():
     base = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1).load()
     new = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1, references=3, test_delta=0.0,
