@@ -257,3 +257,27 @@ def test_miwa2023_suite_loads_and_one_small_cell_runs(tmp_path):
     assert (summary.run, summary.failed) == (1, 0)
     records = read_records(tmp_path)
     assert len(records) == 2 * 4 * 3 and records["value"].notna().any()
+
+
+def test_selective_architectures_suite_runs_small_and_fills_its_commentary(tmp_path):
+    """The suite expands to (null, signal) × (miwa_cnn, resnet) cells of 8 region × hypothesis
+    settings; shrunk to 3 images and 1 epoch it runs, and every placeholder of its commentary
+    resolves to exactly one leaderboard entry."""
+    from salbench.commentary import fill
+
+    suite = load_suite("selective_architectures")
+    assert len(suite.cells) == 4 and {len(c.metrics) for c in suite.cells} == {8}
+    assert {(c.dataset.params["test_delta"], c.model.name) for c in suite.cells} == {
+        (0.0, "miwa_cnn"), (0.0, "resnet"), (2.0, "miwa_cnn"), (2.0, "resnet")
+    }
+    assert {(m.params["region"], m.params["statistic"]) for m in suite.cells[0].metrics} == {
+        (r, s) for r in ("cam", "gradcam") for s in ("back", "neighbor", "mean", "abs")
+    }
+    text = (SUITES_DIR / "selective_architectures.toml").read_text()
+    for old, new in (("samples = 200", "samples = 3"), ("n_train = 1000", "n_train = 40"), ("epochs = 10", "epochs = 1")):
+        assert old in text
+        text = text.replace(old, new)
+    summary = run_suite(parse_suite(text), tmp_path, backend="sequential", progress=False)
+    assert (summary.run, summary.failed) == (4, 0)
+    filled = fill((SUITES_DIR / "selective_architectures.md").read_text(), summarize(read_records(tmp_path)))
+    assert "{{" not in filled and "| ResNet (`resnet`) | Grad-CAM | parametric |" in filled

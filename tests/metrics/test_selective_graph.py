@@ -370,6 +370,23 @@ def _positive(net: nn.Module, seed: int) -> nn.Module:
     return net.eval()
 
 
+def _check_null_validity(saliency: nn.Module, shape: tuple[int, ...]) -> None:
+    """On 1000 null inputs (region {normalised map > 0.5}, "back" test): the selective rejection
+    count at α = 0.05 in the 99% binomial interval, KS uniformity at 1%, the naive count above it."""
+    from scipy import stats
+
+    x = torch.randn(1000, *shape, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    results = [r for r in salient_region_test(saliency, x, threshold=0.5, normalize=True, statistic="back", on_invalid="record")
+               if r.reason is None]  # fmt: skip
+    n = len(results)
+    assert n >= 990
+    low, high = stats.binom.ppf(0.005, n, 0.05), stats.binom.ppf(0.995, n, 0.05)
+    selective = torch.tensor([r.p_value for r in results])
+    assert low <= int((selective <= 0.05).sum()) <= high
+    assert stats.kstest(selective.numpy(), "uniform").pvalue > 0.01
+    assert int((torch.tensor([r.naive_p_value for r in results]) <= 0.05).sum()) > high
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "build,shape",
@@ -380,19 +397,8 @@ def test_null_validity_of_graph_families(build, shape):
     """1000 null inputs per family: the selective rejection rate at α = 0.05 lies in the 99%
     binomial interval of 0.05 (and its p-values pass a KS test of uniformity at 1%); the naive
     test's rate lies above that interval."""
-    from scipy import stats
-
     net = _positive(build().double(), 13)
-    x = torch.randn(1000, *shape, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
-    results = [r for r in salient_region_test(net, x, threshold=0.5, normalize=True, statistic="back", on_invalid="record")
-               if r.reason is None]  # fmt: skip
-    n = len(results)
-    assert n >= 990
-    low, high = stats.binom.ppf(0.005, n, 0.05), stats.binom.ppf(0.995, n, 0.05)
-    selective = torch.tensor([r.p_value for r in results])
-    assert low <= int((selective <= 0.05).sum()) <= high
-    assert stats.kstest(selective.numpy(), "uniform").pvalue > 0.01
-    assert int((torch.tensor([r.naive_p_value for r in results]) <= 0.05).sum()) > high
+    _check_null_validity(net, shape)
 
 
 @pytest.mark.slow
@@ -405,18 +411,8 @@ def test_null_validity_of_resnet_cam_and_gradcam_regions(region, side):
     of uniformity at 1%); the naive test's lies above it (~50% for CAM, ~20% for Grad-CAM on a
     trial). Grad-CAM has no interval bounds, so every piece is walked: 8×8 keeps it ~1 CPU-minute."""
     from salbench.metrics.selective import cam_saliency, gradcam_saliency
-    from scipy import stats
 
     net = _positive(ResNet((1, side, side), 2, blocks=(1, 1), widths=(4, 6), stem="small").double(), 13)
     shape = (1, side, side)
     saliency = cam_saliency(net, 1, shape) if region == "cam" else gradcam_saliency(net, 1, shape, "layer2")
-    x = torch.randn(1000, *shape, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
-    results = [r for r in salient_region_test(saliency, x, threshold=0.5, normalize=True, statistic="back", on_invalid="record")
-               if r.reason is None]  # fmt: skip
-    n = len(results)
-    assert n >= 990
-    low, high = stats.binom.ppf(0.005, n, 0.05), stats.binom.ppf(0.995, n, 0.05)
-    selective = torch.tensor([r.p_value for r in results])
-    assert low <= int((selective <= 0.05).sum()) <= high
-    assert stats.kstest(selective.numpy(), "uniform").pvalue > 0.01
-    assert int((torch.tensor([r.naive_p_value for r in results]) <= 0.05).sum()) > high
+    _check_null_validity(saliency, shape)
