@@ -546,21 +546,26 @@ def _scaled(value: Any, factor: Any) -> Any:
 def _scale(divide: bool) -> _Handler:
     op = operator.truediv if divide else operator.mul
 
-    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+    def operands(args: list) -> tuple[_Line, Any]:
+        """(the input-dependent tensor, the constant factor or divisor)."""
         a, b = args[:2]
         if isinstance(a, _Line) and isinstance(b, _Line):
             raise UnsupportedModuleError("the product of two input-dependent tensors is not piecewise linear")
         if isinstance(b, _Line):
             if divide:
                 raise UnsupportedModuleError("dividing by an input-dependent tensor is not piecewise linear")
-            a, b = b, a
-        out = op(a.stacked, b)
-        if out.shape != a.stacked.shape:
+            return b, a
+        return a, b
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        line, factor = operands(args)
+        out = op(line.stacked, factor)
+        if out.shape != line.stacked.shape:
             raise UnsupportedModuleError("a constant factor would broadcast the input's shape")
         return _Line(out), None
 
     def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
-        line, factor = (args[0], args[1]) if isinstance(args[0], _Line) else (args[1], args[0])
+        line, factor = operands(args)
         return _scaled_bounds(line, 1.0 / factor if divide else factor, batch), None
 
     return _Handler(_constant_or(op, on_lines), bounds=_constant_or(op, on_bounds))

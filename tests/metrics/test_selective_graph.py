@@ -93,6 +93,21 @@ class Functional(nn.Module):
         return F.interpolate(v.view(-1, 1, 4, 4), scale_factor=2.0, mode="nearest")
 
 
+class Signed(nn.Module):
+    """Sign changes, each on its own path: a constant minus a tensor, negation, a product with a
+    signed constant, a division by a negative one, a difference of tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.register_buffer("gain", torch.tensor([-1.5, 0.5]).view(1, 2, 1, 1))
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        paths = 1.0 - F.relu(h - 0.1), F.relu(torch.neg(h) + 0.3), F.relu(h * self.gain) / 3.0, F.relu(h / -2.0 + 0.2)
+        return (paths[0] + paths[1] + paths[2] + paths[3] - h).sum(1, keepdim=True)
+
+
 def conv1d() -> nn.Module:
     return nn.Sequential(
         nn.Conv1d(2, 4, 5, padding=2), nn.BatchNorm1d(4), nn.ReLU(), nn.AvgPool1d(2),
@@ -137,6 +152,7 @@ NETWORKS = {  # builder, input shape (C, ...), seed, decisions all visible to ho
     "resnet_cam": (lambda: ResNetCAM(_randomize(TinyResNet().double(), 2, 0.5), 32), (1, 32, 32), None, True),
     "unet": (UNet, (1, 16, 16), 3, True),
     "functional": (Functional, (2, 8, 8), 4, False),
+    "signed": (Signed, (1, 8, 8), 10, False),
     "conv1d": (conv1d, (2, 40), 5, True),
     "conv3d": (conv3d, (1, 6, 6, 6), 6, True),
     "signal_map": (signal_map, (2, 48), 7, True),
