@@ -6,22 +6,25 @@ import math
 from typing import ClassVar, Literal
 
 import torch
+from salbench.core.applicability import ByParameter
 from salbench.core.validation import check_positive, check_positive_int
+from salbench.explainers.layers import last_spatial_output
 from salbench.metrics import register
 from salbench.metrics.base import Case, Metric, MetricOutput
-from salbench.metrics.selective import ALTERNATIVES, cam_saliency, salient_region_test
-from torch import Tensor
+from salbench.metrics.selective import ALTERNATIVES, cam_saliency, gradcam_saliency, salient_region_test
+from torch import Tensor, nn
 
 __all__ = ["SelectivePValue"]
 
 _STATISTICS = ("back", "neighbor", "mean", "abs")
 _MODES = ("parametric", "oc")
 _UPSAMPLE = ("bilinear", "nearest")
+_REGIONS = ("cam", "gradcam")
 
 
 @register("selective_pvalue")
 class SelectivePValue(Metric):
-    """Selective p-values of the CAM salient region, with the naive and Bonferroni baselines.
+    """Selective p-values of the CAM or Grad-CAM salient region, with the naive and Bonferroni baselines.
 
     Miwa, Duy, Takeuchi, "Valid P-Value for Deep Learning-driven Salient Region", ICLR 2023
     (authors' code: takeuchi-lab/selective_inference_dnn_salient_region). For each sample x
@@ -40,10 +43,15 @@ class SelectivePValue(Metric):
     and the leaderboard shows the rejection rate at ``alpha`` (false positive rate on null
     data, power on signal data).
 
-    The region is that of the model's own class activation map (:func:`cam_saliency`,
-    bias-free, upsampled with ``upsample``), so the model must end in global average pooling
-    and one linear layer (declared: ``requires = ("gap_head",)``), with layers the line
-    propagation supports; the cell's explainer and its attribution are not used
+    The region is that of the model's own saliency map for the target class, upsampled with
+    ``upsample``: with ``region="cam"`` its class activation map (:func:`cam_saliency`,
+    bias-free), so the model must end in global average pooling and one linear layer (it
+    requires ``gap_head``); with ``region="gradcam"`` its Grad-CAM map at ``layer``
+    (:func:`gradcam_saliency`; ``"auto"`` = the last submodule whose output is a feature map, as
+    the ``gradcam`` explainer picks it), so the model needs a convolution (it requires
+    ``conv``). The requirement is declared by parameter
+    (:class:`~salbench.core.applicability.ByParameter`). The model's layers must be ones the
+    line propagation supports. The cell's explainer and its attribution are not used
     (``uses_explainer = False``: the grid runs it once per model and seed, without an
     explainer). "mean" and "abs"
     need the data set's reference images (``Case.reference``, (N, m, C, H, W); the mean of the
@@ -64,7 +72,10 @@ class SelectivePValue(Metric):
         normalize: min-max normalise each map before thresholding.
         alpha: significance level of the reported rejection rate, in (0, 1).
         sigma2: the known noise variance σ² > 0.
-        upsample: "bilinear" or "nearest" interpolation of the CAM to the input size.
+        upsample: "bilinear" or "nearest" interpolation of the map to the input size.
+        region: "cam" (class activation map) or "gradcam" (Grad-CAM map).
+        layer: for "gradcam", the submodule whose output Grad-CAM weighs, or "auto"; must be
+            "auto" for "cam" (which always uses the features before the pooled head).
 
     Example:
         >>> import torch
@@ -83,7 +94,7 @@ class SelectivePValue(Metric):
     higher_is_better: ClassVar[bool] = False
     outputs: ClassVar[tuple[str, ...]] = ("selective", "oc", "naive", "bonferroni")
     modalities = ("image",)
-    requires = ("gap_head",)
+    requires = ByParameter("region", {"cam": ("gap_head",), "gradcam": ("conv",)})
     uses_explainer = False
 
     def __init__(
@@ -97,6 +108,8 @@ class SelectivePValue(Metric):
         alpha: float = 0.05,
         sigma2: float = 1.0,
         upsample: Literal["bilinear", "nearest"] = "bilinear",
+        region: Literal["cam", "gradcam"] = "cam",
+        layer: str = "auto",
     ):
         if statistic not in _STATISTICS:
             raise ValueError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
@@ -114,6 +127,13 @@ class SelectivePValue(Metric):
         check_positive(sigma2, "sigma2")
         if upsample not in _UPSAMPLE:
             raise ValueError(f"upsample must be one of {_UPSAMPLE}, got {upsample!r}")
+        if region not in _REGIONS:
+            raise ValueError(f"region must be one of {_REGIONS}, got {region!r}")
+        if not isinstance(layer, str) or not layer:
+            raise ValueError(f"layer must be a submodule name or 'auto', got {layer!r}")
+        if region == "cam" and layer != "auto":
+            raise ValueError(f"layer applies to region='gradcam' only (CAM uses the features before the pooled head); got layer={layer!r}")
+        self.region, self.layer = region, layer
         self.statistic, self.mode, self.threshold, self.normalize = statistic, mode, float(threshold), normalize
         self.alpha, self.sigma2, self.upsample = float(alpha), float(sigma2), upsample
         self.alternative, self.neighborhood = alternative, neighborhood
@@ -126,7 +146,7 @@ class SelectivePValue(Metric):
         notes: list[str | None] = [None] * x.shape[0]
         for c in torch.unique(target).tolist():
             rows = (target == c).nonzero().squeeze(1)
-            saliency = cam_saliency(case.model, int(c), tuple(x.shape[1:]), upsample=self.upsample)
+            saliency = self._saliency(case.model, int(c), x)
             results = salient_region_test(
                 saliency, x[rows], x_ref=None if reference is None else reference[rows],
                 threshold=self.threshold, statistic=self.statistic, normalize=self.normalize,
@@ -140,6 +160,18 @@ class SelectivePValue(Metric):
                 )
                 notes[row] = result.reason
         return MetricOutput(values, None, notes)
+
+    def _saliency(self, model: nn.Module, target: int, x: Tensor) -> nn.Module:
+        """The network mapping inputs to the tested map of class ``target``."""
+        shape = tuple(x.shape[1:])
+        if self.region == "cam":
+            return cam_saliency(model, target, shape, upsample=self.upsample)
+        layer = self.layer
+        if layer == "auto":
+            probe = x[:1].to(next(model.parameters()).dtype)
+            with torch.no_grad():
+                layer = last_spatial_output(model, probe)[0]
+        return gradcam_saliency(model, target, shape, layer, upsample=self.upsample)
 
     def _reference(self, case: Case) -> Tensor | None:
         if self.statistic in ("back", "neighbor"):

@@ -5,7 +5,9 @@ Every explainer, attack and metric declares, as class attributes registered with
 
 - ``modalities``: the kinds of data it works on, a subset of :data:`MODALITIES`;
 - ``requires``: what the cell must offer besides data of those modalities, names of
-  :data:`REQUIREMENTS` (a convolution, a GAP + linear head, a differentiable explainer).
+  :data:`REQUIREMENTS` (a convolution, a GAP + linear head, a differentiable explainer); or,
+  where that depends on one of the component's parameters, a :class:`ByParameter` mapping each
+  value of that parameter to such names (resolved on the component's validated parameters).
 
 Data sets declare their ``modality`` (one of :data:`MODALITIES`; the loaded bundle must match
 it) and model architectures what they ``provides`` (names of :data:`MODEL_FEATURES`). A model
@@ -31,7 +33,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MODALITIES", "CONTINUOUS", "SPATIAL", "REQUIREMENTS", "MODEL_FEATURES", "check_declarations", "Offer"]
+__all__ = ["MODALITIES", "CONTINUOUS", "SPATIAL", "REQUIREMENTS", "MODEL_FEATURES", "check_declarations", "Offer", "ByParameter"]
 
 MODALITIES: tuple[str, ...] = ("image", "volume", "signal", "tabular", "text")
 """image (N, C, H, W); volume (N, C, D, H, W); signal (N, C, L); tabular (N, F); text: a long
@@ -56,6 +58,43 @@ REQUIREMENTS: dict[str, str] = {
 """What a component may declare in ``requires``: the model features, and ``differentiable``."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ByParameter:
+    """A ``requires`` declaration that depends on the value of one parameter of the component.
+
+    ``choices`` maps every value the parameter may take to the requirements with that value; a
+    value without an entry is an error when resolved (the component's own validation names the
+    allowed values first).
+
+    Example:
+        >>> need = ByParameter("region", {"cam": ("gap_head",), "gradcam": ("conv",)})
+        >>> need.resolve({"region": "gradcam", "alpha": 0.05})
+        ('conv',)
+        >>> str(need)
+        "gap_head if region='cam', conv if region='gradcam'"
+    """
+
+    parameter: str
+    choices: Mapping[Any, tuple[str, ...]]
+
+    def resolve(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The requirements for the validated parameters ``params`` (defaults included)."""
+        if self.parameter not in params:
+            raise ValueError(f"the requirements depend on parameter {self.parameter!r}, which the parameters {sorted(params)} lack")
+        value = params[self.parameter]
+        if value not in self.choices:
+            raise ValueError(f"no requirements declared for {self.parameter}={value!r}; declared for {sorted(map(repr, self.choices))}")
+        return self.choices[value]
+
+    def __str__(self) -> str:
+        """As listings show it: ``gap_head if region='cam', conv if region='gradcam'``."""
+        return ", ".join(f"{' + '.join(needs) or '-'} if {self.parameter}={value!r}" for value, needs in self.choices.items())
+
+    def every(self) -> tuple[str, ...]:
+        """Every requirement of any choice, in declaration order (for a check without parameters)."""
+        return tuple(dict.fromkeys(need for needs in self.choices.values() for need in needs))
+
+
 def check_declarations(attrs: Mapping[str, Any]) -> None:
     """Check the declared ``modalities``, ``requires``, ``modality`` and ``provides`` among ``attrs``.
 
@@ -66,8 +105,15 @@ def check_declarations(attrs: Mapping[str, Any]) -> None:
         if name not in attrs:
             continue
         value = attrs[name]
-        if not isinstance(value, (tuple, frozenset, set, list)) or not set(value) <= set(options):
-            raise ValueError(f"{name} must be a collection of names among {', '.join(options)}; got {value!r}")
+        if name == "requires" and isinstance(value, ByParameter):
+            values = list(value.choices.values())
+            if not values:
+                raise ValueError(f"requires: ByParameter({value.parameter!r}) must declare at least one choice")
+        else:
+            values = [value]
+        for each in values:
+            if not isinstance(each, (tuple, frozenset, set, list)) or not set(each) <= set(options):
+                raise ValueError(f"{name} must be a collection of names among {', '.join(options)}; got {each!r}")
     if "modalities" in attrs and not attrs["modalities"]:
         raise ValueError("modalities must name at least one modality")
     if "modality" in attrs and attrs["modality"] not in MODALITIES:
@@ -91,14 +137,26 @@ class Offer:
     provides: frozenset[str]
     explainer: tuple[str, bool] | None
 
-    def unmet(self, kind: str, name: str, declared: Mapping[str, Any]) -> str | None:
-        """Why component ``name`` (of ``kind``, with its declared attributes) does not apply here, or None."""
+    def unmet(self, kind: str, name: str, declared: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str | None:
+        """Why component ``name`` (of ``kind``, with its declared attributes) does not apply here, or None.
+
+        ``params``: the component's validated parameters, which resolve a ``requires`` declared
+        :class:`ByParameter`; without them such a component must offer every requirement any
+        value of the parameter could need (:meth:`ByParameter.every`), a conservative check.
+        """
         modalities = declared["modalities"]
         if self.modality not in modalities:
             return f"{kind} {name!r} applies to {', '.join(modalities)} data, not {self.modality}"
-        for need in declared["requires"]:
+        requires, label = declared["requires"], repr(name)
+        if isinstance(requires, ByParameter):
+            if params is None:
+                label, requires = f"{label} (with any {requires.parameter})", requires.every()
+            else:
+                label = f"{label} ({requires.parameter}={params.get(requires.parameter)!r})"
+                requires = requires.resolve(params)
+        for need in requires:
             if need in MODEL_FEATURES and need not in self.provides:
-                return f"{kind} {name!r} needs {MODEL_FEATURES[need]} ({need!r}), which model {self.model!r} does not declare"
+                return f"{kind} {label} needs {MODEL_FEATURES[need]} ({need!r}), which model {self.model!r} does not declare"
             if need == "differentiable" and self.explainer is not None and not self.explainer[1]:
-                return f"{kind} {name!r} differentiates the explanation, but explainer {self.explainer[0]!r} is not differentiable"
+                return f"{kind} {label} differentiates the explanation, but explainer {self.explainer[0]!r} is not differentiable"
         return None

@@ -137,6 +137,8 @@ class LinePropagator:
         self._program = [ins for ins in program if ins.name in varying]
         self._output = output.args[0].name
         self._cut, self._handoff = _affine_prefix(self._program)
+        self.bounded = all(ins.bound is not None for ins in self._program[self._cut :])
+        """Whether :meth:`bounds` is available (every operation after :meth:`head` has interval bounds)."""
 
     def __call__(self, value: Tensor, slope: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.tail(*self.head(value, slope))
@@ -163,6 +165,29 @@ class LinePropagator:
         if not isinstance(out, _Line):
             raise UnsupportedModuleError("the model's output does not depend on its input")
         return out.stacked[:batch], out.stacked[batch:], bounds[0], bounds[1]
+
+    def bounds(self, center: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
+        """Interval bounds of :meth:`tail`'s output over all inputs within ``center ± radius``.
+
+        For inputs u with |u − center| <= radius elementwise (the box around a segment of a
+        line after :meth:`head`: centre at its midpoint, radius |direction|·half-width), every
+        output lies within ``out_center ± out_radius`` (interval arithmetic, up to float64
+        rounding: affine maps act on centres and, with |weights|, on radii; ReLU, LeakyReLU and
+        max-pool map the lower and upper ends). Returns (out_center, out_radius).
+
+        Raises:
+            UnsupportedModuleError: where :attr:`bounded` is False (an operation without
+                interval bounds, e.g. Grad-CAM's weighted sum or bicubic interpolation).
+        """
+        if not self.bounded:
+            missing = next(ins.where for ins in self._program[self._cut :] if ins.bound is None)
+            raise UnsupportedModuleError(f"{missing} has no interval bounds")
+        batch = center.shape[0]
+        env: dict[str, Any] = {**self._constants, self._handoff: _Line(torch.cat([center, radius]))}
+        for instruction in self._program[self._cut :]:
+            env[instruction.name] = instruction.execute(env, batch, intervals=True)[0]
+        out = env[self._output].stacked
+        return out[:batch], out[batch:]
 
     @staticmethod
     def _run(program: list[_Instruction], env: dict[str, Any], batch: int, bounds: tuple[Tensor, Tensor] | None) -> None:
@@ -205,14 +230,19 @@ class _Instruction:
     run: Callable[[list[Any], dict[str, Any], int], tuple[Any, tuple[Tensor, Tensor] | None]]
     args: Any
     kwargs: Any
+    bound: Callable[[list[Any], dict[str, Any], int], tuple[Any, None]] | None = None  # the interval runner
 
-    def execute(self, env: dict[str, Any], batch: int) -> tuple[Any, tuple[Tensor, Tensor] | None]:
+    def execute(self, env: dict[str, Any], batch: int, intervals: bool = False) -> tuple[Any, tuple[Tensor, Tensor] | None]:
+        """The node's value (and piece bounds), or with ``intervals`` its (centres; radii) bounds."""
+
         def load(a: Any) -> Any:
             return env[a.name] if isinstance(a, fx.Node) else a
 
         args = fx.node.map_aggregate(self.args, load)
         kwargs = fx.node.map_aggregate(self.kwargs, load)
-        return self.run(list(args), dict(kwargs), batch)
+        run = self.bound if intervals else self.run
+        assert run is not None, "bounds of an instruction without interval propagation"
+        return run(list(args), dict(kwargs), batch)
 
 
 class _Single(nn.Module):
@@ -305,7 +335,7 @@ def _instruction(node: fx.Node, modules: dict[str, nn.Module]) -> _Instruction:
         where = f"{where} in 'model.{path}' ({getattr(kind, '__name__', kind)})"
     inputs = tuple(n.name for n in node.all_input_nodes)
     if node.op == "placeholder":
-        return _Instruction(node.name, where, inputs, False, _input_error, (), {})
+        return _Instruction(node.name, where, inputs, False, _input_error, (), {}, _input_error)
     if node.op == "get_attr":
         constant = _float64(_fetch(modules, node.target))
         return _Instruction(node.name, where, inputs, False, lambda args, kwargs, batch: (constant, None), (), {})
@@ -315,7 +345,11 @@ def _instruction(node: fx.Node, modules: dict[str, nn.Module]) -> _Instruction:
         where = f"{where} at {path!r}"
         step = _compile(path, module)
         piecewise = type(module) in _PIECEWISE or _propagates_itself(module)
-        return _Instruction(node.name, where, inputs, piecewise, _module_runner(step, where), node.args, node.kwargs)
+        bound = _interval_step(module)
+        return _Instruction(
+            node.name, where, inputs, piecewise, _module_runner(step, where), node.args, node.kwargs,
+            None if bound is None else _module_runner(bound, where),
+        )  # fmt: skip
     handler = _FUNCTIONS.get(node.target) if node.op == "call_function" else _METHODS.get(node.target)
     if handler is None:
         raise UnsupportedModuleError(
@@ -323,7 +357,20 @@ def _instruction(node: fx.Node, modules: dict[str, nn.Module]) -> _Instruction:
             f"{', '.join(sorted(k.__name__ for k in _FACTORIES))} and the functions/methods "
             f"{', '.join(sorted(_SUPPORTED_NAMES))}"
         )
-    return _Instruction(node.name, where, inputs, handler.piecewise, _function_runner(handler, where), node.args, node.kwargs)
+    bounds = handler.bounds if _monotone_call(node) else None
+    return _Instruction(
+        node.name, where, inputs, handler.piecewise, _function_runner(handler.apply, where), node.args, node.kwargs,
+        None if bounds is None else _function_runner(bounds, where),
+    )  # fmt: skip
+
+
+def _monotone_call(node: fx.Node) -> bool:
+    """False for an ``interpolate`` whose weights can be negative (bicubic), which the interval
+    propagation of :meth:`LinePropagator.bounds` does not handle."""
+    if node.target is not F.interpolate:
+        return True
+    mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+    return mode in _MONOTONE_MODES
 
 
 def _target_name(node: fx.Node) -> str:
@@ -359,12 +406,15 @@ class _Handler:
 
     apply: Callable[[list, dict, int], tuple[Any, tuple[Tensor, Tensor] | None]]
     piecewise: bool = False
+    bounds: Callable[[list, dict, int], tuple[Any, None]] | None = None
+    """The same operation on interval bounds (centres; radii) (see :meth:`LinePropagator.bounds`);
+    None where it is not implemented."""
 
 
-def _function_runner(handler: _Handler, where: str):
+def _function_runner(apply: Callable[[list, dict, int], tuple[Any, Any]], where: str):
     def run(args: list, kwargs: dict, batch: int) -> tuple[Any, tuple[Tensor, Tensor] | None]:
         try:
-            return handler.apply(args, kwargs, batch)
+            return apply(args, kwargs, batch)
         except UnsupportedModuleError as err:
             raise UnsupportedModuleError(f"{where}: {err}") from None
 
@@ -415,7 +465,29 @@ def _unary_linear(target: Any, check: Callable[[Tensor, list, dict], None] | Non
         out = call(first.stacked, *rest, **kwargs)
         return (tuple(_Line(t) for t in out) if isinstance(out, (tuple, list)) else _Line(out)), None
 
-    return _Handler(_constant_or(call, on_lines))
+    apply = _constant_or(call, on_lines)
+    return _Handler(apply, bounds=apply)  # the maps are rearrangements or have weights >= 0
+
+
+def _negate(target: Any) -> _Handler:
+    """−x: values and slopes change sign; interval centres too, radii stay."""
+    call = _as_call(target)
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        return _Line(-args[0].stacked), None
+
+    def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        return _scaled_bounds(args[0], -1.0, batch), None
+
+    return _Handler(_constant_or(call, on_lines), bounds=_constant_or(call, on_bounds))
+
+
+def _scaled_bounds(value: Any, factor: Any, batch: int) -> Any:
+    """Interval bounds (centres; radii) times a constant: centres·factor, radii·|factor|."""
+    if not isinstance(value, _Line):
+        return value * factor
+    magnitude = factor.abs() if isinstance(factor, Tensor) else abs(factor)
+    return _Line(torch.cat([value.stacked[:batch] * factor, value.stacked[batch:] * magnitude]))
 
 
 def _metadata(target: Any) -> _Handler:
@@ -427,7 +499,7 @@ def _metadata(target: Any) -> _Handler:
         loaded = fx.node.map_aggregate(args, lambda a: a.stacked if isinstance(a, _Line) else a)
         return call(*loaded, **kwargs), None
 
-    return _Handler(apply)
+    return _Handler(apply, bounds=apply)
 
 
 def _offset(line: _Line, constant: Any, batch: int, sign: float) -> _Line:
@@ -454,7 +526,15 @@ def _add(sign: float) -> _Handler:
         negated = b if sign > 0 else _Line(-b.stacked)
         return _offset(negated, a, batch, 1.0), None
 
-    return _Handler(_constant_or(lambda a, b, alpha=1: op(a, b * alpha if alpha != 1 else b), on_lines))
+    def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        a, b = args[:2]
+        b = _scaled_bounds(b, sign * kwargs.get("alpha", 1), batch)
+        if isinstance(a, _Line) and isinstance(b, _Line):
+            return _Line(a.stacked + b.stacked), None  # centres add, and so do radii
+        return (_offset(a, b, batch, 1.0) if isinstance(a, _Line) else _offset(b, a, batch, 1.0)), None
+
+    constant = _constant_or(lambda a, b, alpha=1: op(a, b * alpha if alpha != 1 else b), on_lines)
+    return _Handler(constant, bounds=_constant_or(lambda a, b, alpha=1: op(a, b * alpha if alpha != 1 else b), on_bounds))
 
 
 def _scaled(value: Any, factor: Any) -> Any:
@@ -466,20 +546,29 @@ def _scaled(value: Any, factor: Any) -> Any:
 def _scale(divide: bool) -> _Handler:
     op = operator.truediv if divide else operator.mul
 
-    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+    def operands(args: list) -> tuple[_Line, Any]:
+        """(the input-dependent tensor, the constant factor or divisor)."""
         a, b = args[:2]
         if isinstance(a, _Line) and isinstance(b, _Line):
             raise UnsupportedModuleError("the product of two input-dependent tensors is not piecewise linear")
         if isinstance(b, _Line):
             if divide:
                 raise UnsupportedModuleError("dividing by an input-dependent tensor is not piecewise linear")
-            a, b = b, a
-        out = op(a.stacked, b)
-        if out.shape != a.stacked.shape:
+            return b, a
+        return a, b
+
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        line, factor = operands(args)
+        out = op(line.stacked, factor)
+        if out.shape != line.stacked.shape:
             raise UnsupportedModuleError("a constant factor would broadcast the input's shape")
         return _Line(out), None
 
-    return _Handler(_constant_or(op, on_lines))
+    def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        line, factor = operands(args)
+        return _scaled_bounds(line, 1.0 / factor if divide else factor, batch), None
+
+    return _Handler(_constant_or(op, on_lines), bounds=_constant_or(op, on_bounds))
 
 
 def _concatenate(target: Any) -> _Handler:
@@ -493,7 +582,8 @@ def _concatenate(target: Any) -> _Handler:
             raise UnsupportedModuleError("concatenation along the batch dimension (dim 0) cannot be propagated")
         return _Line(target(stacked, dim)), None
 
-    return _Handler(_constant_or(target, on_lines))
+    apply = _constant_or(target, on_lines)
+    return _Handler(apply, bounds=apply)
 
 
 def _affine_function(target: Any, bias_at: int) -> _Handler:
@@ -515,11 +605,25 @@ def _affine_function(target: Any, bias_at: int) -> _Handler:
             out = _add_offset(out, batch, bias.view(-1, *([1] * (out.dim() - 2))))
         return _Line(out), None
 
-    return _Handler(_constant_or(target, on_lines))
+    def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        x, rest = args[0], list(args[1:])
+        center = target(x.stacked[:batch], *rest, **kwargs)
+        if len(rest) >= bias_at:
+            rest[bias_at - 1] = None
+        else:
+            kwargs = {**kwargs, "bias": None}
+        if rest:
+            rest[0] = rest[0].abs()
+        else:
+            kwargs = {**kwargs, "weight": kwargs["weight"].abs()}
+        return _Line(torch.cat([center, target(x.stacked[batch:], *rest, **kwargs)])), None
+
+    return _Handler(_constant_or(target, on_lines), bounds=_constant_or(target, on_bounds))
 
 
 def _batch_norm_function() -> _Handler:
-    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+    def affine(args: list, kwargs: dict) -> tuple[_Line, Tensor, Tensor]:
+        """(input, scale, shift) of an eval-mode batch norm, shaped to broadcast over the input."""
         x, mean, var, weight, bias, training, _, eps = (list(args) + [None] * 8)[:8]
         weight, bias = kwargs.get("weight", weight), kwargs.get("bias", bias)
         training, eps = kwargs.get("training", training), kwargs.get("eps", 1e-5 if eps is None else eps)
@@ -528,9 +632,17 @@ def _batch_norm_function() -> _Handler:
         scale = 1.0 / torch.sqrt(var + eps) * (1.0 if weight is None else weight)
         shift = -mean * scale + (0.0 if bias is None else bias)
         shape = (-1,) + (1,) * (x.stacked.dim() - 2)
-        return _Line(_add_offset(x.stacked * scale.view(shape), batch, shift.view(shape))), None
+        return x, scale.view(shape), shift.view(shape)
 
-    return _Handler(_constant_or(F.batch_norm, on_lines))
+    def on_lines(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        x, scale, shift = affine(args, kwargs)
+        return _Line(_add_offset(x.stacked * scale, batch, shift)), None
+
+    def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        x, scale, shift = affine(args, kwargs)
+        return _Line(_add_offset(_scaled_bounds(x, scale, batch).stacked, batch, shift)), None
+
+    return _Handler(_constant_or(F.batch_norm, on_lines), bounds=_constant_or(F.batch_norm, on_bounds))
 
 
 def _pad() -> _Handler:
@@ -545,7 +657,8 @@ def _pad() -> _Handler:
         values, slopes = x.stacked.chunk(2)  # the fill value is a constant: values only
         return _Line(torch.cat([F.pad(values, pad, value=value), F.pad(slopes, pad, value=0.0)])), None
 
-    return _Handler(_constant_or(F.pad, on_lines))
+    apply = _constant_or(F.pad, on_lines)
+    return _Handler(apply, bounds=apply)  # as a centre the fill has radius 0; other modes copy entries
 
 
 def _piecewise(target: Any, build: Callable[[list, dict], nn.Module]) -> _Handler:
@@ -559,7 +672,19 @@ def _piecewise(target: Any, build: Callable[[list, dict], nn.Module]) -> _Handle
         out, piece = _FACTORIES[type(module)]("function", module)(args[0].stacked, batch)
         return _Line(out), piece
 
-    return _Handler(_constant_or(call, on_lines), piecewise=True)
+    def on_bounds(args: list, kwargs: dict, batch: int) -> tuple[_Line, None]:
+        module = build(args[1:], {k: v for k, v in kwargs.items() if k != "inplace"})
+        step = _interval_step(module)
+        if step is None:
+            raise UnsupportedModuleError(f"{type(module).__name__} has no interval propagation")
+        return _Line(step(args[0].stacked, batch)[0]), None
+
+    return _Handler(_constant_or(call, on_lines), piecewise=True, bounds=_constant_or(call, on_bounds))
+
+
+def _same_bounds(apply: Callable[[list, dict, int], tuple[Any, Any]]) -> _Handler:
+    """A handler whose operation moves entries without weighing them: bounds pass as lines do."""
+    return _Handler(apply, bounds=apply)
 
 
 def _eval_dropout(args: list, kwargs: dict) -> tuple[_Line, None]:
@@ -639,8 +764,8 @@ _FUNCTIONS: dict[Any, _Handler] = {
     operator.sub: _add(-1.0), torch.sub: _add(-1.0), operator.isub: _add(-1.0),
     operator.mul: _scale(False), torch.mul: _scale(False), operator.imul: _scale(False),
     operator.truediv: _scale(True), torch.div: _scale(True), operator.itruediv: _scale(True),
-    operator.neg: _unary_linear(operator.neg), torch.neg: _unary_linear(torch.neg),
-    operator.getitem: _Handler(_constant_or(operator.getitem, lambda args, kwargs, batch: _getitem(args))),
+    operator.neg: _negate(operator.neg), torch.neg: _negate(torch.neg),
+    operator.getitem: _same_bounds(_constant_or(operator.getitem, lambda args, kwargs, batch: _getitem(args))),
     getattr: _metadata(getattr),
     torch.cat: _concatenate(torch.cat), torch.concat: _concatenate(torch.cat), torch.stack: _concatenate(torch.stack),
     torch.flatten: _unary_linear(torch.flatten, _FLATTEN),
@@ -655,7 +780,7 @@ _FUNCTIONS: dict[Any, _Handler] = {
     F.adaptive_avg_pool2d: _unary_linear(F.adaptive_avg_pool2d),
     F.adaptive_avg_pool3d: _unary_linear(F.adaptive_avg_pool3d),
     F.interpolate: _unary_linear(F.interpolate),
-    F.dropout: _Handler(_constant_or(F.dropout, lambda args, kwargs, batch: _eval_dropout(args, kwargs))),
+    F.dropout: _same_bounds(_constant_or(F.dropout, lambda args, kwargs, batch: _eval_dropout(args, kwargs))),
     F.pad: _pad(),
     F.conv1d: _affine_function(F.conv1d, 2), F.conv2d: _affine_function(F.conv2d, 2), F.conv3d: _affine_function(F.conv3d, 2),
     F.conv_transpose1d: _affine_function(F.conv_transpose1d, 2),
@@ -671,7 +796,7 @@ _FUNCTIONS: dict[Any, _Handler] = {
 _METHODS: dict[str, _Handler] = {
     "add": _add(1.0), "add_": _add(1.0), "sub": _add(-1.0), "sub_": _add(-1.0),
     "mul": _scale(False), "mul_": _scale(False), "div": _scale(True), "div_": _scale(True),
-    "neg": _unary_linear("neg"),
+    "neg": _negate("neg"),
     "size": _metadata("size"), "dim": _metadata("dim"),
     "view": _unary_linear("view"), "reshape": _unary_linear("reshape"), "flatten": _unary_linear("flatten", _FLATTEN),
     "contiguous": _unary_linear("contiguous"), "clone": _unary_linear("clone"),
@@ -763,6 +888,17 @@ def _linear(path: str, module: nn.Linear) -> Step:
 
 
 def _batch_norm(path: str, module: nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d) -> Step:
+    scale, shift = _batch_norm_affine(path, module)
+
+    def step(stacked: Tensor, batch: int) -> tuple[Tensor, None]:
+        shape = (-1,) + (1,) * (stacked.dim() - 2)
+        return _add_offset(stacked * scale.view(shape), batch, shift.view(shape)), None
+
+    return step
+
+
+def _batch_norm_affine(path: str, module: nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d) -> tuple[Tensor, Tensor]:
+    """(scale, shift) per channel of an eval-mode batch norm."""
     if module.running_mean is None or module.running_var is None:
         raise UnsupportedModuleError(
             f"{type(module).__name__} at {path!r} has no running statistics (track_running_stats=False), "
@@ -774,12 +910,7 @@ def _batch_norm(path: str, module: nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNor
     shift = -_float64(module.running_mean) * scale
     if module.bias is not None:
         shift = shift + _float64(module.bias)
-
-    def step(stacked: Tensor, batch: int) -> tuple[Tensor, None]:
-        shape = (-1,) + (1,) * (stacked.dim() - 2)
-        return _add_offset(stacked * scale.view(shape), batch, shift.view(shape)), None
-
-    return step
+    return scale, shift
 
 
 # -- piecewise-linear modules ------------------------------------------------------------------
@@ -935,3 +1066,78 @@ _FACTORIES: dict[type, Callable[[str, nn.Module], Step]] = {
 }
 
 _TRAINING_SENSITIVE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
+
+# -- interval bounds: (centres; radii) through the same graph ----------------------------------
+_MONOTONE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
+"""Interpolation modes whose weights are >= 0 (bicubic's are not)."""
+
+_REARRANGING = (
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.Flatten, nn.Unflatten, nn.Identity,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+)  # fmt: skip
+"""Linear modules without offset whose weights are >= 0: radii pass through them as slopes do."""
+
+
+def _interval_step(module: nn.Module) -> Step | None:
+    """The module on interval bounds, stacked (centres; radii) -> (centres; radii), or None.
+
+    Affine maps act on centres (with their offset) and, with |weights|, on radii; monotone maps
+    (ReLU, LeakyReLU with slope >= 0, max-pool) on the lower and upper ends. None for a module
+    without it (a Grad-CAM core, bicubic upsampling); the path in messages comes from the caller.
+    """
+    kind = type(module)
+    if kind in _REARRANGING or (kind is nn.Upsample and module.mode in _MONOTONE_MODES):
+        return _linear_module("", module)
+    if kind in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        weight, bias = _float64(module.weight), _float64(module.bias)
+        return _affine_bounds(lambda x, w, b: module._conv_forward(x, w, b), weight, bias)
+    if kind in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+        transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(module.kernel_size)]
+        m = module
+        return _affine_bounds(
+            lambda x, w, b: transpose(x, w, b, m.stride, m.padding, m.output_padding, m.groups, m.dilation),
+            _float64(m.weight), _float64(m.bias),
+        )  # fmt: skip
+    if kind is nn.Linear:
+        return _affine_bounds(F.linear, _float64(module.weight), _float64(module.bias))
+    if kind in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        return _scale_shift_bounds(*_batch_norm_affine("", module))
+    if kind is nn.ReLU or (kind is nn.LeakyReLU and module.negative_slope >= 0):
+        return _monotone_bounds(module)
+    if kind is nn.MaxPool2d and not module.return_indices:
+        return _monotone_bounds(module)
+    return None
+
+
+def _affine_bounds(apply: Callable[[Tensor, Tensor, Tensor | None], Tensor], weight: Tensor, bias: Tensor | None) -> Step:
+    """Bounds through x -> apply(x, weight, bias): centres through it, radii through |weight| without bias."""
+    magnitude = weight.abs()
+
+    def step(stacked: Tensor, batch: int) -> tuple[Tensor, None]:
+        return torch.cat([apply(stacked[:batch], weight, bias), apply(stacked[batch:], magnitude, None)]), None
+
+    return step
+
+
+def _scale_shift_bounds(scale: Tensor, shift: Tensor) -> Step:
+    """Bounds through x -> scale·x + shift per channel (dim 1)."""
+
+    def step(stacked: Tensor, batch: int) -> tuple[Tensor, None]:
+        shape = (-1,) + (1,) * (stacked.dim() - 2)
+        center = stacked[:batch] * scale.view(shape) + shift.view(shape)
+        return torch.cat([center, stacked[batch:] * scale.abs().view(shape)]), None
+
+    return step
+
+
+def _monotone_bounds(module: nn.Module) -> Step:
+    """Bounds through a non-decreasing map: it maps the lower and the upper ends."""
+
+    def step(stacked: Tensor, batch: int) -> tuple[Tensor, None]:
+        center, radius = stacked[:batch], stacked[batch:]
+        low, high = module(center - radius), module(center + radius)
+        return torch.cat([(low + high) / 2, (high - low) / 2]), None
+
+    return step

@@ -54,7 +54,17 @@ batches only thrash the CPU caches); finished segments drop out and queued ones 
 place. With fewer images than fill a propagation, each image's search range is cut into up
 to ``_MAX_CHUNKS`` = 32 segments scanned side by side: the same pieces, found in fewer
 sequential steps. The leading affine layers (before the first ReLU or max-pool) are applied
-once per line. The pieces found are written into buffers that double when full, so that
+once per line. Before the walk, where the network has interval bounds
+(:meth:`LinePropagator.bounds`), the range is cut into ``_PRUNE_SEGMENTS`` segments and each is
+settled whole where interval arithmetic over it decides the region: in the truncation set
+(every pixel's decision certainly as observed) or out of it (some pixel's decision certainly
+not); undecided segments are halved and tried again, and walked piece by piece once narrow
+(see :func:`_prune`). Far from z_obs the region differs from the observed one in hundreds of
+pixels, so most of the range is settled in a few dozen propagations instead of thousands of
+pieces (a 64×64 U-Net: ~135 propagations instead of ~7000); the truncation set is the same.
+Deeper networks (Miwa et al.'s CAM CNN, small ResNets) give bounds too loose to settle much:
+an image whose segments a round leaves all undecided stops being halved, so the walk costs
+only the first round's propagations more. The pieces found are written into buffers that double when full, so that
 memory stays flat over the thousands of steps of a scan (see ``_Found``). Exact ties at the
 evaluation point (equal values with different slopes, as in max-pool windows or min/max over
 constant backgrounds) are resolved towards the piece just right of it.
@@ -96,6 +106,14 @@ _BUDGET = 1 << 14
 
 _MAX_CHUNKS = 32
 """At most this many segments of one image's search range are scanned side by side."""
+
+_PRUNE_SEGMENTS = 16
+"""Segments per image's search range that the interval bounds try to settle first."""
+
+_PRUNE_LEVELS = 9
+_PRUNE_PIECES = 8
+"""Undecided segments are halved until narrower than the range / 2^_PRUNE_LEVELS or than
+_PRUNE_PIECES times the piece at z_obs (deep networks give loose bounds: then the walk is cheaper), then walked."""
 
 _STATISTICS = ("back", "neighbor", "mean", "abs")
 _INF = float("inf")
@@ -181,6 +199,31 @@ class _RegionEvent:
         g1 = torch.cat([margin_slope, slope - low_slope, high_slope - slope], 1)
         lo, hi = decision_bounds(g0, g1)
         return margin > 0, lo, hi
+
+    def certain(self, center: Tensor, radius: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Whether the region certainly equals ``target`` (B, P), and whether it certainly differs,
+        for every score map within ``center ± radius`` (B, P): (inside (B,), outside (B,)).
+
+        Interval arithmetic on the margins; a margin counts as certain only beyond a tolerance of
+        1e-9 times the scale of the scores, far above the rounding of the bounds.
+        """
+        low, high = center - radius, center + radius
+        if not self.normalize:
+            m_low, m_high = low - self.threshold, high - self.threshold
+        else:
+            tau = self.threshold  # margin = s − (1 − τ)·min(s) − τ·max(s), each term bounded apart
+            least = _times(-(1 - tau), low.amin(1, keepdim=True), high.amin(1, keepdim=True))
+            most = _times(-tau, low.amax(1, keepdim=True), high.amax(1, keepdim=True))
+            m_low, m_high = low + least[0] + most[0], high + least[1] + most[1]
+        tolerance = 1e-9 * (1.0 + torch.maximum(low.abs(), high.abs()).amax(1, keepdim=True))
+        kept = torch.where(target, m_low > tolerance, m_high < -tolerance)
+        flipped = torch.where(target, m_high < -tolerance, m_low > tolerance)
+        return kept.all(1), flipped.any(1)
+
+
+def _times(factor: float, low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
+    """The interval factor·[low, high]."""
+    return (factor * low, factor * high) if factor >= 0 else (factor * high, factor * low)
 
 
 def _strict(margin: Tensor) -> Tensor:
@@ -490,18 +533,80 @@ def _test(
     if mode == "oc":
         steps = torch.ones(n, dtype=torch.long, device=oc.device)
         return _Outcome(log_p_oc, log_p_oc, owner, oc, oc, steps, start, stop)
-    # few images: cut each search range into chunks scanned side by side (same work, less latency)
     capacity = _capacity(lines.base)
-    chunks = max(1, min(_MAX_CHUNKS, capacity // n))
-    fractions = torch.linspace(0, 1, chunks + 1, dtype=start.dtype, device=start.device)
+    if propagator.bounded:  # settle most of the range by interval bounds; walk only the rest
+        image, first, last = _segments(owner, start, stop, _PRUNE_SEGMENTS)
+        # halving stops where a segment holds few pieces (gauged by the piece at z_obs): walk those
+        narrowest = torch.maximum((stop - start) / 2.0**_PRUNE_LEVELS, _PRUNE_PIECES * (oc[:, 1] - oc[:, 0]))
+        kept, (image, first, last), checks = _prune(propagator, event, lines, region, image, first, last, narrowest, capacity)
+    else:  # few images: cut each search range into chunks scanned side by side (same work, less latency)
+        image, first, last = _segments(owner, start, stop, max(1, min(_MAX_CHUNKS, capacity // n)))
+        kept, checks = (owner[:0], oc[:0]), torch.zeros_like(owner)
+    found, steps = _scan(propagator, event, lines, region, image, first, last, capacity)
+    clipped = torch.stack([torch.maximum(oc[:, 0], start), torch.minimum(oc[:, 1], stop)], 1)
+    owner, intervals = _merge(torch.cat([found[0], kept[0], owner]), torch.cat([found[1], kept[1], clipped]), STEP)
+    log_p = log_truncated_normal_pvalue(lines.z, intervals, owner, alternative)
+    return _Outcome(log_p, log_p_oc, owner, intervals, oc, steps + checks + 1, start, stop)
+
+
+def _segments(owner: Tensor, start: Tensor, stop: Tensor, count: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each image's range [start, stop] cut into ``count`` equal segments: (image, first, last)."""
+    fractions = torch.linspace(0, 1, count + 1, dtype=start.dtype, device=start.device)
     edges = torch.lerp(start[:, None], stop[:, None], fractions)
     edges[:, -1] = stop
-    image = owner.repeat_interleave(chunks)
-    found, steps = _scan(propagator, event, lines, region, image, edges[:, :-1].flatten(), edges[:, 1:].flatten(), capacity)
-    clipped = torch.stack([torch.maximum(oc[:, 0], start), torch.minimum(oc[:, 1], stop)], 1)
-    owner, intervals = _merge(torch.cat([found[0], owner]), torch.cat([found[1], clipped]), STEP)
-    log_p = log_truncated_normal_pvalue(lines.z, intervals, owner, alternative)
-    return _Outcome(log_p, log_p_oc, owner, intervals, oc, steps + 1, start, stop)
+    return owner.repeat_interleave(count), edges[:, :-1].flatten(), edges[:, 1:].flatten()
+
+
+def _prune(
+    propagator: LinePropagator,
+    event: _RegionEvent,
+    lines: _Lines,
+    region: Tensor,
+    image: Tensor,
+    first: Tensor,
+    last: Tensor,
+    narrowest: Tensor,
+    capacity: int,
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor, Tensor], Tensor]:
+    """Settle line segments by interval bounds (:meth:`LinePropagator.bounds`) before the walk.
+
+    A segment whose regions all equal the observed one is in the truncation set whole; one on
+    which some pixel's decision certainly differs is out whole; an undecided one is halved until
+    it is at most ``narrowest[image]`` wide, or until a round settles none of its image's
+    segments (the bounds are too loose there), then left to the piece-by-piece walk.
+    Exact: a segment is settled only where the bounds decide it (sound up to a tolerance far
+    above float64 rounding, see :meth:`_RegionEvent.certain`). Returns the segments kept
+    (image, intervals (K, 2)), those left to walk (image, first, last), and the propagations
+    per image.
+    """
+
+    def certify(part: Tensor) -> tuple[Tensor, Tensor]:
+        """(inside, outside) of segments ``part``: their regions certainly all equal / certainly differ from the observed."""
+        base, direction = propagator.head(lines.base[image[part]], lines.direction[image[part]])
+        shape = (-1, *([1] * (base.dim() - 1)))
+        center = torch.addcmul(base, direction, ((first[part] + last[part]) / 2).view(shape))
+        radius = direction.abs() * ((last[part] - first[part]) / 2).view(shape)
+        score, spread = propagator.bounds(center, radius)
+        return event.certain(score.flatten(1), spread.flatten(1), region[image[part]])
+
+    checks = torch.zeros(lines.z.shape[0], dtype=torch.long, device=first.device)
+    kept: list[tuple[Tensor, Tensor]] = []
+    walk: list[tuple[Tensor, Tensor, Tensor]] = []
+    while image.numel():
+        parts = torch.arange(image.numel(), device=image.device).split(capacity)
+        inside, outside = (torch.cat(column) for column in zip(*(certify(part) for part in parts)))
+        checks.index_add_(0, image, torch.ones_like(image))
+        kept.append((image[inside], torch.stack([first[inside], last[inside]], 1)))
+        open_ = ~inside & ~outside
+        settled = torch.zeros_like(checks).index_add_(0, image, (~open_).long())
+        narrow = open_ & ((last - first <= narrowest[image]) | (settled[image] == 0))
+        walk.append((image[narrow], first[narrow], last[narrow]))
+        split = open_ & ~narrow
+        middle = (first[split] + last[split]) / 2
+        image = image[split].repeat(2)
+        first, last = torch.cat([first[split], middle]), torch.cat([middle, last[split]])
+    whole = tuple(torch.cat(column) for column in zip(*kept))
+    return whole, tuple(torch.cat(column) for column in zip(*walk)), checks
 
 
 def _scan(
@@ -525,7 +630,7 @@ def _scan(
     found = _Found(start, capacity)
     queued = 0
     state: list[Tensor] = []  # segment ids, z, base, direction (after the head), observed region, end
-    while queued < total or state[0].numel():
+    while queued < total or (state and state[0].numel()):
         if queued < total and (not state or state[0].numel() <= capacity * 3 // 4):
             room = capacity - (state[0].numel() if state else 0)
             new = torch.arange(queued, min(total, queued + room), device=start.device)

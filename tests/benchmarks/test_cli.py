@@ -35,7 +35,10 @@ def test_list_shows_every_registry_with_its_declarations(capsys):
     assert "  gradcam: Grad-CAM" in out and "      (modalities: image, volume, signal; requires: conv)" in out
     assert "      (modalities: text; requires: -; inputs: vocabulary, corpus; baseline: no)" in out  # dare
     assert "      (modalities: text; requires: -; inputs: vocabulary, corpus; baseline: yes)" in out  # random_synonym
-    assert "      (modalities: image; requires: gap_head; uses_explainer: no; needs_attack: no)" in out  # selective_pvalue
+    assert (  # selective_pvalue: its requirement depends on its parameter region
+        "      (modalities: image; requires: gap_head if region='cam', conv if region='gradcam'; uses_explainer: no; "
+        "needs_attack: no)"
+    ) in out
     assert "      (modality: tabular)" in out and "      (provides: conv, gap_head)" in out and "      (provides: -)" in out
     listing = out.split("candidate_sources:")[1]
     for name in candidates.names():  # every source, with its inherited parameters

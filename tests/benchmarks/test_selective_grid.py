@@ -137,6 +137,37 @@ def test_metric_passes_the_hypothesis_and_the_convention_through(statistic, alte
         metrics.get("selective_pvalue", alternative="both")
 
 
+def test_metric_tests_gradcam_regions_of_a_network_without_a_pooled_head():
+    """region="gradcam": the Grad-CAM map at the last feature map ("auto", as the gradcam explainer
+    picks it) or at a named layer, equal to salient_region_test on gradcam_saliency; the metric's
+    requirement follows the parameter (conv for Grad-CAM, gap_head for CAM)."""
+    from salbench.core.applicability import Offer
+    from salbench.metrics.selective import gradcam_saliency
+
+    gen = torch.Generator().manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(3 * 36, 2)).double().eval()  # fmt: skip
+    x = torch.randn(4, 1, 6, 6, generator=gen, dtype=torch.float64)
+    case = Case(model=net, explainer=None, x=x, target=torch.tensor([1, 1, 0, 1]), attr=x)
+    for layer, resolved in (("auto", "3"), ("1", "1")):
+        out = metrics.get("selective_pvalue", statistic="back", region="gradcam", layer=layer, threshold=0.5,
+                          normalize=True).evaluate(case)  # fmt: skip
+        for c in (0, 1):
+            rows = (case.target == c).nonzero().squeeze(1)
+            direct = salient_region_test(gradcam_saliency(net, c, (1, 6, 6), resolved), x[rows], threshold=0.5,
+                                         normalize=True, statistic="back", on_invalid="record")  # fmt: skip
+            expected = [[r.p_value, r.oc_p_value, r.naive_p_value, r.bonferroni_p_value] for r in direct]
+            torch.testing.assert_close(out.values[rows], torch.tensor(expected, dtype=torch.float64), equal_nan=True)
+    with pytest.raises(ValueError, match="region='gradcam' only"):
+        metrics.get("selective_pvalue", layer="1")
+    with pytest.raises(ValueError, match="region"):
+        metrics.get("selective_pvalue", region="lime")
+    declared = metrics.registry.entry("selective_pvalue").attrs
+    conv_only = Offer("image", "vgg_like", frozenset({"conv"}), None)
+    assert conv_only.unmet("metric", "selective_pvalue", declared, {"region": "gradcam"}) is None
+    assert "'gap_head'" in conv_only.unmet("metric", "selective_pvalue", declared, {"region": "cam"})
+
+
 def test_synthetic_blocks_references_and_test_delta_are_seeded_and_leave_the_rest_unchanged():
     base = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1).load()
     new = SyntheticBlocks(size=8, delta=2.0, n_train=6, n_val=4, n_test=8, seed=1, references=3, test_delta=0.0,
@@ -226,3 +257,27 @@ def test_miwa2023_suite_loads_and_one_small_cell_runs(tmp_path):
     assert (summary.run, summary.failed) == (1, 0)
     records = read_records(tmp_path)
     assert len(records) == 2 * 4 * 3 and records["value"].notna().any()
+
+
+def test_selective_architectures_suite_runs_small_and_fills_its_commentary(tmp_path):
+    """The suite expands to (null, signal) × (miwa_cnn, resnet) cells of 8 region × hypothesis
+    settings; shrunk to 3 images and 1 epoch it runs, and every placeholder of its commentary
+    resolves to exactly one leaderboard entry."""
+    from salbench.commentary import fill
+
+    suite = load_suite("selective_architectures")
+    assert len(suite.cells) == 4 and {len(c.metrics) for c in suite.cells} == {8}
+    assert {(c.dataset.params["test_delta"], c.model.name) for c in suite.cells} == {
+        (0.0, "miwa_cnn"), (0.0, "resnet"), (2.0, "miwa_cnn"), (2.0, "resnet")
+    }
+    assert {(m.params["region"], m.params["statistic"]) for m in suite.cells[0].metrics} == {
+        (r, s) for r in ("cam", "gradcam") for s in ("back", "neighbor", "mean", "abs")
+    }
+    text = (SUITES_DIR / "selective_architectures.toml").read_text()
+    for old, new in (("samples = 200", "samples = 3"), ("n_train = 1000", "n_train = 40"), ("epochs = 10", "epochs = 1")):
+        assert old in text
+        text = text.replace(old, new)
+    summary = run_suite(parse_suite(text), tmp_path, backend="sequential", progress=False)
+    assert (summary.run, summary.failed) == (4, 0)
+    filled = fill((SUITES_DIR / "selective_architectures.md").read_text(), summarize(read_records(tmp_path)))
+    assert "{{" not in filled and "| ResNet (`resnet`) | Grad-CAM | parametric |" in filled

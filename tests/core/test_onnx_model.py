@@ -119,3 +119,20 @@ def test_unsupported_operator_names_it_with_the_node_and_the_file(tmp_path):
         load_onnx(tmp_path / "missing.onnx")
     assert {"Conv", "Relu", "MaxPool", "Add", "Concat", "Resize"} <= set(SUPPORTED_OPERATORS)
     assert onnx.checker.check_model(onnx.load(str(path))) is None
+
+
+def test_interval_bounds_of_a_loaded_unet_enclose_its_outputs():
+    """The loaded graph's functional convolutions (positional bias and weights) have interval bounds:
+    the box of a segment of a line contains the (pre-sigmoid) output at 201 points of it."""
+    from salbench.metrics.selective import LinePropagator
+
+    loaded = load_onnx(_export(_UNet().eval(), (1, 8, 8))).double()
+    propagator = LinePropagator(loaded)
+    assert propagator.bounded and propagator.final_sigmoid
+    a, b = torch.randn(2, 2, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    base, direction = propagator.head(a, b)
+    center, radius = propagator.bounds(base + direction * 0.25, direction.abs() * 0.75)  # z in [-0.5, 1]
+    with torch.no_grad():
+        for z in torch.linspace(-0.5, 1.0, 201, dtype=torch.float64):
+            out = torch.logit(loaded(a + b * z))
+            assert bool(((out - center).abs() <= radius + 1e-12 * (1 + out.abs())).all()), f"z = {float(z)}"
