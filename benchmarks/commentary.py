@@ -13,7 +13,10 @@ quotes, ``explainer='decoy(base_params={"steps":8})'``) and ``show``:
 - ``mean`` (default): the leaderboard entry's mean (:func:`salbench.leaderboard.summarize`;
   the rejection rate of a p-value metric), to 3 decimals; ``interval``: the mean and its 95%
   interval; ``n``: the entry's number of finite values; ``seed_means``: the mean of each seed,
-  in seed order, joined by " / " (not for p-value metrics). These need a unique entry.
+  in seed order, joined by " / " (not for p-value metrics); for an attacked entry, ``moved``:
+  the samples the attack moved / the samples evaluated, ``moved_rate``: that share (the
+  attack's success rate; a noise baseline has none), ``kept_rate``: the share that kept the
+  label. These need a unique entry.
 - ``accuracy``: the clean test accuracy (mean over seeds) of the unique model matched by the
   ``dataset``, ``model`` and ``recipe`` keys (the only keys it takes).
 - ``seeds``: the number of seeds of the matching records; ``samples``: the number of samples
@@ -70,7 +73,7 @@ PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 PUBLISHED = re.compile(r"\[\[published:\s*([0-9.][^\]\n]*?)\s*\]\]")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _PAIR = re.compile(r"""\s*(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')\s*""")
-_ENTRY_SHOWS = ("mean", "interval", "n", "seed_means")
+_ENTRY_SHOWS = ("mean", "interval", "n", "seed_means", "moved", "moved_rate", "kept_rate")
 _SHOWS = (*_ENTRY_SHOWS, "accuracy", "seeds", "samples")
 _PARAM_SHOW = re.compile(rf"({'|'.join(COMPONENTS)})\.(\w+)")
 
@@ -214,8 +217,22 @@ def _entry(keys: dict[str, str], show: str, summary: pd.DataFrame, labelled: pd.
         values = _matching(entry, labelled, "records")
         finite = values[np.isfinite(values["value"].astype(float))]
         return " / ".join(f"{m:.3f}" for m in finite.groupby("seed", sort=True)["value"].mean())
+    if show in ("moved", "moved_rate", "kept_rate"):
+        return _accounting(keys, row, show)
     mean = f"{row['mean']:.3f}"
     return mean if show == "mean" else f"{mean} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _accounting(keys: dict[str, str], row: pd.Series, show: str) -> str:
+    """An attacked entry's accounting: samples moved / evaluated, or the share moved or kept."""
+    if pd.isna(row["n_evaluated"]):
+        raise ValueError(f"commentary placeholder {_shown(keys)}: show={show!r} needs an attacked entry")
+    if show != "kept_rate" and pd.isna(row["n_moved"]):
+        raise ValueError(f"commentary placeholder {_shown(keys)}: a noise baseline has no success rate ({show!r})")
+    if show == "moved":
+        return f"{int(row['n_moved'])}/{int(row['n_evaluated'])}"
+    count = row["n_moved"] if show == "moved_rate" else row["n_label_kept"]
+    return f"{count / row['n_evaluated']:.3f}"
 
 
 def _accuracy(keys: dict[str, str], accuracy: pd.DataFrame) -> str:

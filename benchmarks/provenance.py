@@ -43,7 +43,7 @@ def code_state(package_dir: str | Path = _PACKAGE_DIR) -> dict[str, Any]:
     ``{"commit": <40 hex>, "dirty": bool}``; ``{"commit": "unknown", "dirty": "unknown"}`` when
     ``package_dir`` (default: salbench's own folder) is not tracked by a git repository (an
     installed wheel, even inside someone else's repository) or git is not installed. Untracked
-    files (e.g. results being written) do not count as dirty.
+    files, and the committed results under ``results/`` (which a run rewrites), do not count as dirty.
 
     >>> import tempfile
     >>> code_state(tempfile.mkdtemp())
@@ -56,7 +56,7 @@ def code_state(package_dir: str | Path = _PACKAGE_DIR) -> dict[str, Any]:
 
     try:
         git("ls-files", "--error-unmatch", "__init__.py")  # salbench's own files are tracked here
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": UNKNOWN, "dirty": UNKNOWN}
 

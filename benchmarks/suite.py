@@ -713,11 +713,15 @@ def _dataset_cells(
             grid.add(cell(None, None, independent), offer, None)
         for explainer in build(plugins.explainers, seed):
             with_explainer = dataclasses.replace(offer, explainer=(explainer.name, _differentiable(explainer)))
-            unfit = offer.unmet("explainer", explainer.name, explainers.registry.entry(explainer.name).attrs)
+            unfit = offer.unmet(
+                "explainer", explainer.name, explainers.registry.entry(explainer.name).attrs, explainer.params
+            )
             if free:
                 grid.add(cell(explainer, None, free), with_explainer, unfit)
             for attack in attack_components:
-                why = unfit or with_explainer.unmet("attack", attack.name, attacks.registry.entry(attack.name).attrs)
+                why = unfit or with_explainer.unmet(
+                    "attack", attack.name, attacks.registry.entry(attack.name).attrs, attack.params
+                )
                 grid.add(cell(explainer, attack, attacked), with_explainer, why)
     return grid.cells, grid.dropped
 
@@ -737,7 +741,7 @@ class _Grid:
             return
         kept = []
         for metric in cell.metrics:
-            why = offer.unmet("metric", metric.name, metrics.registry.entry(metric.name).attrs)
+            why = offer.unmet("metric", metric.name, metrics.registry.entry(metric.name).attrs, metric.params)
             if why is None:
                 kept.append(metric)
             else:

@@ -279,5 +279,6 @@ def test_selective_architectures_suite_runs_small_and_fills_its_commentary(tmp_p
         text = text.replace(old, new)
     summary = run_suite(parse_suite(text), tmp_path, backend="sequential", progress=False)
     assert (summary.run, summary.failed) == (4, 0)
-    filled = fill((SUITES_DIR / "selective_architectures.md").read_text(), summarize(read_records(tmp_path)))
+    commentary = SUITES_DIR / "selective_architectures.md"
+    filled = fill(commentary.read_text(), load_results(tmp_path), str(commentary))
     assert "{{" not in filled and "| ResNet (`resnet`) | Grad-CAM | parametric |" in filled
