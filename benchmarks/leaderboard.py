@@ -441,7 +441,9 @@ def _category_order(category: pd.Series) -> pd.Series:
 
 def accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
     """Clean test accuracy per (dataset, model, recipe): ``n_seeds``, ``accuracy`` (mean over the
-    seeds' trained models), ``accuracy_min`` and ``accuracy_max``."""
+    seeds' trained models), ``accuracy_min`` and ``accuracy_max``; and ``layers``, the layers that
+    layer-reading explainers (Grad-CAM, CAM) explained, as "explainer: layer" pairs joined by
+    "; " (empty when none; ``layer="auto"`` resolved by the run)."""
     frame = label_components(records)
     missing = [c for c in ("model_key", "clean_accuracy") if c not in frame.columns]
     if missing:
@@ -459,7 +461,17 @@ def accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
         accuracy_min=("clean_accuracy", "min"),
         accuracy_max=("clean_accuracy", "max"),
     )
+    out["layers"] = _layers(frame).reindex(out.index).fillna("")
     return out.reset_index()
+
+
+def _layers(frame: pd.DataFrame) -> pd.Series:
+    """Per (dataset, model, recipe): the distinct "explainer: layer" pairs of the records that name a layer."""
+    if "explainer_layer" not in frame.columns:
+        return pd.Series(dtype=object)
+    named = frame[frame["explainer_layer"].notna()][[*_BENCH, "explainer", "explainer_layer"]].drop_duplicates()
+    pairs = named["explainer"] + ": " + named["explainer_layer"].astype(str)
+    return pairs.groupby([named[k] for k in _BENCH], sort=True).agg(lambda p: "; ".join(sorted(set(p))))
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -556,7 +568,8 @@ def _accuracy_text(acc: pd.DataFrame | None, bench: tuple) -> str:
     row = acc.loc[bench]
     seeds = int(row["n_seeds"])
     spread = f", range {row['accuracy_min']:.3f}–{row['accuracy_max']:.3f}" if seeds > 1 else ""
-    return f"Clean test accuracy {row['accuracy']:.3f} (mean over {seeds} seed{'s' * (seeds > 1)}{spread})."
+    layers = f" Layers explained ('auto' resolved): {row['layers']}." if row.get("layers") else ""
+    return f"Clean test accuracy {row['accuracy']:.3f} (mean over {seeds} seed{'s' * (seeds > 1)}{spread}).{layers}"
 
 
 def _decimals(x: float) -> int | None:

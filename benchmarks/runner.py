@@ -560,8 +560,15 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
         _evaluate_batch(model, explainer, attack, scorers, data, handling, indices)
         for indices in chosen.split(settings.batch_size)
     ]
-    records = _records(cell, settings, meta, chosen, data.test.y[chosen], scorers, batches)
+    layer = _layer_used(explainer, model, batches)
+    records = _records(cell, settings, meta, chosen, data.test.y[chosen], scorers, batches, layer)
     return records, _examples(chosen, batches, data.vocabulary), _metric_errors(cell, batches)
+
+
+def _layer_used(explainer, model: nn.Module, batches: list[_Batch]) -> str | None:
+    """The layer a layer-reading explainer (Grad-CAM, CAM: ``layer_used``) explained, "auto" resolved."""
+    layer_used = getattr(explainer, "layer_used", None)
+    return layer_used(model, batches[0].x) if layer_used is not None else None
 
 
 def _evaluate_batch(model, explainer, attack, scorers, data, handling: Modality, indices: Tensor) -> _Batch:
@@ -621,7 +628,7 @@ def _checked(scorer, scores: tuple[Tensor, Tensor | None] | MetricOutput, n: int
     )
 
 
-def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch]) -> pd.DataFrame:
+def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch], layer: str | None) -> pd.DataFrame:
     n = len(chosen)
     attacked = cell.attack is not None
 
@@ -671,6 +678,7 @@ def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch
         "recipe_params": cell.recipe.params_json,
         "explainer": cell.explainer_name,
         "explainer_params": cell.explainer.params_json if cell.explainer is not None else "{}",
+        "explainer_layer": layer,
         "attack": cell.attack_name,
         "attack_params": cell.attack.params_json if attacked else "{}",
         "seed": cell.seed,

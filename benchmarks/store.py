@@ -74,7 +74,7 @@ __all__ = [
     "store_dir",
 ]
 
-_NULLABLE = ("value", "curve", "note", "attack_iterations", "attack_success", "label_kept")
+_NULLABLE = ("explainer_layer", "value", "curve", "note", "attack_iterations", "attack_success", "label_kept")
 
 RECORD_SCHEMA = pa.schema(
     [
@@ -91,6 +91,7 @@ RECORD_SCHEMA = pa.schema(
             ("recipe_params", pa.string()),
             ("explainer", pa.string()),
             ("explainer_params", pa.string()),
+            ("explainer_layer", pa.string()),  # the layer Grad-CAM/CAM read ("auto" resolved); null for others
             ("attack", pa.string()),  # "none" in attack-free cells
             ("attack_params", pa.string()),  # "{}" in attack-free cells
             ("seed", pa.int64()),

@@ -71,6 +71,15 @@ class CAM(Explainer):
         self.fc = fc
         self.upsample = upsample
 
+    def layer_used(self, model: nn.Module, x: Tensor) -> str:
+        """The name of the layer whose output is pooled for inputs like ``x`` (``"auto"`` resolved):
+        what a benchmark records beside its numbers."""
+        if self.layer != "auto":
+            return self.layer
+        _, fc = find_layer(model, self.fc, nn.Linear, "fc")
+        with torch.no_grad():
+            return last_spatial_output(model, x[:1], fc.in_features)[0]
+
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
         fc_name, fc = find_layer(model, self.fc, nn.Linear, "fc")
         if not isinstance(fc, nn.Linear):

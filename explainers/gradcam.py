@@ -74,6 +74,14 @@ class GradCAM(Explainer):
         self.relu = relu
         self.upsample = upsample
 
+    def layer_used(self, model: nn.Module, x: Tensor) -> str:
+        """The name of the layer explained for inputs like ``x`` (``"auto"`` resolved): what a
+        benchmark records beside its numbers."""
+        if self.layer != "auto":
+            return self.layer
+        with torch.no_grad():
+            return last_spatial_output(model, x[:1])[0]
+
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
         kind = conv_type(x, "gradcam")
         with torch.enable_grad():

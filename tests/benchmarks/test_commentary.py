@@ -21,7 +21,7 @@ def records() -> pd.DataFrame:
                     "suite": "s", "config_hash": "h", "cell_id": f"c{size}-{seed}",
                     "dataset": "blocks", "dataset_params": f'{{"size":{size}}}',
                     "model": "cnn", "model_params": "{}", "recipe": "standard", "recipe_params": '{"epochs":10}',
-                    "explainer": "cam", "explainer_params": "{}", "attack": "topk", "attack_params": '{"k":50}',
+                    "explainer": "cam", "explainer_params": "{}", "explainer_layer": None, "attack": "topk", "attack_params": '{"k":50}',
                     "seed": seed, "sample": sample, "label": 1, "metric": "spearman", "metric_params": "{}",
                     "category": "robustness", "higher_is_better": True,
                     "value": base + 0.1 * seed + 0.02 * sample, "curve": None, "note": None,

@@ -39,7 +39,7 @@ def cell(explainer: str, attack: str, values: dict[str, list], dataset: str = "s
             rows.append({
                 "suite": "figs", "config_hash": "f" * 64, "cell_id": cell_id, "dataset": dataset,
                 "dataset_params": "{}", "model": "small_cnn", "model_params": "{}", "recipe": "standard",
-                "recipe_params": "{}", "explainer": explainer, "explainer_params": "{}", "attack": attack,
+                "recipe_params": "{}", "explainer": explainer, "explainer_params": "{}", "explainer_layer": None, "attack": attack,
                 "attack_params": "{}", "seed": seed, "sample": sample, "label": 1, "metric": metric,
                 "metric_params": metric_params if metric == "insertion" else "{}", "category": category,
                 "higher_is_better": higher, "value": float(np.mean(v)), "curve": curve, "note": None,

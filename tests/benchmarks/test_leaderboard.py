@@ -41,7 +41,7 @@ def records(rows: list[dict]) -> pd.DataFrame:
         base = {
             "suite": "tiny", "config_hash": "c0ffee" * 4, "dataset": "wdbc", "dataset_params": "{}",
             "model": "mlp", "model_params": '{"hidden":[8]}', "recipe": "standard", "recipe_params": "{}",
-            "explainer": "gradient", "explainer_params": "{}", "attack": "topk", "attack_params": '{"eps":0.1}',
+            "explainer": "gradient", "explainer_params": "{}", "explainer_layer": None, "attack": "topk", "attack_params": '{"eps":0.1}',
             "seed": seed, "sample": i, "label": 0, "metric": metric, "metric_params": "{}",
             "category": category, "higher_is_better": higher, "curve": None, "note": None, "attack_iterations": None,
             "attack_success": None, "label_kept": None, "clean_accuracy": 0.9, "model_key": f"key{seed}",

@@ -13,7 +13,7 @@ from salbench.store import RECORD_COLUMNS, write_cell, write_failure
 BASE = {
     "suite": "mini", "config_hash": "9" * 64, "dataset": "synthetic_blocks", "dataset_params": "{}",
     "model": "small_cnn", "model_params": "{}", "recipe": "standard", "recipe_params": "{}",
-    "explainer": "gradient", "explainer_params": "{}", "attack_params": "{}", "seed": 0, "label": 1,
+    "explainer": "gradient", "explainer_params": "{}", "explainer_layer": None, "attack_params": "{}", "seed": 0, "label": 1,
     "metric_params": "{}", "note": None, "attack_iterations": None, "attack_success": None, "label_kept": None,
     "clean_accuracy": 0.875, "model_key": "m0", "elapsed_s": 0.1, "versions": '{"numpy":"2.x","torch":"2.y"}',
 }

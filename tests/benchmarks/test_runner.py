@@ -23,6 +23,7 @@ import torch
 from salbench import attacks, explainers, metrics
 from salbench.core import fingerprint
 from salbench.datasets import Split, load_dataset
+from salbench.leaderboard import accuracy_table, render, summarize
 from salbench.model_cache import trained_model
 from salbench.runner import RunSummary, StaleStoreError, run_suite, select_samples
 from salbench.store import (
@@ -413,3 +414,16 @@ def test_failures_of_cells_not_in_the_grid_are_deleted_with_a_message(tiny, refe
     summary = run_suite(tiny, out, backend="sequential", progress=False)
     assert summary.skipped == len(tiny.cells) and read_failures(out) == []
     assert "deleted 1 failure record(s) of cells that are not in the grid" in capsys.readouterr().out
+
+
+def test_the_layer_grad_cam_explained_is_recorded_and_shown(reference):
+    """layer = "auto" is resolved by the run: small_cnn's feature map is its ``features`` block's
+    output (after the last ReLU), and the leaderboard's table note names it."""
+    _, _, records = reference
+    layers = records.groupby("explainer")["explainer_layer"].unique()
+    assert list(layers["gradcam"]) == ["features"] and records.loc[records.explainer == "gradient", "explainer_layer"].isna().all()
+    accuracy = accuracy_table(records)
+    assert accuracy.set_index("model").loc["small_cnn", "layers"] == "gradcam: features"
+    assert accuracy.set_index("model").loc["mlp", "layers"] == ""
+    board = render(summarize(records), accuracy, "markdown")
+    assert "Layers explained ('auto' resolved): gradcam: features." in board
