@@ -20,7 +20,10 @@ quotes, ``explainer='decoy(base_params={"steps":8})'``) and ``show``:
 - ``accuracy``: the clean test accuracy (mean over seeds) of the unique model matched by the
   ``dataset``, ``model`` and ``recipe`` keys (the only keys it takes).
 - ``seeds``: the number of seeds of the matching records; ``samples``: the number of samples
-  per cell, which must be the same in every matching cell.
+  per cell, which must be the same in every matching cell; ``seconds_per_test``: each matching
+  cell's wall-clock time over its samples × metric settings (e.g. the time per p-value of a
+  cell that tests every image under several hypotheses), averaged over the cells, to 3
+  significant digits.
 - ``<component>.<parameter>``, e.g. ``attack.k`` or ``metric.fraction``: the value of that
   parameter of the component, which must be the same in every matching record, so a setting
   the commentary states comes from the suite, not from the writer's memory.
@@ -74,7 +77,7 @@ PUBLISHED = re.compile(r"\[\[published:\s*([0-9.][^\]\n]*?)\s*\]\]")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _PAIR = re.compile(r"""\s*(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')\s*""")
 _ENTRY_SHOWS = ("mean", "interval", "n", "seed_means", "moved", "moved_rate", "kept_rate")
-_SHOWS = (*_ENTRY_SHOWS, "accuracy", "seeds", "samples")
+_SHOWS = (*_ENTRY_SHOWS, "accuracy", "seeds", "samples", "seconds_per_test")
 _PARAM_SHOW = re.compile(rf"({'|'.join(COMPONENTS)})\.(\w+)")
 
 _EXEMPT = [  # spans whose digits are not typed measurements (see the module docstring)
@@ -168,6 +171,8 @@ def _value(pairs: dict[str, str], results: Results, labelled: pd.DataFrame) -> s
         if len(counts) != 1:
             raise ValueError(f"commentary placeholder {_shown(keys)}: cells have different sample counts {sorted(counts)}")
         return str(counts[0])
+    if show == "seconds_per_test":
+        return _seconds_per_test(rows)
     kind, name = show.split(".", 1)
     values = {json.dumps(json.loads(p or "{}").get(name, "<absent>")) for p in rows[f"{kind}_params"]}
     if len(values) != 1 or values == {'"<absent>"'}:
@@ -177,6 +182,15 @@ def _value(pairs: dict[str, str], results: Results, labelled: pd.DataFrame) -> s
         )
     value = json.loads(values.pop())
     return f"{value:g}" if isinstance(value, float) else value if isinstance(value, str) else json.dumps(value)
+
+
+def _seconds_per_test(rows: pd.DataFrame) -> str:
+    """Wall-clock seconds per (sample, metric setting) of the matching cells: each cell's
+    ``elapsed_s`` over its samples × distinct metric parameter sets, averaged over the cells."""
+    cells = rows.groupby("cell_id").agg(
+        elapsed=("elapsed_s", "first"), samples=("sample", "nunique"), settings=("metric_params", "nunique")
+    )
+    return f"{(cells['elapsed'] / (cells['samples'] * cells['settings'])).mean():.3g}"
 
 
 def _shown(keys: dict[str, str]) -> str:

@@ -119,3 +119,14 @@ def test_seed_means_average_finite_values_only():
     frame.loc[0, "value"] = np.nan
     text = 'x {{ dataset="blocks(size=8)" metric="spearman" show="seed_means" }}'
     assert fill(text, build_results(frame), "x.md") == "x 0.220 / 0.310"
+
+
+def test_seconds_per_test_divides_each_cells_time_by_its_samples_and_settings():
+    """Cell a: 6 s over 2 samples × 3 settings = 1 s; cell b: 1 s over 2 samples × 1 setting = 0.5 s; mean 0.75."""
+    frame = records()
+    frame["elapsed_s"] = frame["cell_id"].map({"c8-0": 6.0, "c8-1": 1.0, "c16-0": 9.0, "c16-1": 9.0})
+    third = frame[frame.cell_id == "c8-0"].assign(metric_params='{"x":1}')
+    fourth = frame[frame.cell_id == "c8-0"].assign(metric_params='{"x":2}')
+    frame = pd.concat([frame, third, fourth], ignore_index=True)
+    text = '{{ dataset="blocks(size=8)" show="seconds_per_test" }}'
+    assert fill(text, build_results(frame), "x.md") == "0.75"
