@@ -190,7 +190,7 @@ def heatmap_figures(summary: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
                 ax.set(xlabel="attack", ylabel="explainer")
             bar = figure.colorbar(axes[0].collections[0], ax=axes, shrink=min(1.0, 3.0 / figure.get_figheight()))
             bar.set_label("mean (one scale for every panel)", fontsize=8)
-        _title(figure, f"{metric} ({_arrow(higher)}; colour and numbers: mean over samples and seeds)")
+        _title(figure, f"{metric} ({_arrow(higher)}; colour and numbers: the leaderboard entry, mean over seeds; attacked entries over the samples the attack moved)")
         yield f"heatmap_{_slug(metric)}", figure
 
 
