@@ -3,14 +3,12 @@ saved as a checkpoint and benchmarked through the suite's factory spec (examples
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-import torch.nn.functional as F
-from salbench.datasets import load_dataset
 from salbench.model_cache import model_key
 from salbench.publish import publish
 from salbench.results import load_results
@@ -21,20 +19,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_model"
 
 
 def train_checkpoint(folder: Path, steps: int, seed: int) -> None:
-    """What a user has already done: train the factory's ResNet-18 and save its state dict."""
-    factory = {}
-    exec((folder / "nets.py").read_text(), factory)  # the example's own factory, as the suite names it
-    torch.manual_seed(seed)
-    net = factory["build"](size=16)
-    data = load_dataset("synthetic_blocks", {"size": 16, "n_test": 64})
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for step in range(steps):
-        batch = slice(32 * step % len(data.train), 32 * step % len(data.train) + 32)
-        loss = F.cross_entropy(net(data.train.x[batch]), data.train.y[batch])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    torch.save(net.eval().state_dict(), folder / "resnet18.pt")
+    """What a user has already done: the example's own training script, run from its folder."""
+    spec = importlib.util.spec_from_file_location(f"own_model_train_{seed}_{steps}", folder / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.train(steps=steps, seed=seed, out=folder / "resnet18.pt")
 
 
 @pytest.fixture
