@@ -1,4 +1,5 @@
-"""Metrics of saliency maps: robustness, faithfulness, significance, localisation.
+"""Metrics of saliency maps: robustness, faithfulness, significance, localisation, complexity,
+randomisation (sanity checks).
 
 ``metrics.get(name, **params)`` builds one; each returns one value per sample and declares
 ``category`` and ``higher_is_better``. See :mod:`salbench.metrics.base`.

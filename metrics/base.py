@@ -14,7 +14,11 @@ from torch import Tensor, nn
 
 __all__ = ["Case", "Metric", "MetricOutput", "PairMetric", "FaithfulnessMetric", "CATEGORIES"]
 
-CATEGORIES = ("robustness", "faithfulness", "significance", "localisation")
+CATEGORIES = ("robustness", "faithfulness", "significance", "localisation", "complexity", "randomisation")
+"""What a metric measures (the order of the leaderboard's column groups): robustness of the map
+to perturbations or attacks; faithfulness to the model; statistical significance of a region;
+localisation against ground-truth masks; complexity (how concentrated a map is); randomisation
+(sanity checks: how much the map changes when the model's parameters or target are randomised)."""
 
 
 @dataclasses.dataclass
@@ -83,7 +87,7 @@ class Metric:
     :class:`MetricOutput` to attach per-sample notes (why a value is missing).
     """
 
-    category: ClassVar[Literal["robustness", "faithfulness", "significance", "localisation"]]
+    category: ClassVar[Literal["robustness", "faithfulness", "significance", "localisation", "complexity", "randomisation"]]
     higher_is_better: ClassVar[bool]
     needs_attack: ClassVar[bool] = False
     outputs: ClassVar[tuple[str, ...]] = ()
