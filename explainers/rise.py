@@ -80,9 +80,13 @@ class RISE(Explainer):
         self.batch_size = batch_size
 
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
-        x = x.detach()
-        shape = x.shape[2:] if x.dim() > 2 else x.shape[1:]  # what a mask covers
-        draws_per_mask = len(shape) + self.cells ** len(shape) if x.dim() > 2 else shape[0]
+        if x.dim() > 5:
+            raise ValueError(
+                f"RISE masks tables (N, F) or inputs (N, C, *spatial) with 1 to 3 spatial dimensions, got shape {tuple(x.shape)}"
+            )
+        x, spatial = x.detach(), x.dim() > 2
+        shape = x.shape[2:] if spatial else x.shape[1:]  # what a mask covers
+        draws_per_mask = self.cells ** len(shape) + len(shape) if spatial else shape[0]
         streams = SampleStreams(self.seed, x)
         saliency = torch.zeros((len(x), *shape), dtype=x.dtype, device=x.device)
         with torch.no_grad():
@@ -92,12 +96,12 @@ class RISE(Explainer):
                 for start in range(0, self.n_masks, self.batch_size):
                     count = min(self.batch_size, self.n_masks - start)
                     draws = streams.rand((count, draws_per_mask), like=x, rows=row)[0]
-                    masks = self._masks(draws, shape) if x.dim() > 2 else (draws < self.p).to(x.dtype)
-                    masked = x[i] * (masks.unsqueeze(1) if x.dim() > 2 else masks)
+                    masks = self._masks(draws, shape) if spatial else (draws < self.p).to(x.dtype)
+                    masked = x[i] * (masks.unsqueeze(1) if spatial else masks)
                     probability = model(masked).softmax(1)[:, target[i]]
                     saliency[i] += torch.tensordot(probability, masks, dims=1)
         saliency = saliency / (self.n_masks * self.p)
-        return saliency.unsqueeze(1).expand(x.shape).contiguous() if x.dim() > 2 else saliency
+        return saliency.unsqueeze(1).expand(x.shape).contiguous() if spatial else saliency
 
     def _masks(self, draws: Tensor, shape: torch.Size) -> Tensor:
         """(count, *shape) smooth masks from (count, ∏cells + d) uniforms: the grid, then the shifts."""

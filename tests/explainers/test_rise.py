@@ -92,6 +92,12 @@ def test_rise_validates_its_parameters(params, field):
         explainers.get("rise", **params)
 
 
+def test_rise_refuses_more_than_three_spatial_dimensions():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).double()
+    with pytest.raises(ValueError, match="1 to 3 spatial dimensions, got shape"):
+        explainers.get("rise")(model, torch.rand(1, 1, 2, 2, 2, 2, dtype=torch.float64), 0)
+
+
 def test_rise_is_not_differentiable():
     model, x = net((4,)), torch.randn(2, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match="not differentiable"):
