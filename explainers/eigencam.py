@@ -26,7 +26,8 @@ class EigenCAM(ActivationMap):
     correction of its ``get_2d_projection_with_sign_correction`` (Seg-Eigen-CAM, Chung & Ying
     2025, Eq. 13): p is negated where |min p| > |max p|, so the larger excursion is positive
     and the result is reproducible. Differentiable where the largest singular value is simple
-    (the SVD's gradient; the sign choice is locally constant). Layer choice (``layer``), ReLU
+    (first derivatives exact also with dead channels, :func:`first_component`; the sign
+    choice is locally constant). Layer choice (``layer``), ReLU
     (``relu``) and output (``upsample``) as :class:`~salbench.explainers.activation_map.ActivationMap`.
 
     Example:
@@ -44,9 +45,32 @@ class EigenCAM(ActivationMap):
         with torch.set_grad_enabled(create_graph):
             activation, _ = self.activation(model, x if create_graph else x.detach(), target)
             positions = activation.flatten(2).transpose(1, 2)  # (N, Z, K)
-            centred = positions - positions.mean(1, keepdim=True)
-            _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-            projection = (centred @ vh[:, 0, :, None]).squeeze(2)  # (N, Z)
+            projection = first_component(positions - positions.mean(1, keepdim=True))
             flip = projection.amin(1).abs() > projection.amax(1).abs()
             projection = torch.where(flip[:, None], -projection, projection)
         return projection.view(activation.shape[0], 1, *activation.shape[2:])
+
+
+def first_component(centred: Tensor) -> Tensor:
+    """The projections M v₁ (N, Z) of (N, Z, K) matrices M on their first right singular vector v₁.
+
+    v₁'s sign is the SVD's. Under autograd the result has the exact first derivative of M v₁
+    wherever σ₁ > σ₂, also where the other singular values repeat (dead channels: several
+    σ_j = 0), where the SVD's own backward divides 0 by 0: v₁ comes from a detached SVD, plus
+    a term that is 0 in value and whose derivative is perturbation theory's
+    dv₁ = (σ₁² I − MᵀM)⁺ d(MᵀM) v₁, summed over the thin SVD's other vectors v_j,
+    Σ_{j>1} v_j v_jᵀ d(MᵀM) v₁ / (σ₁² − σ_j²) (the part of dv₁ outside them, in the null
+    space of M, does not change M v₁). Second derivatives treat the singular vectors as
+    constants.
+    """
+    with torch.no_grad():
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    v = vh.transpose(1, 2)  # (N, K, r): the right singular vectors
+    v1 = v[:, :, :1]
+    if torch.is_grad_enabled() and centred.requires_grad:
+        pushed = centred.transpose(1, 2) @ (centred @ v1)  # MᵀM v₁
+        change = pushed - pushed.detach()  # 0, with the derivative d(MᵀM) v₁
+        gap = s[:, :1].square() - s.square()  # σ₁² − σ_j², 0 for j = 1 (and for a tie)
+        inverse_gap = torch.where(gap > 0, 1 / gap, 0.0)
+        v1 = v1 + v @ (inverse_gap[:, :, None] * (v.transpose(1, 2) @ change))
+    return (centred @ v1).squeeze(2)

@@ -136,6 +136,22 @@ def test_eigencam_of_rank_one_activations_is_its_component():
     torch.testing.assert_close(relu, expected.relu().view(1, 1, 2, 2), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels,side", [(6, 6), (12, 3)], ids=["dead channels", "more channels than positions"])
+def test_eigencam_derivative_with_repeated_singular_values(channels, side):
+    """Three dead (constant) channels give three singular values 0, where the SVD's own backward
+    divides 0 by 0; with more channels than positions the thin SVD has fewer vectors than channels.
+    The map's Jacobian is still the one finite differences give."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), Softplus5(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(channels, 3)).double()
+    with torch.no_grad():  # the last three (where the first three happen to leave torch's SVD backward finite)
+        model[0].weight[-3:].zero_()
+        model[0].bias[-3:] = 0.0
+    x = torch.randn(2, 1, side, side, dtype=torch.float64, requires_grad=True)
+    eigencam = explainers.get("eigencam", relu=False)
+    assert torch.autograd.gradcheck(lambda inp: eigencam(model, inp, 0, create_graph=True), (x,))
+
+
 def brute_force_scorecam(model, layer, x, t):
     """Score-CAM by a loop over samples and channels, from the paper's algorithm."""
     captured = []
