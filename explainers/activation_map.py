@@ -34,7 +34,12 @@ def spatial_dims(t: Tensor) -> tuple[int, ...]:
 
 
 def weighted_sum(weights: Tensor, activation: Tensor) -> Tensor:
-    """Σ_k w_k A_k: (N, K, ...) weights (per channel, or per position) times (N, K, *s) activations → (N, 1, *s)."""
+    """Σ_k w_k A_k: (N, K, ...) weights (per channel, or per position) times (N, K, *s) activations → (N, 1, *s).
+
+    >>> a = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])  # N = 1, K = 2, s = 2
+    >>> weighted_sum(torch.tensor([[[2.0], [-1.0]]]), a)  # per-channel weights (2, -1)
+    tensor([[[-1., 0.]]])
+    """
     return (weights * activation).sum(1, keepdim=True)
 
 
