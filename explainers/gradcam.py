@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from salbench.core.applicability import SPATIAL
-from salbench.core.validation import check_logits_target
 from salbench.explainers import register
-from salbench.explainers.base import Explainer
-from salbench.explainers.layers import (
-    capture_output,
-    conv_type,
-    find_layer,
-    last_spatial_output,
-    to_input_shape,
-)
-from torch import Tensor, nn
+from salbench.explainers.activation_map import GradientActivationMap, spatial_dims, weighted_sum
+from torch import Tensor
 
 
 @register("gradcam")
-class GradCAM(Explainer):
+class GradCAM(GradientActivationMap):
     """Grad-CAM: layer activations weighted by their pooled gradients (Selvaraju et al. 2017).
 
     Selvaraju, Cogswell, Das, Vedantam, Parikh, Batra 2017, "Grad-CAM: visual explanations
@@ -37,9 +27,12 @@ class GradCAM(Explainer):
     from earlier salbench versions, which took the last ``Conv1d/2d/3d`` in ``model.modules()`` order:
     in a ResNet that is ``layer4.1.conv2``, before BatchNorm, the skip addition and the ReLU.
 
-    Output: with ``upsample=True`` (default) L is resized to x's spatial size by
-    (bi/tri)linear interpolation (``align_corners=False``) and repeated over x's channels,
-    so the attribution has the shape of x (N, C, *spatial), every channel equal. This matches
+    Works on signals (N, C, L), images (N, C, H, W) and volumes (N, C, D, H, W) (Conv1d/2d/3d
+    layers; the spatial dimensions are all dimensions after the channel).
+
+    Output: with ``upsample=True`` (default) L is resized to x's spatial size by linear /
+    bilinear / trilinear interpolation (``align_corners=False``) and repeated over x's
+    channels, so the attribution has the shape of x (N, C, *spatial), every channel equal. This matches
     Captum's ``LayerGradCam`` followed by ``LayerAttribution.interpolate(..., "bilinear")``.
     With ``upsample=False`` the map is returned at the layer's resolution, shape
     (N, 1, *layer_spatial) — the one case where an explainer's output is not x's shape; use
@@ -60,43 +53,5 @@ class GradCAM(Explainer):
         torch.Size([2, 1, 8, 8])
     """
 
-    modalities = SPATIAL
-    requires = ("conv",)
-    # salbench.testing's image fixture is a GAP network whose target logits come from the bias:
-    # there Grad-CAM at the pooled layer is ReLU(CAM)/Z = 0 everywhere, with a zero derivative,
-    # so the contract checks (create_graph among them) run on the map before the ReLU.
-    test_params = {"relu": False}
-
-    def __init__(self, layer: str = "auto", relu: bool = True, upsample: bool = True):
-        if not layer:
-            raise ValueError("layer must be a submodule name or 'auto', got an empty string")
-        self.layer = layer
-        self.relu = relu
-        self.upsample = upsample
-
-    def layer_used(self, model: nn.Module, x: Tensor) -> str:
-        """The name of the layer explained for inputs like ``x`` (``"auto"`` resolved): what a
-        benchmark records beside its numbers."""
-        if self.layer != "auto":
-            return self.layer
-        with torch.no_grad():
-            return last_spatial_output(model, x[:1])[0]
-
-    def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
-        kind = conv_type(x, "gradcam")
-        with torch.enable_grad():
-            inputs = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
-            if self.layer == "auto":
-                _, activation, logits = last_spatial_output(model, inputs)
-            else:
-                name, layer = find_layer(model, self.layer, kind, "layer")
-                activation, logits = capture_output(model, layer, name, inputs)
-            check_logits_target(logits, target)
-            selected = logits.gather(1, target[:, None]).sum()
-            (grad,) = torch.autograd.grad(selected, activation, create_graph=create_graph)
-        if not create_graph:
-            activation = activation.detach()
-        weights = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)
-        maps = (weights * activation).sum(1, keepdim=True)
-        maps = maps.relu() if self.relu else maps
-        return to_input_shape(maps, x) if self.upsample else maps
+    def combine(self, activation: Tensor, gradient: Tensor) -> Tensor:
+        return weighted_sum(gradient.mean(dim=spatial_dims(gradient), keepdim=True), activation)

@@ -7,7 +7,7 @@ import contextlib
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["conv_type", "find_layer", "last_spatial_output", "capture_output", "to_input_shape"]
+__all__ = ["conv_type", "find_layer", "last_spatial_output", "capture_output", "resize", "to_input_shape"]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -107,11 +107,16 @@ def capture_output(model: nn.Module, layer: nn.Module, name: str, x: Tensor) -> 
     return activation, logits
 
 
-def to_input_shape(maps: Tensor, x: Tensor) -> Tensor:
-    """Resize (N, 1, *layer_spatial) maps to x's spatial size and repeat them over x's channels.
+def resize(maps: Tensor, size: tuple[int, ...]) -> Tensor:
+    """Resize (N, K, *s) maps to spatial ``size`` (1 to 3 dimensions, as many as s has).
 
-    Resizing is linear/bilinear/trilinear interpolation (``align_corners=False``, as
-    Captum's ``LayerAttribution.interpolate``); the result has the shape of ``x``.
+    Linear / bilinear / trilinear interpolation for 1 / 2 / 3 spatial dimensions
+    (``align_corners=False``, as Captum's ``LayerAttribution.interpolate``).
     """
-    resized = F.interpolate(maps, size=x.shape[2:], mode=_INTERPOLATION[x.dim() - 2], align_corners=False)
-    return resized.expand(x.shape).contiguous()
+    return F.interpolate(maps, size=tuple(size), mode=_INTERPOLATION[maps.dim() - 2], align_corners=False)
+
+
+def to_input_shape(maps: Tensor, x: Tensor) -> Tensor:
+    """Resize (N, 1, *layer_spatial) maps to x's spatial size (:func:`resize`) and repeat them
+    over x's channels: the result has the shape of ``x``."""
+    return resize(maps, x.shape[2:]).expand(x.shape).contiguous()

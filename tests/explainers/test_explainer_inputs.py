@@ -18,10 +18,10 @@ def test_registry_lists_every_explainer():
         assert entry.description and issubclass(entry.factory, explainers.base.Explainer)
 
 
-@pytest.mark.parametrize("name", ["gradcam", "cam"])
-def test_class_activation_maps_need_spatial_inputs(name, mlp, table_batch):
+@pytest.mark.parametrize("name,label", [("gradcam", "GradCAM"), ("cam", "cam")])
+def test_class_activation_maps_need_spatial_inputs(name, label, mlp, table_batch):
     x, t = table_batch
-    with pytest.raises(ValueError, match=rf"{name} needs x of shape \(N, C, \*spatial\)"):
+    with pytest.raises(ValueError, match=rf"{label} needs x of shape \(N, C, \*spatial\)"):
         explainers.get(name, layer="0")(mlp, x, t)
 
 
