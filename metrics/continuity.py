@@ -61,7 +61,7 @@ class Continuity(RecomputingMetric):
     with a last spatial axis (signals, images, volumes).
 
     Args:
-        n_steps: K >= 1, at most 2W + 1 (Quantus's default 28).
+        n_steps: K >= 1, at most 2W + 1; None: min(28, 2W + 1) (Quantus's default is 28).
         fill: "min" (each sample's minimum) or a constant.
         absolute: compare |E| instead of E.
         batch_size: translated inputs per explainer call, >= 1.
@@ -80,8 +80,9 @@ class Continuity(RecomputingMetric):
     modalities = SPATIAL  # a translation needs a spatial axis
     test_params: ClassVar[dict] = {"n_steps": 5}
 
-    def __init__(self, n_steps: int = 28, fill: float | Literal["min"] = "min", absolute: bool = False, batch_size: int = 256):
-        check_positive_int(n_steps, "n_steps")
+    def __init__(self, n_steps: int | None = None, fill: float | Literal["min"] = "min", absolute: bool = False, batch_size: int = 256):
+        if n_steps is not None:
+            check_positive_int(n_steps, "n_steps")
         if fill != "min" and (isinstance(fill, bool) or not isinstance(fill, (int, float)) or not torch.isfinite(torch.tensor(fill))):
             raise ValueError(f"fill must be 'min' or a finite number, got {fill!r}")
         check_positive_int(batch_size, "batch_size")
@@ -92,17 +93,19 @@ class Continuity(RecomputingMetric):
 
     def shifts(self, width: int) -> Tensor:
         """The K translations t_k = −W + k·⌊(2W+1)/K⌋, k = 1..K, for a last axis of ``width`` positions."""
-        if self.n_steps > 2 * width + 1:
-            raise ValueError(f"n_steps must be at most 2W + 1 = {2 * width + 1} for a last axis of W = {width}, got {self.n_steps}")
-        return -width + torch.arange(1, self.n_steps + 1) * ((2 * width + 1) // self.n_steps)
+        n_steps = min(28, 2 * width + 1) if self.n_steps is None else self.n_steps
+        if n_steps > 2 * width + 1:
+            raise ValueError(f"n_steps must be at most 2W + 1 = {2 * width + 1} for a last axis of W = {width}, got {n_steps}")
+        return -width + torch.arange(1, n_steps + 1) * ((2 * width + 1) // n_steps)
 
     def score(self, model: nn.Module, explainer: Explainer, x: Tensor, target: Tensor, attr: Tensor) -> MetricOutput:
         if x.dim() < 3:
             raise ValueError(f"continuity translates along a spatial axis: x must be (N, C, *spatial), got shape {tuple(x.shape)}")
         fill = x.flatten(1).amin(dim=1) if self.fill == "min" else torch.full((len(x),), float(self.fill), dtype=x.dtype, device=x.device)
-        moved = translations(x, self.shifts(x.shape[-1]), fill)
+        shifts = self.shifts(x.shape[-1])
+        moved = translations(x, shifts, fill)
         rows = moved.flatten(0, 1)
-        attr_moved = explain_rows(explainer, model, rows, target.repeat_interleave(self.n_steps), self.batch_size).view_as(moved)
+        attr_moved = explain_rows(explainer, model, rows, target.repeat_interleave(len(shifts)), self.batch_size).view_as(moved)
         if self.absolute:
             attr, attr_moved = attr.abs(), attr_moved.abs()
         change = (attr[:, None] - attr_moved).flatten(2).abs().sum(dim=2)

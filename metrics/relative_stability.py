@@ -36,14 +36,15 @@ class RelativeStability(NeighbourhoodMetric):
 
     Agarwal, Johnson, Pawelczyk, Krishna, Saxena, Zitnik, Lakkaraju, "Rethinking Stability for
     Attribution-based Explanations", ICLR 2022 PAIR2Struct workshop (arXiv 2203.06877), eqs.
-    (2)–(4). With e_x = E(x) and the relative change ‖(a − b)/a‖ = ‖(a − b) ⊘ a‖₂ (elementwise
+    (3)–(5). With e_x = E(x) and the relative change ‖(a − b)/a‖ = ‖(a − b) ⊘ a‖₂ (elementwise
     division), over the draws x′ that keep the model's prediction (argmax of the logits):
 
         RIS(x) = max_{x′} ‖(e_x − e_x′)/e_x‖ / max(‖(x − x′)/x‖, ε_min)
         RRS(x) = max_{x′} ‖(e_x − e_x′)/e_x‖ / max(‖(L_x − L_x′)/L_x‖, ε_min)
-        ROS(x) = max_{x′} ‖(e_x − e_x′)/e_x‖ / max(‖(h(x) − h(x′))/h(x)‖, ε_min)
+        ROS(x) = max_{x′} ‖(e_x − e_x′)/e_x‖ / max(‖h(x) − h(x′)‖, ε_min)
 
-    L is an internal representation (``layer``), h the logits. The three share one set of draws
+    L is an internal representation (``layer``), h the logits (the change of the output is
+    absolute, not relative, in the paper and in Quantus). The three share one set of draws
     x′ = x + δ_s, δ_s ~ U[−r, r]^d (:class:`~salbench.metrics.neighbourhood.NeighbourhoodMetric`),
     one explainer pass and one forward pass over them; values are (N, 3) in the order of
     ``outputs`` (the grid stores ``relative_stability.ris`` etc.). Lower is better. A sample
@@ -91,10 +92,9 @@ class RelativeStability(NeighbourhoodMetric):
         rep_n, logits_n = (t.view(*neighbours.shape[:2], -1) for t in self.forward(model, neighbours.flatten(0, 1)))
         kept = logits_n.argmax(dim=2) == logits.argmax(dim=1)[:, None]
         change = relative_norm(attr, attr_neighbours, self.eps_min)
-        values = torch.stack([
-            max_over_kept(change / relative_norm(a, b, self.eps_min).clamp_min(self.eps_min), kept)
-            for a, b in ((x, neighbours), (rep, rep_n), (logits, logits_n))
-        ], dim=1)
+        output_change = (logits[:, None] - logits_n).norm(dim=2)  # absolute, not relative (eq. 5)
+        denominators = (relative_norm(x, neighbours, self.eps_min), relative_norm(rep, rep_n, self.eps_min), output_change)
+        values = torch.stack([max_over_kept(change / d.clamp_min(self.eps_min), kept) for d in denominators], dim=1)
         return MetricOutput(values, None, notes_where(~kept.any(dim=1), CHANGED_NOTE))
 
     def forward(self, model: nn.Module, inputs: Tensor) -> tuple[Tensor, Tensor]:
