@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-
 from salbench.core.applicability import CONTINUOUS
 from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_positive, check_positive_int, check_seed

@@ -12,7 +12,7 @@ from salbench.metrics.neighbourhood import NeighbourhoodMetric
 from salbench.metrics.recompute import notes_where
 from torch import Tensor, nn
 
-__all__ = ["MaxSensitivity", "AvgSensitivity", "relative_changes"]
+__all__ = ["AvgSensitivity", "MaxSensitivity", "relative_changes"]
 
 ZERO_MAP_NOTE = "the attribution E(x) is zero, so the relative change ‖E(x) − E(x + δ)‖ / ‖E(x)‖ is undefined"
 

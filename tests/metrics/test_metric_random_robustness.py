@@ -14,32 +14,12 @@ import numpy as np
 import pytest
 import torch
 from salbench import explainers, metrics
-from salbench.explainers.base import Explainer
 from salbench.metrics.base import Case
 from salbench.testing import fixture
 from torch import nn
 
 RTOL = 1e-9
 ROBUSTNESS = ("max_sensitivity", "avg_sensitivity", "local_lipschitz", "relative_stability")
-
-
-class Constant(Explainer):
-    """E(x) = 1 everywhere: ignores the input."""
-
-    def attribute(self, model, x, target, *, create_graph):
-        return torch.ones_like(x)
-
-
-class Identity(Explainer):
-    """E(x) = x: ignores the model."""
-
-    def attribute(self, model, x, target, *, create_graph):
-        return x.clone()
-
-
-class Zero(Explainer):
-    def attribute(self, model, x, target, *, create_graph):
-        return torch.zeros_like(x)
 
 
 def _case(data, explainer=None):
@@ -58,12 +38,12 @@ def test_declarations():
 
 # -- hand-worked cases and invariants -------------------------------------------------------------
 @pytest.mark.parametrize("modality", ["image", "tabular"])
-def test_identity_explainer_gives_the_hand_worked_ratios(modality):
+def test_identity_explainer_gives_the_hand_worked_ratios(modality, identity):
     data = fixture(modality)
     metric = metrics.get("max_sensitivity", n_samples=6, radius=0.05)
     delta = metric.neighbours(data.x) - data.x[:, None]
     relative = delta.flatten(2).norm(dim=2) / data.x.flatten(1).norm(dim=1)[:, None]  # ‖δ‖ / ‖x‖ for E(x) = x
-    case = _case(data, Identity())
+    case = _case(data, identity)
     torch.testing.assert_close(metric.evaluate(case).values, relative.amax(1), rtol=RTOL, atol=0)
     avg = metrics.get("avg_sensitivity", n_samples=6, radius=0.05).evaluate(case).values
     torch.testing.assert_close(avg, relative.mean(1), rtol=RTOL, atol=0)
@@ -71,22 +51,22 @@ def test_identity_explainer_gives_the_hand_worked_ratios(modality):
     torch.testing.assert_close(lipschitz, torch.ones(len(data.x), dtype=torch.float64), rtol=RTOL, atol=0)
 
 
-def test_relative_input_stability_of_the_identity_explainer_is_one():
+def test_relative_input_stability_of_the_identity_explainer_is_one(identity):
     data = fixture("tabular")  # no zero inputs: (x − x′)/x is the same ratio in numerator and denominator
-    values = metrics.get("relative_stability", n_samples=5).evaluate(_case(data, Identity())).values
+    values = metrics.get("relative_stability", n_samples=5).evaluate(_case(data, identity)).values
     torch.testing.assert_close(values[:, 0], torch.ones(len(data.x), dtype=torch.float64), rtol=RTOL, atol=0)
 
 
 @pytest.mark.parametrize("name", ROBUSTNESS + ("continuity",))
-def test_a_constant_explainer_scores_zero(name):
+def test_a_constant_explainer_scores_zero(name, constant):
     data = fixture("image")
-    out = metrics.get(name).evaluate(_case(data, Constant()))
+    out = metrics.get(name).evaluate(_case(data, constant))
     assert torch.equal(out.values, torch.zeros_like(out.values)) and out.notes is None
 
 
 @pytest.mark.parametrize("name", ["max_sensitivity", "avg_sensitivity"])
-def test_a_zero_map_is_undefined_with_a_note(name):
-    out = metrics.get(name).evaluate(_case(fixture("tabular"), Zero()))
+def test_a_zero_map_is_undefined_with_a_note(name, zero):
+    out = metrics.get(name).evaluate(_case(fixture("tabular"), zero))
     assert out.values.isnan().all() and all("E(x) is zero" in note for note in out.notes)
 
 
@@ -102,20 +82,20 @@ def test_draws_depend_on_the_sample_and_seed_only():
     assert draws.abs().max() <= 0.1 and draws.abs().max() > 0.09  # uniform over the ball
 
 
-def test_the_cells_attribution_is_used_and_validated():
+def test_the_cells_attribution_is_used_and_validated(identity):
     data = fixture("tabular")
     metric = metrics.get("max_sensitivity", n_samples=3)
-    given = metric(data.model, Identity(), data.x, data.target, attr=2 * data.x)  # ‖2x − x′‖ / ‖2x‖ >= 1/2
+    given = metric(data.model, identity, data.x, data.target, attr=2 * data.x)  # ‖2x − x′‖ / ‖2x‖ >= 1/2
     assert (given > 0.4).all()
     with pytest.raises(ValueError, match="attr and x must have the same shape"):
-        metric(data.model, Identity(), data.x, data.target, attr=data.x[:, :3])
+        metric(data.model, identity, data.x, data.target, attr=data.x[:, :3])
     with pytest.raises(ValueError, match="has none"):
         metric.evaluate(Case(model=data.model, explainer=None, x=data.x, target=data.target, attr=None))
     with pytest.raises(ValueError, match="radius"):
         metrics.get("max_sensitivity", radius=0.0)
 
 
-def test_relative_stability_keeps_only_draws_that_keep_the_prediction():
+def test_relative_stability_keeps_only_draws_that_keep_the_prediction(identity):
     class Step(nn.Module):  # class 0 exactly at x = 0, class 1 anywhere else
         def forward(self, x):
             at_zero = (x.flatten(1) == 0).all(1).double()
@@ -124,7 +104,7 @@ def test_relative_stability_keeps_only_draws_that_keep_the_prediction():
     x = torch.tensor([[0.0, 0.0], [1.0, 2.0]], dtype=torch.float64)
     step = nn.Sequential(Step())
     out = metrics.get("relative_stability", n_samples=4, layer="0").evaluate(
-        Case(model=step, explainer=Identity(), x=x, target=torch.tensor([0, 1]), attr=None)
+        Case(model=step, explainer=identity, x=x, target=torch.tensor([0, 1]), attr=None)
     )
     assert out.values[0].isnan().all() and "changed the model's prediction" in out.notes[0]
     assert out.notes[1] is None and out.values[1, 0].item() == pytest.approx(1.0, rel=RTOL)
@@ -139,21 +119,21 @@ def test_relative_stability_layer_names_a_submodule():
         metrics.get("relative_stability", layer="nope").evaluate(_case(data))
 
 
-def test_continuity_hand_worked():
+def test_continuity_hand_worked(identity):
     # x = [1, 0, 0], K = 7 = 2W + 1: shifts −2..4, fill 0; E(x) = x, so each ratio is ‖Δx‖₁ / ‖Δx‖₂:
     # the 1 moved inside (t = 1, 2): |Δx| = (1, 1) → √2; moved out (t = −2, −1, 3, 4): 1; t = 0 left out.
     x = torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3, 2)).double()
-    value = metrics.get("continuity", n_steps=7)(model, Identity(), x, 0)
+    value = metrics.get("continuity", n_steps=7)(model, identity, x, 0)
     assert value.item() == pytest.approx(math.sqrt(2), rel=RTOL)
 
 
-def test_continuity_of_a_constant_input_is_undefined_with_a_note():
+def test_continuity_of_a_constant_input_is_undefined_with_a_note(identity):
     x = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
-    out = metrics.get("continuity", n_steps=3).evaluate(Case(fixture("image").model, Identity(), x, torch.tensor([0]), None))
+    out = metrics.get("continuity", n_steps=3).evaluate(Case(fixture("image").model, identity, x, torch.tensor([0]), None))
     assert out.values.isnan().all() and "no translation changed the input" in out.notes[0]
     with pytest.raises(ValueError, match="n_steps must be at most 2W"):
-        metrics.get("continuity", n_steps=18)(fixture("image").model, Identity(), fixture("image").x, 0)
+        metrics.get("continuity", n_steps=18)(fixture("image").model, identity, fixture("image").x, 0)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 10), (2, 2, 4, 5, 6)], ids=["signal", "volume"])
@@ -202,8 +182,8 @@ def _quantus_inputs(data):
     def explain(model, inputs, targets, **kwargs):
         return gradient(model, torch.as_tensor(inputs), torch.as_tensor(targets)).numpy()
 
-    return dict(model=data.smooth_model, x_batch=data.x.numpy(), y_batch=data.target.numpy(),
-                a_batch=gradient(data.smooth_model, data.x, data.target).numpy(), explain_func=explain, device="cpu")
+    return {"model": data.smooth_model, "x_batch": data.x.numpy(), "y_batch": data.target.numpy(),
+                "a_batch": gradient(data.smooth_model, data.x, data.target).numpy(), "explain_func": explain, "device": "cpu"}
 
 
 def _feeder(draws):

@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 from salbench import explainers, metrics
-from salbench.explainers.base import Explainer
 from salbench.metrics.base import Case
 from salbench.metrics.parameter_randomisation import parameter_layers, reinitialise
 from salbench.metrics.random_logit import other_classes
@@ -15,18 +14,6 @@ from salbench.metrics.sanity_check import spearman_similarity
 from salbench.testing import fixture
 from scipy.stats import spearmanr
 from torch import nn
-
-
-class Identity(Explainer):
-    """E(x) = x: independent of the parameters and of the target."""
-
-    def attribute(self, model, x, target, *, create_graph):
-        return x.clone()
-
-
-class Constant(Explainer):
-    def attribute(self, model, x, target, *, create_graph):
-        return torch.ones_like(x)
 
 
 def _case(model, x, target, explainer):
@@ -49,9 +36,9 @@ def test_spearman_similarity_matches_scipy_with_ties():
 
 @pytest.mark.parametrize("order", ["cascading", "independent"])
 @pytest.mark.parametrize("modality", ["image", "tabular"])
-def test_a_parameter_independent_map_fails_the_check(order, modality):
+def test_a_parameter_independent_map_fails_the_check(order, modality, identity):
     data = fixture(modality)
-    out = metrics.get("parameter_randomisation", order=order).evaluate(_case(data.model, data.x, data.target, Identity()))
+    out = metrics.get("parameter_randomisation", order=order).evaluate(_case(data.model, data.x, data.target, identity))
     assert torch.equal(out.values, torch.ones_like(out.values))
     assert out.curves.shape == (len(data.x), len(parameter_layers(data.model))) and (out.curves == 1).all()
 
@@ -93,9 +80,9 @@ def test_reinitialisation_is_seeded_per_layer_and_leaves_the_global_generator_al
     assert not torch.equal(a.weight, b.weight)
 
 
-def test_constant_maps_give_nan_with_a_note_and_layers_without_reset_are_refused():
+def test_constant_maps_give_nan_with_a_note_and_layers_without_reset_are_refused(identity, constant):
     data = fixture("tabular")
-    out = metrics.get("parameter_randomisation").evaluate(_case(data.model, data.x, data.target, Constant()))
+    out = metrics.get("parameter_randomisation").evaluate(_case(data.model, data.x, data.target, constant))
     assert out.values.isnan().all() and all("undefined" in note and "'0'" in note for note in out.notes)
 
     class Scaled(nn.Module):
@@ -107,7 +94,7 @@ def test_constant_maps_give_nan_with_a_note_and_layers_without_reset_are_refused
             return data.model(x) * self.scale
 
     with pytest.raises(ValueError, match="no reset_parameters"):
-        metrics.get("parameter_randomisation").evaluate(_case(Scaled(), data.x, data.target, Identity()))
+        metrics.get("parameter_randomisation").evaluate(_case(Scaled(), data.x, data.target, identity))
 
 
 def test_other_classes_are_uniform_others_drawn_per_sample():
@@ -123,7 +110,7 @@ def test_other_classes_are_uniform_others_drawn_per_sample():
     assert other_classes(x[:5], torch.zeros(5, dtype=torch.long), 2, seed=0).tolist() == [1] * 5
 
 
-def test_random_logit_hand_worked_on_a_linear_model():
+def test_random_logit_hand_worked_on_a_linear_model(identity):
     torch.manual_seed(0)
     model = nn.Linear(6, 3).double()
     x = torch.randn(4, 6, dtype=torch.float64)
@@ -133,5 +120,5 @@ def test_random_logit_hand_worked_on_a_linear_model():
     w = model.weight.detach().abs()
     expected = [spearmanr(w[c], w[o]).statistic for c, o in zip(target.tolist(), other.tolist())]
     assert out.values.tolist() == pytest.approx(expected, rel=1e-12)
-    identity = metrics.get("random_logit").evaluate(_case(model, x, target, Identity()))
+    identity = metrics.get("random_logit").evaluate(_case(model, x, target, identity))
     assert torch.equal(identity.values, torch.ones(4, dtype=torch.float64))
