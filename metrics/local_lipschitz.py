@@ -24,8 +24,7 @@ class LocalLipschitzEstimate(NeighbourhoodMetric):
 
         L(x) = max_{x′ ∈ B_r(x)} ‖E(x) − E(x′)‖₂ / ‖x − x′‖₂
 
-    estimated here, as the paper does for non-differentiable explainers, by its largest value
-    over S random points x′ = x + δ_s, δ_s ~ U[−r, r]^d (the L∞ ball B_r(x); draws:
+    estimated here by its largest value over S random points x′ = x + δ_s, δ_s ~ U[−r, r]^d (the L∞ ball B_r(x); draws:
     :class:`~salbench.metrics.neighbourhood.NeighbourhoodMetric`), with E recomputed for the
     same target. Norms over all non-batch elements; a draw that rounds back to x in the input's
     dtype is left out (NaN with a note if every draw does). Lower is better; 0 for a map that does not

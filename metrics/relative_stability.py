@@ -35,8 +35,8 @@ class RelativeStability(NeighbourhoodMetric):
     """Relative input, representation and output stability RIS, RRS, ROS over random draws (Agarwal et al. 2022).
 
     Agarwal, Johnson, Pawelczyk, Krishna, Saxena, Zitnik, Lakkaraju, "Rethinking Stability for
-    Attribution-based Explanations", ICLR 2022 PAIR2Struct workshop (arXiv 2203.06877), eqs.
-    (3)–(5). With e_x = E(x) and the relative change ‖(a − b)/a‖ = ‖(a − b) ⊘ a‖₂ (elementwise
+    Attribution-based Explanations", ICLR 2022 PAIR2Struct workshop (arXiv 2203.06877), §3.
+    With e_x = E(x) and the relative change ‖(a − b)/a‖ = ‖(a − b) ⊘ a‖₂ (elementwise
     division), over the draws x′ that keep the model's prediction (argmax of the logits):
 
         RIS(x) = max_{x′} ‖(e_x − e_x′)/e_x‖ / max(‖(x − x′)/x‖, ε_min)
@@ -44,13 +44,13 @@ class RelativeStability(NeighbourhoodMetric):
         ROS(x) = max_{x′} ‖(e_x − e_x′)/e_x‖ / max(‖h(x) − h(x′)‖, ε_min)
 
     L is an internal representation (``layer``), h the logits (the change of the output is
-    absolute, not relative, in the paper and in Quantus). The three share one set of draws
-    x′ = x + δ_s, δ_s ~ U[−r, r]^d (:class:`~salbench.metrics.neighbourhood.NeighbourhoodMetric`),
+    absolute, not relative, as in Quantus and, as we read it, the paper). The three share one
+    set of draws x′ = x + δ_s, δ_s ~ U[−r, r]^d (:class:`~salbench.metrics.neighbourhood.NeighbourhoodMetric`),
     one explainer pass and one forward pass over them; values are (N, 3) in the order of
     ``outputs`` (the grid stores ``relative_stability.ris`` etc.). Lower is better. A sample
     whose every draw changes the prediction gets NaN with a note.
 
-    Departures: the paper divides elementwise by e_x, x, L_x, h(x) without a guard; an exact
+    Departures: the paper divides elementwise by e_x, x and L_x without a guard; an exact
     zero there divides by ε_min here, as in Quantus (``RelativeInputStability`` etc.), whose
     values these equal given the same draws when each denominator norm is >= ε_min (Quantus adds
     ε_min only to a zero norm, the paper takes max(·, ε_min)). Quantus returns NaN for a sample
@@ -92,7 +92,7 @@ class RelativeStability(NeighbourhoodMetric):
         rep_n, logits_n = (t.view(*neighbours.shape[:2], -1) for t in self.forward(model, neighbours.flatten(0, 1)))
         kept = logits_n.argmax(dim=2) == logits.argmax(dim=1)[:, None]
         change = relative_norm(attr, attr_neighbours, self.eps_min)
-        output_change = (logits[:, None] - logits_n).norm(dim=2)  # absolute, not relative (eq. 5)
+        output_change = (logits[:, None] - logits_n).norm(dim=2)  # absolute, not relative (see the docstring)
         denominators = (relative_norm(x, neighbours, self.eps_min), relative_norm(rep, rep_n, self.eps_min), output_change)
         values = torch.stack([max_over_kept(change / d.clamp_min(self.eps_min), kept) for d in denominators], dim=1)
         return MetricOutput(values, None, notes_where(~kept.any(dim=1), CHANGED_NOTE))

@@ -57,9 +57,9 @@ class MaxSensitivity(_YehSensitivity):
     metric (a pair metric ‖E(x) − E(x′)‖ / ‖x − x′‖ at one attacked x′).
 
     Definitions: the paper defines SENS_MAX as the max of ‖ΔE‖ over the ball, without dividing
-    by ‖E(x)‖, and estimates it by Monte-Carlo draws; Captum and Quantus (and Yeh's released
-    code) divide by ‖E(x)‖ so that maps of different scales compare; this metric follows them
-    (their values agree with each other). Where ‖E(x)‖ = 0, Captum divides by 1 and Quantus
+    by ‖E(x)‖, and estimates it by Monte-Carlo draws; Captum and Quantus divide by ‖E(x)‖ so
+    that maps of different scales compare; this metric follows them (their values agree with
+    each other, and with these given the same draws). Where ‖E(x)‖ = 0, Captum divides by 1 and Quantus
     returns inf/NaN; here the value is NaN with a note. Captum's defaults (r = 0.02, S = 10) are
     the defaults here; Quantus's are r = 0.2, S = 200. The prediction may change at a draw
     (as in Captum and Quantus by default).
