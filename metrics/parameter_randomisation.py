@@ -60,19 +60,20 @@ class ParameterRandomisation(SanityCheck):
     name), in a deep copy of the model (the model itself is never changed). With E the map of
     the trained model and E_l the map after randomisation step l (same explainer, input, target):
 
-        cascading:   step l randomises the top l layers;    value = ρ(E, E_L) (all layers random)
-        independent: step l randomises layer l alone;       value = (1/L) Σ_l ρ(E, E_l)
+        cascading:   step l randomises the top l layers;    value = s(E, E_L) (all layers random)
+        independent: step l randomises layer l alone;       value = (1/L) Σ_l s(E, E_l)
 
-    ρ is Spearman's rank correlation over the features, of |E| by default
-    (:mod:`~salbench.metrics.sanity_check`). The curve (N, L) holds ρ after each step, top
-    layer first. Lower is better: an explainer that passes produces maps unrelated to the
-    randomised model's (ρ near 0); a map that ignores the parameters (e.g. the input itself)
-    gives ρ = 1. A ρ that is undefined (a constant map, e.g. all ReLUs dead) is NaN in the curve;
-    a value that depends on it is NaN with a note naming the layer.
+    s is the similarity (``similarity``): Spearman's rank correlation ρ over the features by
+    default, or SSIM, of |E| by default (:class:`~salbench.metrics.sanity_check.SanityCheck`).
+    The curve (N, L) holds s after each step, top layer first. Lower is better: an explainer
+    that passes produces maps unrelated to the randomised model's (s near 0); a map that
+    ignores the parameters (e.g. the input itself) gives s = 1. An undefined s (ρ of a constant
+    map, e.g. all ReLUs dead) is NaN in the curve; a value that depends on it is NaN with a
+    note naming the layers.
 
     Departures: the paper re-initialises from a truncated normal and reports SSIM, HOG and
     Spearman (with and without absolute values) per layer; here the modules' own initialisers
-    and Spearman of |E| (Quantus ``MPRT``'s default similarity is Spearman as well, on maps
+    and by default Spearman of |E| (Quantus ``MPRT``'s default similarity is Spearman as well, on maps
     normalised by their maximum, which does not change ranks; Quantus seeds every layer with
     the same seed and re-initialises every module that has ``reset_parameters``, including
     those without parameters of their own). The summary of the independent test (the mean) is
@@ -81,7 +82,7 @@ class ParameterRandomisation(SanityCheck):
     Args:
         order: "cascading" or "independent".
         seed: seed of the re-initialisation, >= 0.
-        absolute, batch_size: see :class:`~salbench.metrics.sanity_check.SanityCheck`.
+        similarity, absolute, batch_size: see :class:`~salbench.metrics.sanity_check.SanityCheck`.
 
     Example:
         >>> import torch
@@ -108,7 +109,7 @@ class ParameterRandomisation(SanityCheck):
         for name in layers:
             module = randomised.get_submodule(name)
             reinitialise(module, self.seed, name)
-            curve.append(self.similarity(attr, explain_rows(explainer, randomised, x, target, self.batch_size)))
+            curve.append(self.compare(attr, explain_rows(explainer, randomised, x, target, self.batch_size)))
             if self.order == "independent":
                 module.load_state_dict(model.get_submodule(name).state_dict())
         curves = torch.stack(curve, dim=1)
@@ -116,11 +117,11 @@ class ParameterRandomisation(SanityCheck):
         return MetricOutput(values, curves, self._notes(curves, values, layers))
 
     def _notes(self, curves: Tensor, values: Tensor, layers: list[str]) -> list[str | None] | None:
-        """Per sample with a NaN value: the layers after whose randomisation ρ was undefined."""
+        """Per sample with a NaN value: the layers after whose randomisation the similarity was undefined."""
         if not values.isnan().any():
             return None
         return [
-            f"Spearman's ρ is undefined (a map is constant) after randomising layer(s) "
+            f"the {self.similarity} similarity is undefined (a constant map) after randomising layer(s) "
             f"{[layers[j] for j in row.nonzero().flatten().tolist()]} ({self.order})" if missing else None
             for row, missing in zip(curves.isnan(), values.isnan().tolist())
         ]

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 __all__ = ["RandomLogit", "other_classes"]
 
-CONSTANT_NOTE = "Spearman's ρ is undefined: the map for the target or for the random other class is constant"
+CONSTANT_NOTE = "the similarity is undefined: the map for the target or for the random other class is constant"
 
 
 def other_classes(x: Tensor, target: Tensor, n_classes: int, seed: int) -> Tensor:
@@ -42,20 +42,22 @@ class RandomLogit(SanityCheck):
     uniformly among the other classes, per sample from (``seed``, the sample)
     (:func:`other_classes`),
 
-        value(x) = ρ(E(x, c), E(x, c′))
+        value(x) = s(E(x, c), E(x, c′))
 
-    ρ being Spearman's rank correlation of |E| over the features
-    (:mod:`~salbench.metrics.sanity_check`). Lower is better; 1 for a map that ignores the class
-    (e.g. the input itself); NaN with a note where a map is constant.
+    s being the similarity (``similarity``): Spearman's rank correlation of |E| over the
+    features by default, or SSIM (:class:`~salbench.metrics.sanity_check.SanityCheck`). Lower
+    is better; 1 for a map that ignores the class (e.g. the input itself); NaN with a note where
+    the similarity is undefined (ρ of a constant map).
 
-    Departures: the paper and Quantus's ``RandomLogit`` compare the two maps by SSIM (Quantus:
-    with ``num_classes`` and one seed for the whole batch); Spearman is used here, as in
+    Departures: the paper and Quantus's ``RandomLogit`` compare the two maps by SSIM
+    (``similarity="ssim"``; Quantus: of E, not |E|, each map divided by its maximum first, with
+    ``num_classes`` and one seed for the whole batch); Spearman is the default here, as in
     :class:`~salbench.metrics.parameter_randomisation.ParameterRandomisation`, so that the two
-    sanity checks are on one scale and apply to any input shape.
+    sanity checks are on one scale and apply to any input shape (SSIM needs a spatial map).
 
     Args:
         seed: seed of the other class, >= 0.
-        absolute, batch_size: see :class:`~salbench.metrics.sanity_check.SanityCheck`.
+        similarity, absolute, batch_size: see :class:`~salbench.metrics.sanity_check.SanityCheck`.
 
     Example:
         >>> import torch
@@ -76,5 +78,5 @@ class RandomLogit(SanityCheck):
             logits = model(x[:1])
         check_logits_target(logits, target)
         other = other_classes(x, target, logits.shape[1], self.seed)
-        values = self.similarity(attr, explain_rows(explainer, model, x, other, self.batch_size))
+        values = self.compare(attr, explain_rows(explainer, model, x, other, self.batch_size))
         return MetricOutput(values, None, notes_where(values.isnan(), CONSTANT_NOTE))

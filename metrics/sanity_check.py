@@ -14,13 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from salbench.core.applicability import CONTINUOUS
 from salbench.core.validation import check_positive_int
+from salbench.metrics.base import Case, MetricOutput
 from salbench.metrics.rank_correlation import Spearman
 from salbench.metrics.ranking import feature_scores
 from salbench.metrics.recompute import RecomputingMetric
+from salbench.metrics.ssim import check_ssim_shape, ssim
 from torch import Tensor
 
 __all__ = ["SanityCheck", "spearman_similarity"]
@@ -33,11 +35,15 @@ def spearman_similarity(a: Tensor, b: Tensor, absolute: bool) -> Tensor:
 
 
 class SanityCheck(RecomputingMetric):
-    """A sanity check: the similarity (Spearman's ρ) of the map with the map after a randomisation.
+    """A sanity check: the similarity of the map with the map after a randomisation.
 
     Args:
-        absolute: rank |E| (Adebayo et al.'s default, since signs flip under randomisation)
-            rather than E.
+        similarity: "spearman" (Spearman's ρ over the features: Adebayo et al.'s main measure,
+            Quantus's ``MPRT`` default) or "ssim" (:func:`~salbench.metrics.ssim.ssim`, for maps
+            with 1 to 3 spatial dimensions of >= 7: Sixt et al.'s and Quantus's ``RandomLogit``
+            measure, also reported by Adebayo et al.).
+        absolute: compare |E| (Adebayo et al.'s default, since signs flip under
+            randomisation) rather than E.
         batch_size: inputs per explainer call, >= 1.
     """
 
@@ -45,11 +51,23 @@ class SanityCheck(RecomputingMetric):
     higher_is_better = False
     modalities = CONTINUOUS  # text maps would need comparing on their valid words only
 
-    def __init__(self, absolute: bool = True, batch_size: int = 256):
+    def __init__(self, similarity: Literal["spearman", "ssim"] = "spearman", absolute: bool = True, batch_size: int = 256):
+        if similarity not in ("spearman", "ssim"):
+            raise ValueError(f"similarity must be 'spearman' or 'ssim', got {similarity!r}")
         check_positive_int(batch_size, "batch_size")
+        self.similarity = similarity
         self.absolute = absolute
         self.batch_size = batch_size
 
-    def similarity(self, attr: Tensor, attr_random: Tensor) -> Tensor:
-        """(N,) ρ between the original maps and the maps after the randomisation (NaN where one is constant)."""
-        return spearman_similarity(attr, attr_random, self.absolute)
+    def evaluate(self, case: Case) -> MetricOutput:
+        if self.similarity == "ssim":
+            check_ssim_shape(case.x.shape)
+        return super().evaluate(case)
+
+    def compare(self, attr: Tensor, attr_random: Tensor) -> Tensor:
+        """(N,) similarity of the original maps and the maps after the randomisation (NaN where undefined)."""
+        if self.similarity == "spearman":
+            return spearman_similarity(attr, attr_random, self.absolute)
+        if self.absolute:
+            attr, attr_random = attr.abs(), attr_random.abs()
+        return ssim(attr.double(), attr_random.double())

@@ -11,6 +11,7 @@ from salbench.metrics.base import Case
 from salbench.metrics.parameter_randomisation import parameter_layers, reinitialise
 from salbench.metrics.random_logit import other_classes
 from salbench.metrics.sanity_check import spearman_similarity
+from salbench.metrics.ssim import ssim
 from salbench.testing import fixture
 from scipy.stats import spearmanr
 from torch import nn
@@ -122,3 +123,40 @@ def test_random_logit_hand_worked_on_a_linear_model(identity):
     assert out.values.tolist() == pytest.approx(expected, rel=1e-12)
     identity = metrics.get("random_logit").evaluate(_case(model, x, target, identity))
     assert torch.equal(identity.values, torch.ones(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 12, 10), (2, 1, 20), (2, 1, 8, 9, 7)], ids=["image", "signal", "volume"])
+def test_ssim_equals_scikit_image(shape):
+    from skimage.metrics import structural_similarity
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(shape, generator=gen, dtype=torch.float64)
+    b = a + 0.7 * torch.randn(shape, generator=gen, dtype=torch.float64)
+    expected = []
+    for ai, bi in zip(a.numpy(), b.numpy()):
+        data_range = max(ai.max(), bi.max()) - min(ai.min(), bi.min())  # Quantus's choice
+        expected.append(structural_similarity(ai, bi, data_range=data_range, channel_axis=0))
+    assert ssim(a, b).tolist() == pytest.approx(expected, rel=1e-10)
+
+
+def test_ssim_similarity_in_the_sanity_checks(identity):
+    data = fixture("image")
+    case = Case(model=data.model, explainer=identity, x=data.x, target=data.target, attr=None)
+    assert torch.equal(metrics.get("random_logit", similarity="ssim").evaluate(case).values, torch.ones(4, dtype=torch.float64))
+    gradient = Case(model=data.smooth_model, explainer=explainers.get("gradient"), x=data.x, target=data.target, attr=None)
+    out = metrics.get("parameter_randomisation", similarity="ssim").evaluate(gradient)
+    expected = ssim(explainers.get("gradient")(data.smooth_model, data.x, data.target).abs(),
+                    explainers.get("gradient")(_randomised(data.smooth_model), data.x, data.target).abs())
+    torch.testing.assert_close(out.values, expected, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="SSIM compares maps of shape"):
+        metrics.get("random_logit", similarity="ssim").evaluate(
+            Case(model=fixture("tabular").model, explainer=identity, x=fixture("tabular").x, target=data.target, attr=None)
+        )
+
+
+def _randomised(model):
+    """Every parameter layer re-initialised as the cascading test's last step does (seed 0)."""
+    fresh = copy.deepcopy(model)
+    for name in parameter_layers(fresh):
+        reinitialise(fresh.get_submodule(name), 0, name)
+    return fresh
