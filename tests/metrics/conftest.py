@@ -37,3 +37,24 @@ def constant():
 @pytest.fixture
 def zero():
     return Constant(0.0)
+
+
+@pytest.fixture
+def spatial_case():
+    """A builder of a gradient case on (N, C, L) signals or (N, C, D, H, W) volumes of ``shape``:
+    a float64 conv → softplus → global pool → linear model with 3 classes (fixed seed), uniform inputs."""
+
+    def build(shape: tuple[int, ...], target: list[int]):
+        from salbench import explainers
+        from salbench.metrics.base import Case
+
+        torch.manual_seed(0)
+        conv = torch.nn.Conv1d if len(shape) == 3 else torch.nn.Conv3d
+        pool = torch.nn.AdaptiveAvgPool1d if len(shape) == 3 else torch.nn.AdaptiveAvgPool3d
+        model = torch.nn.Sequential(
+            conv(shape[1], 4, 3, padding=1), torch.nn.Softplus(), pool(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+        ).double()
+        x = torch.rand(shape, dtype=torch.float64)
+        return Case(model, explainers.get("gradient"), x, torch.tensor(target), None)
+
+    return build

@@ -138,14 +138,9 @@ def test_continuity_of_a_constant_input_is_undefined_with_a_note(identity):
 
 @pytest.mark.parametrize("shape", [(2, 3, 10), (2, 2, 4, 5, 6)], ids=["signal", "volume"])
 @pytest.mark.parametrize("name", ROBUSTNESS + ("continuity",))
-def test_signals_and_volumes(shape, name):
-    torch.manual_seed(0)
-    conv = nn.Conv1d if len(shape) == 3 else nn.Conv3d
-    pool = nn.AdaptiveAvgPool1d if len(shape) == 3 else nn.AdaptiveAvgPool3d
-    model = nn.Sequential(conv(shape[1], 4, 3, padding=1), nn.Softplus(), pool(1), nn.Flatten(), nn.Linear(4, 3)).double()
-    x = torch.rand(shape, dtype=torch.float64)
+def test_signals_and_volumes(shape, name, spatial_case):
     params = {"n_steps": 5} if name == "continuity" else {"n_samples": 3}
-    out = metrics.get(name, **params).evaluate(Case(model, explainers.get("gradient"), x, torch.tensor([0, 2]), None))
+    out = metrics.get(name, **params).evaluate(spatial_case(shape, [0, 2]))
     assert out.values.shape[0] == 2 and torch.isfinite(out.values).all() and (out.values > 0).all()
 
 

@@ -160,3 +160,13 @@ def _randomised(model):
     for name in parameter_layers(fresh):
         reinitialise(fresh.get_submodule(name), 0, name)
     return fresh
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 10), (2, 2, 7, 7, 8)], ids=["signal", "volume"])
+@pytest.mark.parametrize("params", [
+    {"name": "parameter_randomisation"}, {"name": "parameter_randomisation", "order": "independent"},
+    {"name": "random_logit"}, {"name": "random_logit", "similarity": "ssim"},
+])  # fmt: skip
+def test_signals_and_volumes(shape, params, spatial_case):
+    out = metrics.get(**params).evaluate(spatial_case(shape, [0, 2]))
+    assert out.values.shape == (2,) and torch.isfinite(out.values).all() and (out.values < 1).all()
