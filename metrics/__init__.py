@@ -28,3 +28,9 @@ from salbench.metrics import (  # noqa: E402,F401  (registers the built-in metri
     sensitivity,
     topk_intersection,
 )
+from salbench.metrics import yeh_sensitivity  # noqa: E402,F401  (max_sensitivity, avg_sensitivity)
+from salbench.metrics import local_lipschitz  # noqa: E402,F401
+from salbench.metrics import relative_stability  # noqa: E402,F401  (ris, rrs, ros)
+from salbench.metrics import continuity  # noqa: E402,F401
+from salbench.metrics import parameter_randomisation  # noqa: E402,F401  (sanity check, cascading / independent)
+from salbench.metrics import random_logit  # noqa: E402,F401  (sanity check)

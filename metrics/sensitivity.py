@@ -14,7 +14,13 @@ from torch import Tensor
 
 @register("sensitivity")
 class Sensitivity(Metric):
-    """Change of the attribution per unit change of the input, ‖E(x) − E(x′)‖₂ / ‖x − x′‖₂ (Lu et al. 2020).
+    """Change of the attribution per unit change of the input at an attacked x′, ‖E(x) − E(x′)‖₂ / ‖x − x′‖₂ (Lu et al. 2020).
+
+    A pair metric of the attack grid: it is not Yeh et al.'s max-sensitivity (the largest
+    ‖E(x) − E(x + δ)‖ / ‖E(x)‖ over random draws δ in a ball, as Captum's ``sensitivity_max``
+    and Quantus's ``MaxSensitivity``), which is the metric ``max_sensitivity``
+    (:mod:`salbench.metrics.yeh_sensitivity`); the same ratio over random draws is
+    ``local_lipschitz``.
 
     The robustness measure of the decoy paper (Lu, Guo, Xing, Noble, arXiv 2002.00526, §4),
     a finite-difference version of Yeh et al.'s max-sensitivity (NeurIPS 2019) evaluated at the
