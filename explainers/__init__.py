@@ -19,6 +19,7 @@ from salbench.explainers import (  # noqa: E402,F401  (registers the built-in ex
     captum_adapter,
     decoy,
     deeplift,
+    gradient_shap,
     gradcam,
     gradient,
     gradient_x_input,
