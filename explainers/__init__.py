@@ -25,7 +25,9 @@ from salbench.explainers import (  # noqa: E402,F401  (registers the built-in ex
     gradient_x_input,
     guided_backprop,
     integrated_gradients,
+    lrp,
     occlusion,
     random_control,
     smoothgrad,
+    zennit_adapter,
 )
