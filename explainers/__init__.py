@@ -29,5 +29,6 @@ from salbench.explainers import (  # noqa: E402,F401  (registers the built-in ex
     occlusion,
     random_control,
     smoothgrad,
+    surrogate,
     zennit_adapter,
 )

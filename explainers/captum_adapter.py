@@ -15,7 +15,8 @@ from torch import Tensor, nn
 _ABSTRACT = ("Attribution", "GradientAttribution", "PerturbationAttribution")
 
 
-def _captum_attr() -> Any:
+def captum_attr() -> Any:
+    """The ``captum.attr`` module, or an ImportError saying how to install Captum."""
     try:
         import captum.attr
     except ImportError as err:
@@ -25,7 +26,7 @@ def _captum_attr() -> Any:
 
 def model_only_methods() -> list[str]:
     """Names of the captum.attr classes built from the model alone (the adapter's choices)."""
-    attr = _captum_attr()
+    attr = captum_attr()
     return sorted(
         name
         for name, obj in vars(attr).items()
@@ -73,7 +74,7 @@ class CaptumMethod(Explainer):
     test_params = {"method": "Saliency"}  # cheap parameters for salbench.testing's contract checks
 
     def __init__(self, method: str, kwargs: dict | None = None):
-        attr = _captum_attr()
+        attr = captum_attr()
         available = model_only_methods()
         if method not in available:
             raise ValueError(
