@@ -37,7 +37,8 @@ def _rescale(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> T
     u = inputs[0]
     n = u.shape[0] // 2
     du, dy = u[:n] - u[n:], output[:n] - output[n:]
-    multiplier = torch.where(du.abs() < _TINY, _local_slope(module, u[:n]), dy / du)
+    small = du.abs() < _TINY
+    multiplier = torch.where(small, _local_slope(module, u[:n]), dy / du) if small.any() else dy / du
     return rerouted(output, u, torch.cat([multiplier, multiplier]))
 
 
