@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from salbench.core.applicability import CONTINUOUS
 from salbench.explainers import register
 from salbench.explainers.base import Explainer, output_gradient
-from salbench.explainers.modified_gradient import check_layers, forward_hooks, not_inplace, rerouted
+from salbench.explainers.modified_gradient import check_eval_mode, check_layers, forward_hooks, not_inplace, rerouted
 from torch import Tensor, nn
 
 NONLINEAR = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.GELU, nn.SiLU)
@@ -87,17 +86,10 @@ class DeepLift(Explainer):
 
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
         check_layers(model, LINEAR + NONLINEAR, "deeplift")
-        training = [name for name, m in model.named_modules() if isinstance(m, _STOCHASTIC) and m.training]
-        if training:
-            raise ValueError(
-                f"deeplift needs batch norm and dropout in eval mode; in training mode: "
-                f"{', '.join(map(repr, training))} (call model.eval())"
-            )
+        check_eval_mode(model, _STOCHASTIC, "deeplift")
         x = x.detach()
         delta = x - self.baseline
         rows = torch.cat([x, torch.full_like(x, self.baseline)])
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(not_inplace(model))
-            stack.enter_context(forward_hooks(model, lambda m: _rescale if isinstance(m, NONLINEAR) else None))
+        with not_inplace(model), forward_hooks(model, lambda m: _rescale if isinstance(m, NONLINEAR) else None):
             grad, _ = output_gradient(model, rows, target.repeat(2), create_graph=False)
         return delta * grad[: x.shape[0]]

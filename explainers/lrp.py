@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from salbench.core.applicability import CONTINUOUS
 from salbench.core.validation import check_positive
 from salbench.explainers import register
 from salbench.explainers.base import Explainer, output_gradient
-from salbench.explainers.modified_gradient import check_layers, forward_hooks, not_inplace, rerouted
-import torch.nn.functional as F
+from salbench.explainers.modified_gradient import check_eval_mode, check_layers, forward_hooks, not_inplace, rerouted
 from torch import Tensor, nn
 
 Rule = Literal["epsilon", "gamma", "alpha1beta0"]
@@ -140,13 +139,9 @@ class LRP(Explainer):
 
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
         check_layers(model, WEIGHTED + POOLS + PASSING, "lrp")
-        training = [name for name, m in model.named_modules() if isinstance(m, nn.Dropout) and m.training]
-        if training:
-            raise ValueError(f"lrp needs dropout in eval mode; in training mode: {', '.join(map(repr, training))}")
+        check_eval_mode(model, (nn.Dropout,), "lrp")
         x = x.detach()
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(not_inplace(model))
-            stack.enter_context(forward_hooks(model, self._hook))
+        with not_inplace(model), forward_hooks(model, self._hook):
             grad, _ = output_gradient(model, x, target, create_graph=False)
         return x * grad
 

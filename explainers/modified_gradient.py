@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 from torch import Tensor, nn
 
-__all__ = ["check_layers", "forward_hooks", "not_inplace", "rerouted"]
+__all__ = ["check_layers", "check_eval_mode", "forward_hooks", "not_inplace", "rerouted"]
 
 Hook = Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor | None]
 
@@ -40,6 +40,22 @@ def check_layers(model: nn.Module, supported: tuple[type[nn.Module], ...], metho
                 f"{method} does not support module {name or '(the model)'!r} ({type(module).__name__}); "
                 f"supported leaf modules: {allowed}"
             )
+
+
+def check_eval_mode(model: nn.Module, kinds: tuple[type[nn.Module], ...], method: str) -> None:
+    """No module of ``kinds`` (dropout, batch norm: affine per sample only in eval mode) is in training mode.
+
+    >>> check_eval_mode(nn.Sequential(nn.Dropout()), (nn.Dropout,), "lrp")
+    Traceback (most recent call last):
+    ...
+    ValueError: lrp needs Dropout in eval mode; in training mode: '0' (call model.eval())
+    """
+    training = [name for name, m in model.named_modules() if isinstance(m, kinds) and m.training]
+    if training:
+        raise ValueError(
+            f"{method} needs {', '.join(t.__name__ for t in kinds)} in eval mode; "
+            f"in training mode: {', '.join(map(repr, training))} (call model.eval())"
+        )
 
 
 @contextlib.contextmanager
