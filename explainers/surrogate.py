@@ -128,8 +128,9 @@ class KernelShap(_Surrogate):
     ``KernelShap`` on that sample after ``torch.manual_seed(sample_seed(seed, sample))`` (up to
     Captum's float32 coefficients). Batching: unlike Captum, which explains a batch one sample at
     a time, the coalitions of all N samples are evaluated together, ``perturbations_per_eval``
-    per sample (N × that many rows) per forward pass, and the N fits are one batched solve. Not
-    differentiable.
+    per sample (N × that many rows) per forward pass (default 8: on a CPU, passes of a few
+    hundred rows cost less per row than passes of thousands), and the N fits are one batched
+    solve. Not differentiable.
 
     Args:
         n_samples: coalitions per sample (including the full and the empty one), >= 1.
@@ -146,6 +147,9 @@ class KernelShap(_Surrogate):
         >>> bool(torch.allclose(attr, model.weight[1].detach().expand(3, 4), atol=1e-4))  # linear: φ = w ⊙ (x − 0)
         True
     """
+
+    def __init__(self, perturbations_per_eval: int = 8, **common):
+        super().__init__(perturbations_per_eval=perturbations_per_eval, **common)
 
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
         x = x.detach()
@@ -222,8 +226,8 @@ class Lime(_Surrogate):
 
         x = x.detach()
         mask = patch_mask(x.shape[1:], self.patch).to(x.device)[None]
-        with torch.no_grad():
-            check_logits_target(model(x), target)  # Captum's own error would not name the target
+        with torch.no_grad():  # the class count from one row; Captum's own error would not name the target
+            check_logits_target(model(x[:1]).expand(len(x), -1), target)
         surrogate = SkLearnLasso(alpha=self.alpha) if self.alpha else SkLearnLinearRegression()
         method = captum_attr().Lime(model, interpretable_model=surrogate)
         devices = [x.device] if x.device.type == "cuda" else []

@@ -11,8 +11,8 @@ workloads also time guided backpropagation and gradient SHAP (``samples`` draws,
 background of 8 inputs); ``small_cnn`` also DeepLIFT and LRP (ε = 1e-9 everywhere, Captum's
 default rules) on the same CNN with average pooling and the flattening done in ``forward``
 (:func:`small_avgpool_cnn`: our DeepLIFT has no max-pooling rule, Captum's LRP no rule for
-``nn.Flatten``), and KernelSHAP and LIME (50 perturbations of 4×4 patches per sample, 50 per
-forward pass). Ours, Captum's and the bare passes the method needs (forward+backward of the same
+``nn.Flatten``), and KernelSHAP and LIME (50 perturbations of 4×4 patches per sample; Captum
+evaluates the 50 of one sample per forward pass, our LIME too, our KernelSHAP 8 of every sample). Ours, Captum's and the bare passes the method needs (forward+backward of the same
 rows; forward only for the surrogates) are timed in interleaved repeats (so drifts in machine
 load hit all three alike); the table gives medians, ours/Captum and ours/bare. Only ratios
 within one run are meaningful.
@@ -159,8 +159,9 @@ def workloads(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: in
 def layered_workloads(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, Workload]:
     """DeepLIFT, LRP, KernelSHAP and LIME: ours, Captum's and the bare passes, on a model both support."""
     ours_dl, ours_lrp = explainers.get("deeplift"), explainers.get("lrp", composite="epsilon", epsilon=1e-9)
-    surrogate = dict(n_samples=SURROGATE_SAMPLES, patch=PATCH, perturbations_per_eval=SURROGATE_SAMPLES)
-    ours_ks, ours_lime = explainers.get("kernel_shap", **surrogate), explainers.get("lime", **surrogate)
+    surrogate = dict(n_samples=SURROGATE_SAMPLES, patch=PATCH)
+    ours_ks = explainers.get("kernel_shap", **surrogate)  # its default chunks: 8 coalitions of every sample per pass
+    ours_lime = explainers.get("lime", perturbations_per_eval=SURROGATE_SAMPLES, **surrogate)
     mask = patch_mask(x.shape[1:], PATCH).to(x.device)
     captum_surrogate = dict(
         feature_mask=mask[None], n_samples=SURROGATE_SAMPLES, perturbations_per_eval=SURROGATE_SAMPLES
