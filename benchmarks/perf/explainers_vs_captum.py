@@ -1,6 +1,7 @@
 """Speed of salbench's gradient-family and surrogate explainers against Captum's, on the same work.
 
-Run: ``python -m salbench.perf.explainers_vs_captum [--model small_cnn|resnet18] [--repeats R] [--device cpu|cuda]``.
+Run: ``python -m salbench.perf.explainers_vs_captum [--model small_cnn|resnet18] [--repeats R] [--device cpu|cuda]
+[--cpu-time]`` (``--cpu-time``: CPU time of the process instead of wall-clock, steadier on a shared machine).
 
 Two workloads (:data:`WORKLOADS`): ``small_cnn``, a small CNN on 1×28×28 inputs, a batch of 32,
 IG with 50 Gauss–Legendre steps and SmoothGrad with 50 noise copies; ``resnet18``,
@@ -198,6 +199,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11, help="timed repeats of each workload (after one warm-up)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--model", default="small_cnn", choices=sorted(WORKLOADS), help="the workload")
+    parser.add_argument("--cpu-time", action="store_true", help="on a CPU, time this process's CPU time (shared machines)")
     args = parser.parse_args()
     device = torch.device(args.device)
     setting = WORKLOADS[args.model]
@@ -218,11 +220,12 @@ def main() -> None:
     for _ in range(args.repeats):
         for method, fns in jobs.items():
             for who, fn in fns.items():
-                times[method, who].append(timed(fn, device))
+                times[method, who].append(timed(fn, device, cpu_time=args.cpu_time))
 
     med = {key: statistics.median(values) * 1e3 for key, values in times.items()}
     print(f"{args.model}, device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {setting.batch}, "
-          f"{args.repeats} interleaved repeats; medians in ms; IG max |ours − Captum| = {gap:.2e}")  # fmt: skip
+          f"{args.repeats} interleaved repeats; medians of {'CPU' if args.cpu_time else 'wall-clock'} ms; "
+          f"IG max |ours − Captum| = {gap:.2e}")  # fmt: skip
     header = f"{'method':<32} {'ours':>9} {'captum':>9} {'bare':>9} {'ours/captum':>12} {'ours/bare':>10}"
     print(header)
     print("-" * len(header))
