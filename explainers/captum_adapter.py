@@ -55,7 +55,10 @@ class CaptumMethod(Explainer):
     paper, formula and defaults are Captum's. Captum is imported when the explainer is
     built (``pip install salbench[captum]``). One extra forward pass checks the target's class
     range before Captum runs. Not differentiable (Captum does not keep the
-    graph); the result is detached.
+    graph); the result is detached. Captum's KernelShap and Lime draw from torch's global
+    generator, one sample after another, with every element a feature: the explainers
+    ``kernel_shap`` and ``lime`` (:mod:`salbench.explainers.surrogate`) seed them per sample,
+    perturb patches and batch KernelSHAP across samples.
 
     Args:
         method: the captum.attr class name; ``captum:Name`` sets it in a config.
