@@ -42,7 +42,9 @@ reported as skipped with the reason (the checks raise no error then:
 :attr:`ContractReport.applicable` is empty), never as passed. A
 component that only fits data of a particular layout (the ``clinical`` attack needs the 30
 columns of its table profile) says why in a ``contract_exemption`` class attribute and is
-reported as skipped with that reason; its own tests then check it on such data.
+reported as skipped with that reason; its own tests then check it on such data. A component
+that cannot be built because an optional package does not import (the ``zennit`` adapter) is
+reported as not applicable, with the ImportError as the reason.
 
 Example:
     >>> report = check_explainer("gradient")
@@ -287,6 +289,10 @@ def _check(kind: str, subject: _Subject, run: Run, compare: Compare, checks: dic
     not_applicable: dict[str, str] = {}
     failures: list[str] = []
     skipped: set[str] = set()
+    try:
+        subject.build()
+    except ImportError as err:  # an adapter whose optional package does not import here (e.g. zennit)
+        return ContractReport(subject.label, {}, {m: f"cannot be built here: {err}" for m in MODALITIES}, ())
     for modality in MODALITIES:
         if subject.exemption is not None:
             not_applicable[modality] = f"exempt: {subject.exemption}"

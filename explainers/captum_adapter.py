@@ -15,7 +15,8 @@ from torch import Tensor, nn
 _ABSTRACT = ("Attribution", "GradientAttribution", "PerturbationAttribution")
 
 
-def _captum_attr() -> Any:
+def captum_attr() -> Any:
+    """The ``captum.attr`` module, or an ImportError saying how to install Captum."""
     try:
         import captum.attr
     except ImportError as err:
@@ -25,7 +26,7 @@ def _captum_attr() -> Any:
 
 def model_only_methods() -> list[str]:
     """Names of the captum.attr classes built from the model alone (the adapter's choices)."""
-    attr = _captum_attr()
+    attr = captum_attr()
     return sorted(
         name
         for name, obj in vars(attr).items()
@@ -54,7 +55,10 @@ class CaptumMethod(Explainer):
     paper, formula and defaults are Captum's. Captum is imported when the explainer is
     built (``pip install salbench[captum]``). One extra forward pass checks the target's class
     range before Captum runs. Not differentiable (Captum does not keep the
-    graph); the result is detached.
+    graph); the result is detached. Captum's KernelShap and Lime draw from torch's global
+    generator, one sample after another, with every element a feature: the explainers
+    ``kernel_shap`` and ``lime`` (:mod:`salbench.explainers.surrogate`) seed them per sample,
+    perturb patches and batch KernelSHAP across samples.
 
     Args:
         method: the captum.attr class name; ``captum:Name`` sets it in a config.
@@ -73,7 +77,7 @@ class CaptumMethod(Explainer):
     test_params = {"method": "Saliency"}  # cheap parameters for salbench.testing's contract checks
 
     def __init__(self, method: str, kwargs: dict | None = None):
-        attr = _captum_attr()
+        attr = captum_attr()
         available = model_only_methods()
         if method not in available:
             raise ValueError(
