@@ -553,7 +553,8 @@ def _evaluate(cell: Cell, settings: _Settings) -> tuple[pd.DataFrame, dict[str, 
     handling = modality(data.modality)
     explainer = None
     if cell.explainer is not None:
-        explainer = handling.explain(explainers.get(cell.explainer.name, **cell.explainer.params))
+        built = explainers.get(cell.explainer.name, **cell.explainer.params).with_training_data(data.train.x, cell.seed)
+        explainer = handling.explain(built)
     attack = attacks.get(cell.attack.name, **cell.attack.params) if cell.attack is not None else None
     scorers = [metrics.get(m.name, **m.params) for m in cell.metrics]
     batches = [

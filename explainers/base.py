@@ -41,6 +41,16 @@ class Explainer:
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:
         raise NotImplementedError
 
+    def with_training_data(self, x_train: Tensor, seed: int) -> "Explainer":
+        """This explainer with what it draws from the training inputs bound; itself by default.
+
+        The grid runner calls it once per cell with the data set's training inputs and the
+        cell's seed, so a method whose parameter refers to the training data (e.g.
+        ``expected_gradients`` with ``background = "train"``) gets it without the suite naming a
+        tensor.
+        """
+        return self
+
     @property
     def attack_proxy(self) -> "Explainer":
         """The explainer that attacks on this one optimise against: itself by default.

@@ -3,6 +3,9 @@ points between the input and baselines drawn from a background set."""
 
 from __future__ import annotations
 
+import copy
+from typing import Literal
+
 import torch
 from salbench.core.validation import check_input, check_positive, check_positive_int, check_seed
 from salbench.explainers import register
@@ -26,8 +29,10 @@ class ExpectedGradients(Explainer):
     n = 50 draws (the paper uses one draw per training step as a prior, and hundreds for
     explanations); ``background`` a tensor (B, *sample shape) of baselines drawn uniformly,
     the paper's choice being the training data; None stands for the single baseline 0 (the
-    estimator is then integrated gradients with random nodes). The background's rows must have
-    the shape of a sample; they are moved to x's device and dtype.
+    estimator is then integrated gradients with random nodes); ``"train"`` stands for
+    ``background_size`` (default 100) training inputs drawn without replacement with the cell's
+    seed, bound by the grid runner (:meth:`with_training_data`; in a direct call, pass a tensor).
+    The background's rows must have the shape of a sample; they are moved to x's device and dtype.
 
     Reproducibility: α_1..α_n (U[0, 1)), then the background rows k_1..k_n (uniform), then (for
     gradient SHAP) the noise ε_1..ε_n (standard normal, each of the shape of one sample) are
@@ -43,7 +48,9 @@ class ExpectedGradients(Explainer):
 
     Args:
         n_samples: number of draws n, >= 1.
-        background: the baselines (B, *sample shape), or None for the baseline 0.
+        background: the baselines (B, *sample shape), None for the baseline 0, or "train" for
+            ``background_size`` training inputs (bound by the grid runner).
+        background_size: how many training inputs ``"train"`` draws, >= 1.
         seed: seed of the generator, >= 0.
         batch_size: draws per forward/backward pass (>= 1), or None for all.
 
@@ -61,21 +68,45 @@ class ExpectedGradients(Explainer):
     stdev = 0.0  # the noise added to x: none (gradient SHAP sets it)
 
     def __init__(
-        self, n_samples: int = 50, background: Tensor | None = None, seed: int = 0, batch_size: int | None = None
+        self,
+        n_samples: int = 50,
+        background: Tensor | Literal["train"] | None = None,
+        background_size: int = 100,
+        seed: int = 0,
+        batch_size: int | None = None,
     ):
         check_positive_int(n_samples, "n_samples")
-        if background is not None:
+        if background is not None and not isinstance(background, str):  # the registry checked the literal
             check_input(background, "background", min_dim=1)
+        check_positive_int(background_size, "background_size")
         check_seed(seed)
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
         self.n_samples = n_samples
         self.background = background
+        self.background_size = background_size
         self.seed = seed
         self.batch_size = batch_size
 
+    def with_training_data(self, x_train: Tensor, seed: int) -> "ExpectedGradients":
+        """A copy whose ``"train"`` background is ``background_size`` rows of ``x_train`` drawn
+        without replacement by a generator seeded with ``seed`` (all rows if there are fewer);
+        itself if the background is not ``"train"``."""
+        if not isinstance(self.background, str):
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(len(x_train), generator=generator)[: self.background_size]
+        bound = copy.copy(self)
+        bound.background = x_train[rows.sort().values]
+        return bound
+
     def _draws(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | float]:
         """α (n,), the baselines b_j (n, *sample) and the noise σε_j (n, 1, *sample; 0 without noise), on x's device."""
+        if isinstance(self.background, str):
+            raise ValueError(
+                'background="train" is bound to training inputs by the grid runner (with_training_data); '
+                "in a direct call pass the baselines as a tensor"
+            )
         background = torch.zeros((1, *x.shape[1:]), dtype=x.dtype) if self.background is None else self.background
         if background.shape[1:] != x.shape[1:]:
             raise ValueError(

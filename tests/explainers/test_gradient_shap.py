@@ -100,3 +100,22 @@ def test_bad_backgrounds_are_refused(mlp, table_batch):
         explainers.get("expected_gradients", background=torch.tensor([[float("nan")] + [0.0] * 5]))
     with pytest.raises(ValueError, match="stdev must be a finite number >= 0"):
         explainers.get("gradient_shap", stdev=-1.0)
+
+
+def test_a_train_background_is_drawn_from_the_training_inputs_with_the_seed(mlp, table_batch):
+    """background="train": the runner binds background_size training rows drawn without replacement
+    by the cell's seed (the rows named by randperm); the bound map equals the map with those rows."""
+    x, t = table_batch
+    x_train = torch.randn(40, x.shape[1], dtype=x.dtype)
+    unbound = explainers.get("expected_gradients", n_samples=6, background="train", background_size=5, seed=1)
+    bound = unbound.with_training_data(x_train, seed=3)
+    rows = torch.randperm(40, generator=torch.Generator().manual_seed(3))[:5].sort().values
+    torch.testing.assert_close(bound.background, x_train[rows], rtol=0, atol=0)
+    direct = explainers.get("expected_gradients", n_samples=6, background=x_train[rows], seed=1)
+    torch.testing.assert_close(bound(mlp, x, t), direct(mlp, x, t), rtol=0, atol=0)
+    assert unbound.background == "train"  # binding returns a copy
+    assert not torch.equal(unbound.with_training_data(x_train, seed=4).background, bound.background)
+    with pytest.raises(ValueError, match='background="train" is bound to training inputs by the grid runner'):
+        unbound(mlp, x, t)
+    with pytest.raises(ValueError, match=r"parameter 'background' of explainer 'expected_gradients': got 'test'"):
+        explainers.get("expected_gradients", background="test")
