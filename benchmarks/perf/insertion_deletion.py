@@ -1,6 +1,6 @@
 """Speed of the deletion metric against Quantus's PixelFlipping and against the bare forward passes it cannot avoid.
 
-Run: ``python -m salbench.perf.insertion_deletion [--repeats R] [--device cpu|cuda]``.
+Run: ``python -m salbench.perf.insertion_deletion [--repeats R] [--device cpu|cuda] [--only CNN MLP] [--threads T]``.
 
 Workloads (deletion curves towards a zero baseline, softmax probability of the target, with the
 metric's default chunking, ``batch_size=None``):
@@ -22,7 +22,7 @@ metric's default chunking, ``batch_size=None``):
 (recorded beforehand, not timed; their values matter: a CNN runs slower on inputs with many
 zeros than on random ones). Workloads are timed one at a time, ours / bare / Quantus
 interleaved within each repeat so that drifts in machine load hit all alike, on CPU in process
-CPU time (steadier than wall-clock on a shared machine; one torch thread); the table gives
+CPU time (steadier than wall-clock on a shared machine; one torch thread by default); the table gives
 medians in ms and the ratios (targets: ours/Quantus ≤ 1.0, ours/bare ≤ 1.2 on images and ≤ 1.5
 on the MLP). Only ratios within one run are meaningful. Without Quantus installed its columns
 are skipped and the run says so.
@@ -69,7 +69,7 @@ def mlp() -> nn.Module:
 
 @dataclasses.dataclass
 class Workload:
-    """A model, a batch and the deletion metric; ``steps`` is Quantus's features_in_step (None: no Quantus run)."""
+    """A model, a batch and the deletion metric; ``quantus_step`` is Quantus's features_in_step (None: no Quantus run)."""
 
     model: nn.Module
     x: torch.Tensor
@@ -147,7 +147,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11, help="timed repeats of each workload (after one warm-up)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--only", nargs="*", help="run only the workloads whose names start with these")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machines are shared)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(1)
     chosen = {k: w for k, w in workloads(gen).items() if not args.only or k.startswith(tuple(args.only))}

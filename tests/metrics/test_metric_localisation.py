@@ -193,3 +193,19 @@ def test_agrees_with_quantus(name, quantus_name, absolute):
         )
     ours = metrics.get(name, absolute=absolute)(attr, mask)
     np.testing.assert_allclose(ours.numpy(), np.asarray(reference, dtype=float), rtol=0, atol=1e-10)
+
+
+def test_synthetic_blocks_masks_class_0_has_no_region_class_1_its_block():
+    """The masks the grid passes (``Case.mask`` from ``synthetic_blocks``): a class-0 sample has no
+    planted block (NaN with the note), a class-1 sample's block scores 1 as its own map."""
+    from salbench.datasets import load_dataset
+
+    test = load_dataset("synthetic_blocks", {"size": 8, "channels": 3, "n_train": 4, "n_val": 2, "n_test": 6}).test
+    noise = torch.rand(test.mask.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    attr = test.mask.double() * (1 + noise)  # relevance only inside the block
+    case = Case(model=None, explainer=None, x=test.x, target=test.y, attr=attr, mask=test.mask)
+    for name in NAMES:
+        out = metrics.get(name).evaluate(case)
+        empty = test.y == 0
+        assert torch.isnan(out.values[empty]).all() and all(out.notes[i] == EMPTY_REGION for i in empty.nonzero().flatten())
+        assert torch.all(out.values[~empty] == 1), name
