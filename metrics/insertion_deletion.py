@@ -135,10 +135,11 @@ class _PerturbationCurve(FaithfulnessMetric):
 
         The inputs are built point-major — blocks of consecutive points × all samples, or of
         one point × consecutive samples when one point's inputs exceed a block
-        (:data:`BLOCK_ELEMENTS`, at least one model call) — so that x and the baseline broadcast along the outer (point)
-        dimension and ``torch.where`` runs over whole contiguous samples; each block is scored
-        in model calls of :meth:`rows_per_call` inputs (by default one curve point of every
-        sample per call, as Quantus's PixelFlipping calls the model).
+        (:data:`BLOCK_ELEMENTS`, at least one model call) — so that x and the baseline
+        broadcast along the outer (point) dimension and ``torch.where`` runs over whole
+        contiguous samples; each block is scored in model calls of :meth:`rows_per_call`
+        inputs (by default one curve point of every sample per call, as Quantus's
+        PixelFlipping calls the model).
         """
         n, n_points = len(x), len(counts)
         rows = self.rows_per_call(n)
