@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import torch
@@ -28,10 +29,14 @@ from salbench.metrics.perturbation import (
 )
 from torch import Tensor, nn
 
-__all__ = ["Insertion", "Deletion", "curve_area", "MIN_ROWS_PER_CALL", "BLOCK_ELEMENTS"]
+__all__ = ["Insertion", "Deletion", "curve_area", "MIN_CALL_INPUTS", "MIN_CALL_ELEMENTS", "BLOCK_ELEMENTS"]
 
-MIN_ROWS_PER_CALL = 64
+MIN_CALL_INPUTS = 64
 """Fewest inputs per model call by default (a batch smaller than this still fills its calls)."""
+
+MIN_CALL_ELEMENTS = 1 << 15
+"""Fewest input elements per model call by default (32 Ki: 1093 rows of 30 features), so that a
+small model on small inputs still gives each call enough work to amortise its fixed cost."""
 
 BLOCK_ELEMENTS = 1 << 18
 """Input elements built at once before they are scored (256 Ki elements, 1 MiB in float32:
@@ -94,11 +99,14 @@ class _PerturbationCurve(FaithfulnessMetric):
         curve, counts = self.curve(model, x, attr, target)
         return curve_area(curve, counts), curve
 
-    def rows_per_call(self, n_samples: int) -> int:
-        """Inputs per model call for a batch of ``n_samples``: ``batch_size``, or by default the
-        batch itself but at least :data:`MIN_ROWS_PER_CALL` (the call shape the caller already
-        uses for this model, as Quantus's PixelFlipping does, one curve point per sample)."""
-        return self.batch_size if self.batch_size is not None else max(n_samples, MIN_ROWS_PER_CALL)
+    def rows_per_call(self, x: Tensor) -> int:
+        """Inputs per model call for the batch ``x``: ``batch_size``, or by default the batch
+        size (the call shape the caller already uses for this model, as Quantus's PixelFlipping
+        does: one curve point of every sample per call) but at least :data:`MIN_CALL_INPUTS`
+        inputs and :data:`MIN_CALL_ELEMENTS` input elements."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(len(x), MIN_CALL_INPUTS, math.ceil(MIN_CALL_ELEMENTS / x[0].numel()))
 
     def curve(self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int) -> tuple[Tensor, Tensor]:
         """The curve (N, M+1) and the unit counts (M+1,) of its points (c_0 = 0, ..., c_M = n_K).
@@ -142,7 +150,7 @@ class _PerturbationCurve(FaithfulnessMetric):
         PixelFlipping calls the model).
         """
         n, n_points = len(x), len(counts)
-        rows = self.rows_per_call(n)
+        rows = self.rows_per_call(x)
         inputs_per_block = max(rows, BLOCK_ELEMENTS // x[0].numel())
         samples_per_block = min(n, inputs_per_block)
         points_per_block = max(1, inputs_per_block // n) if samples_per_block == n else 1
@@ -199,9 +207,9 @@ class Insertion(_PerturbationCurve):
         unit: "pixel", "feature" or "auto" (pixels for rank-4 inputs, features otherwise).
         output: "probability" (softmax of the target) or "logit".
         batch_size: inputs per model call; None (default) = as many as the batch has samples,
-            at least 64 (:meth:`rows_per_call`): on CPU a small CNN costs 1.3–1.8× more per
-            input in calls of 1024 than of 64 (cache), and a user's batch size is one the
-            model's memory already fits.
+            but at least 64 inputs and 32 Ki input elements (:meth:`rows_per_call`): on
+            CPU a small CNN costs 1.3–1.8× more per input in calls of 1024 than of 64 (cache),
+            and a user's batch size is one the model's memory already fits.
 
     Example:
         >>> from salbench import metrics

@@ -204,7 +204,7 @@ class Recorder(nn.Module):
 def test_block_layouts_and_default_calls_give_the_same_curves(monkeypatch, block, batch_size):
     """Blocks of one point × some samples (batch_size 2 and a tiny block), of several points × all
     samples, and one block: every layout scores each input alone, in sample-major curves; by
-    default each model call takes max(N, 64) inputs."""
+    default a call takes at least 64 inputs and 32 Ki elements (here: all 21 inputs in one call)."""
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(3, 1, 4, 4, generator=gen, dtype=torch.float64)
     attr = torch.randn(3, 1, 4, 4, generator=gen, dtype=torch.float64)
@@ -217,12 +217,16 @@ def test_block_layouts_and_default_calls_give_the_same_curves(monkeypatch, block
     metric = metrics.get("deletion", step=3, batch_size=batch_size)
     curve = metric.evaluate_curve(recorder, x, attr, target)[1]
     torch.testing.assert_close(curve, torch.cat(reference), rtol=0, atol=1e-14)
-    assert sum(recorder.sizes) == 3 * 7 and max(recorder.sizes) == min(21, batch_size or 64)
+    assert sum(recorder.sizes) == 3 * 7 and max(recorder.sizes) == min(21, batch_size or 21)
 
 
-def test_default_rows_per_call_is_the_batch_and_at_least_64():
-    assert metrics.get("deletion").rows_per_call(3) == 64 and metrics.get("deletion").rows_per_call(100) == 100
-    assert metrics.get("deletion", batch_size=5).rows_per_call(100) == 5
+def test_default_rows_per_call_is_the_batch_and_at_least_64_inputs_and_32_ki_elements():
+    deletion = metrics.get("deletion")
+    assert deletion.rows_per_call(torch.zeros(3, 1, 28, 28)) == 64
+    assert deletion.rows_per_call(torch.zeros(100, 1, 28, 28)) == 100
+    assert deletion.rows_per_call(torch.zeros(32, 30)) == 1093  # ⌈32768 / 30⌉
+    assert deletion.rows_per_call(torch.zeros(8, 3, 128, 128)) == 64
+    assert metrics.get("deletion", batch_size=5).rows_per_call(torch.zeros(100, 30)) == 5
 
 
 @settings(max_examples=25, deadline=None)
