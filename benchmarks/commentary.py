@@ -24,6 +24,10 @@ quotes, ``explainer='decoy(base_params={"steps":8})'``) and ``show``:
   cell's wall-clock time over its samples × metric settings (e.g. the time per p-value of a
   cell that tests every image under several hypotheses), averaged over the cells, to 3
   significant digits.
+- ``agreement``: Kendall's τ-b between the explainer rankings of the metric ``metric`` and the
+  metric ``against`` (labels as in ``metric_agreement.csv``, :mod:`salbench.agreement`), the
+  mean over the (dataset, model, recipe) groups the ``dataset``, ``model`` and ``recipe`` keys
+  match that have a τ, to 2 decimals: ``{{ show="agreement" metric="deletion" against="insertion" }}``.
 - ``<component>.<parameter>``, e.g. ``attack.k`` or ``metric.fraction``: the value of that
   parameter of the component, which must be the same in every matching record, so a setting
   the commentary states comes from the suite, not from the writer's memory.
@@ -67,6 +71,7 @@ import re
 
 import numpy as np
 import pandas as pd
+from salbench.agreement import GROUP, agreement_table
 from salbench.leaderboard import COMPONENTS, SIGNIFICANCE, label_components
 from salbench.results import Results
 
@@ -77,7 +82,8 @@ PUBLISHED = re.compile(r"\[\[published:\s*([0-9.][^\]\n]*?)\s*\]\]")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _PAIR = re.compile(r"""\s*(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')\s*""")
 _ENTRY_SHOWS = ("mean", "interval", "n", "seed_means", "moved", "moved_rate", "kept_rate")
-_SHOWS = (*_ENTRY_SHOWS, "accuracy", "seeds", "samples", "seconds_per_test")
+_SHOWS = (*_ENTRY_SHOWS, "accuracy", "seeds", "samples", "seconds_per_test", "agreement")
+_KEYS = (*COMPONENTS, "against", "show")  # against: only with show="agreement"
 _PARAM_SHOW = re.compile(rf"({'|'.join(COMPONENTS)})\.(\w+)")
 
 _EXEMPT = [  # spans whose digits are not typed measurements (see the module docstring)
@@ -142,12 +148,15 @@ def _parse(body: str) -> dict[str, str]:
         end = match.end()
     if end != len(body) or not pairs:
         raise ValueError(f'commentary placeholder {{{{{body}}}}} must be key="value" pairs')
-    unknown = set(pairs) - {*COMPONENTS, "show"}
+    unknown = set(pairs) - set(_KEYS)
     if unknown:
-        raise ValueError(
-            f"commentary placeholder {{{{{body}}}}}: unknown key(s) {sorted(unknown)}; allowed: {[*COMPONENTS, 'show']}"
-        )
+        raise ValueError(f"commentary placeholder {{{{{body}}}}}: unknown key(s) {sorted(unknown)}; allowed: {list(_KEYS)}")
     show = pairs.get("show", "mean")
+    if ("against" in pairs) != (show == "agreement") or (show == "agreement" and "metric" not in pairs):
+        raise ValueError(
+            f'commentary placeholder {{{{{body}}}}}: show="agreement" takes the keys metric and against (and '
+            "optionally dataset, model, recipe); against goes only with it"
+        )
     if show not in _SHOWS and not _PARAM_SHOW.fullmatch(show):
         raise ValueError(
             f"commentary placeholder {{{{{body}}}}}: show must be one of {_SHOWS} or <component>.<parameter> "
@@ -163,6 +172,8 @@ def _value(pairs: dict[str, str], results: Results, labelled: pd.DataFrame) -> s
         return _entry(keys, show, results.summary, labelled)
     if show == "accuracy":
         return _accuracy(keys, results.accuracy)
+    if show == "agreement":
+        return _agreement(keys, results.summary)
     rows = _matching(keys, labelled, "records")
     if show == "seeds":
         return str(rows["seed"].nunique())
@@ -247,6 +258,25 @@ def _accounting(keys: dict[str, str], row: pd.Series, show: str) -> str:
         return f"{int(row['n_moved'])}/{int(row['n_evaluated'])}"
     count = row["n_moved"] if show == "moved_rate" else row["n_label_kept"]
     return f"{count / row['n_evaluated']:.3f}"
+
+
+def _agreement(keys: dict[str, str], summary: pd.DataFrame) -> str:
+    """The mean τ over the matching groups of the pair (metric, against), in either order."""
+    extra = set(keys) - {*GROUP, "metric", "against"}
+    if extra:
+        raise ValueError(f'commentary placeholder {_shown(keys)}: show="agreement" takes no key {sorted(extra)}')
+    table = agreement_table(summary)
+    groups = _matching({k: v for k, v in keys.items() if k in GROUP}, table, "groups of the metric agreement")
+    a, b = keys["metric"], keys["against"]
+    pair = groups[((groups["metric_a"] == a) & (groups["metric_b"] == b)) | ((groups["metric_a"] == b) & (groups["metric_b"] == a))]
+    tau = pair["tau"].dropna()
+    if tau.empty:
+        metrics = sorted({*table["metric_a"], *table["metric_b"]})
+        raise ValueError(
+            f"commentary placeholder {_shown(keys)}: no Kendall τ for the metrics {a!r} and {b!r} in the matching "
+            f"groups ({len(pair)} pair row(s), none with three explainers and a ranking); metrics: {metrics}"
+        )
+    return f"{tau.mean():.2f}"
 
 
 def _accuracy(keys: dict[str, str], accuracy: pd.DataFrame) -> str:

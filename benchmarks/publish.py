@@ -4,7 +4,9 @@
 it reads the store once (:func:`~salbench.results.load_results`, compacting the cells stored
 since the last time), then writes, each file atomically, the leaderboards
 (``leaderboard.{md,csv,tex,html}``, one ``leaderboard_<view>.{md,csv,tex,html}`` per view the
-suite declares, and the per-seed means ``leaderboard_seeds.{csv,md}``), the figures
+suite declares, and the per-seed means ``leaderboard_seeds.{csv,md}``), the agreement between
+the metrics' rankings of the explainers (``metric_agreement.{csv,md}``, :mod:`salbench.agreement`,
+where the suite has enough explainers and metrics), the figures
 (``figures/``), ``report.html`` and, where the run's provenance is known, ``provenance.json``
 (for a run just finished) and ``README.md``.
 ``salbench leaderboard`` writes only the leaderboards (:func:`write_leaderboards`).
@@ -24,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+from salbench.agreement import agreement_markdown, agreement_table, applies
 from salbench.figures import figure_caption, write_figures
 from salbench.leaderboard import FORMATS, render, seed_table
 from salbench.provenance import provenance_info, readme_text
@@ -34,7 +37,7 @@ from salbench.store import atomic_write_bytes
 from salbench.suite import Suite
 from salbench.views import DEFAULT_VIEW
 
-__all__ = ["Run", "Published", "publish", "write_leaderboards"]
+__all__ = ["Run", "Published", "publish", "write_leaderboards", "write_agreement"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,23 @@ def write_leaderboards(results: Results, out_dir: str | Path, formats: Iterable[
     return markdown
 
 
+def write_agreement(results: Results, out_dir: str | Path) -> list[Path]:
+    """Write ``metric_agreement.csv`` (τ per group and pair of metrics) and ``metric_agreement.md``
+    (their mean, and per group) when :func:`salbench.agreement.applies` to the default view's
+    summary; otherwise remove such files left by an earlier run, so none outlives its records.
+    Returns the paths written."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / "metric_agreement.csv", out_dir / "metric_agreement.md"]
+    if not applies(results.summary):
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return []
+    table = agreement_table(results.summary)
+    atomic_write_bytes(paths[0], table.to_csv(index=False, lineterminator="\n").encode())
+    atomic_write_bytes(paths[1], agreement_markdown(table, results.title).encode("utf-8"))
+    return paths
+
+
 def _seeds_markdown(title: str, seeds: pd.DataFrame) -> str:
     """The per-seed table as Markdown: one row per entry, seed and population."""
     lines = [
@@ -113,6 +133,7 @@ def publish(out_dir: str | Path, run: Run | None = None) -> Published:
     out_dir = Path(out_dir)
     results = load_results(out_dir, compact=True, views=None if run is None else run.suite.views)
     markdown = write_leaderboards(results, out_dir)
+    write_agreement(results, out_dir)
     drawn = write_figures(results, out_dir)
     figures = [p.relative_to(out_dir).as_posix() for p in drawn]
     report = out_dir / "report.html"

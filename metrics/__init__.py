@@ -21,8 +21,10 @@ names = registry.names
 from salbench.metrics import (  # noqa: E402,F401  (registers the built-in metrics)
     attribution_distance,
     center_of_mass,
+    complexity,
     dare_estimate,
     insertion_deletion,
+    localisation,
     rank_correlation,
     selective_pvalue,
     sensitivity,

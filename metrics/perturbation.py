@@ -91,7 +91,7 @@ def baseline_input(x: Tensor, baseline: float | str, blur_sigma: float) -> Tenso
     """
     if baseline == "mean":
         dims = tuple(range(2, x.dim())) if x.dim() > 2 else (1,)
-        return x.mean(dim=dims, keepdim=True).expand_as(x)
+        return x.mean(dim=dims, keepdim=True).expand_as(x).contiguous()  # contiguous: cheap to broadcast from
     if baseline == "blur":
         if x.dim() != 4:
             raise ValueError(

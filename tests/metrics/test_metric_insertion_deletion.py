@@ -175,7 +175,7 @@ def test_batched_equals_per_sample_for_any_batch_size():
                           nn.Linear(32, 3, dtype=torch.float64))
     for name in ("insertion", "deletion"):
         whole = metrics.get(name, step=5, baseline="mean", batch_size=1000).evaluate_curve(model, x, attr, target)
-        # 9 points per sample: calls of 3 points of one sample, and of 2 whole samples (18 inputs)
+        # 9 points per sample, built point-major: calls of 3 inputs, and of 20 (parts of several points)
         chunked = metrics.get(name, step=5, baseline="mean", batch_size=3).evaluate_curve(model, x, attr, target)
         blocks = metrics.get(name, step=5, baseline="mean", batch_size=20).evaluate_curve(model, x, attr, target)
         for i in range(5):
@@ -185,6 +185,48 @@ def test_batched_equals_per_sample_for_any_batch_size():
             assert torch.allclose(single[0][0], whole[0][i], atol=1e-14, rtol=0)
         assert torch.allclose(chunked[1], whole[1], atol=1e-14, rtol=0)
         assert torch.allclose(blocks[1], whole[1], atol=1e-14, rtol=0)
+
+
+class Recorder(nn.Module):
+    """A model that records the number of inputs of each call."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.sizes = model, []
+
+    def forward(self, x):
+        self.sizes.append(len(x))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+@pytest.mark.parametrize("block", [1, 40, 1 << 18])
+def test_block_layouts_and_default_calls_give_the_same_curves(monkeypatch, block, batch_size):
+    """Blocks of one point × some samples (batch_size 2 and a tiny block), of several points × all
+    samples, and one block: every layout scores each input alone, in sample-major curves; by
+    default a call takes at least 64 inputs and 32 Ki elements (here: all 21 inputs in one call)."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 1, 4, 4, generator=gen, dtype=torch.float64)
+    attr = torch.randn(3, 1, 4, 4, generator=gen, dtype=torch.float64)
+    target = torch.tensor([0, 1, 0])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2, dtype=torch.float64))
+    reference = [metrics.get("deletion", step=3).evaluate_curve(model, x[i : i + 1], attr[i : i + 1], target[i : i + 1])[1]
+                 for i in range(3)]  # fmt: skip
+    monkeypatch.setattr(metrics.insertion_deletion, "BLOCK_ELEMENTS", block)
+    recorder = Recorder(model)
+    metric = metrics.get("deletion", step=3, batch_size=batch_size)
+    curve = metric.evaluate_curve(recorder, x, attr, target)[1]
+    torch.testing.assert_close(curve, torch.cat(reference), rtol=0, atol=1e-14)
+    assert sum(recorder.sizes) == 3 * 7 and max(recorder.sizes) == min(21, batch_size or 21)
+
+
+def test_default_rows_per_call_is_the_batch_and_at_least_64_inputs_and_32_ki_elements():
+    deletion = metrics.get("deletion")
+    assert deletion.rows_per_call(torch.zeros(3, 1, 28, 28)) == 64
+    assert deletion.rows_per_call(torch.zeros(100, 1, 28, 28)) == 100
+    assert deletion.rows_per_call(torch.zeros(32, 30)) == 1093  # ⌈32768 / 30⌉
+    assert deletion.rows_per_call(torch.zeros(8, 3, 128, 128)) == 64
+    assert metrics.get("deletion", batch_size=5).rows_per_call(torch.zeros(100, 30)) == 5
 
 
 @settings(max_examples=25, deadline=None)
