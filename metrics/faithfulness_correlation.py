@@ -22,7 +22,7 @@ from salbench.metrics.perturbed_scores import PerturbationMetric, check_output, 
 from salbench.metrics.ranking import pearson
 from torch import Tensor, nn
 
-__all__ = ["FaithfulnessCorrelation", "undefined_notes"]
+__all__ = ["FaithfulnessCorrelation", "random_subsets", "undefined_notes"]
 
 
 @register("faithfulness_correlation")
@@ -46,15 +46,16 @@ class FaithfulnessCorrelation(PerturbationMetric):
     channel-summed attributions); the attribution is used as given (no |E|, no
     normalisation: Pearson is scale-invariant, so Quantus's default max-normalisation changes
     nothing). Quantus's ``FaithfulnessCorrelation`` draws element indices over all channels
-    (its units are features even for images) with NumPy's global generator; with
-    ``unit="feature"``, baseline 0 and the same subsets the two agree (tests).
+    (its units are features even for images) with NumPy's global generator, and its default
+    "black" fill is the minimum over the whole batch; with ``unit="feature"``, a numeric
+    baseline (``perturb_baseline=0.0`` there) and the same subsets the two agree (tests).
 
     Args:
         n_samples: number of random subsets per sample (Quantus's ``nr_runs``, default 100).
         subset_size: units per subset |S| (default 224, Quantus's; must not exceed the units
             of a sample).
         baseline: the value x̄ of removed units: a number, "mean" or "blur"
-            (:func:`~salbench.metrics.perturbation.baseline_input`; default 0, Quantus's "black").
+            (:func:`~salbench.metrics.perturbation.baseline_input`; default 0).
         blur_sigma: std in pixels of the "blur" baseline.
         unit: "auto", "feature" or "pixel".
         output: "logit" or "probability".
@@ -113,10 +114,8 @@ class FaithfulnessCorrelation(PerturbationMetric):
         unit = resolve_unit(self.unit, x)
         scores = unit_scores(attr, unit, absolute=False)
         self.check_features(scores.shape[1])
-        keys = SampleStreams(self.seed, x).rand((self.n_samples, scores.shape[1]), like=scores)
-        # the subset_size units of smallest key form a uniform random subset
-        subsets = keys.argsort(dim=2)[..., : self.subset_size]
-        remove = torch.zeros(keys.shape, dtype=torch.bool, device=x.device).scatter_(2, subsets, True)
+        subsets = random_subsets(x, self.n_samples, scores.shape[1], self.subset_size, self.seed)
+        remove = torch.zeros(*subsets.shape[:2], scores.shape[1], dtype=torch.bool, device=x.device).scatter_(2, subsets, True)
         sums = (scores[:, None, :] * remove).sum(dim=2)
         remove = torch.cat([torch.zeros_like(remove[:, :1]), remove], dim=1)  # copy 0: x itself
         base = baseline_input(x, self.baseline, self.blur_sigma)[:, None]
@@ -128,6 +127,14 @@ class FaithfulnessCorrelation(PerturbationMetric):
         out = copy_scores(model, build, len(x), self.n_samples + 1, target, self.output, self.batch_size)
         drops = (out[:, :1] - out[:, 1:]).to(sums.dtype)
         return pearson(sums, drops), drops, sums
+
+
+def random_subsets(x: Tensor, n_samples: int, n_units: int, subset_size: int, seed: int) -> Tensor:
+    """(N, n_samples, subset_size) long: per sample of ``x``, ``n_samples`` uniform random subsets of
+    ``subset_size`` of its ``n_units`` units (the units of the smallest of U[0, 1) keys drawn per
+    sample, :mod:`salbench.core.seeding`), in increasing key order."""
+    keys = SampleStreams(seed, x).rand((n_samples, n_units), like=x)
+    return keys.argsort(dim=2)[..., :subset_size]
 
 
 def undefined_notes(values: Tensor, a: Tensor, b: Tensor, a_name: str, b_name: str) -> list[str | None] | None:

@@ -38,7 +38,8 @@ class RegionPerturbation(PerturbationMetric):
     (as Quantus's ``RegionPerturbation``, which pads the image to a multiple of the patch with
     the padding split on both sides, so its grid is offset where ``region`` does not divide the
     size; where it does, the curves agree, tests) and the fill is one noise image per sample.
-    Quantus's default fill is 0 ("black"); the paper's is uniform noise, the default here.
+    Quantus's default fill "black" is the minimum over the whole batch; the paper's is uniform
+    noise, the default here.
 
     Args:
         region: patch side in positions (default 8, Quantus's ``patch_size``; the paper uses 9).
