@@ -132,9 +132,9 @@ class FaithfulnessCorrelation(PerturbationMetric):
 def random_subsets(x: Tensor, n_samples: int, n_units: int, subset_size: int, seed: int) -> Tensor:
     """(N, n_samples, subset_size) long: per sample of ``x``, ``n_samples`` uniform random subsets of
     ``subset_size`` of its ``n_units`` units (the units of the smallest of U[0, 1) keys drawn per
-    sample, :mod:`salbench.core.seeding`), in increasing key order."""
+    sample, :mod:`salbench.core.seeding`), in no particular order within a subset."""
     keys = SampleStreams(seed, x).rand((n_samples, n_units), like=x)
-    return keys.argsort(dim=2)[..., :subset_size]
+    return keys.topk(subset_size, dim=2, largest=False, sorted=False).indices
 
 
 def undefined_notes(values: Tensor, a: Tensor, b: Tensor, a_name: str, b_name: str) -> list[str | None] | None:

@@ -59,7 +59,7 @@ class PerturbationMetric(FaithfulnessMetric):
     ``batch_size`` (inputs per model call) are declared here once; a subclass implements
     :meth:`evaluate_curve` and forwards ``**kwargs`` to this ``__init__``."""
 
-    def __init__(self, seed: int = 0, batch_size: int = 1024):
+    def __init__(self, seed: int = 0, batch_size: int = 256):
         check_seed(seed)
         check_positive_int(batch_size, "batch_size")
         self.seed = seed
