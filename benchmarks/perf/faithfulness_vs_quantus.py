@@ -21,7 +21,7 @@ grid at several sizes in turn) and ``comprehensiveness``/``sufficiency`` (Quantu
 ERASER metric; its ``Sufficiency`` is Dasgupta et al.'s).
 
 The two sides run in interleaved repeats (ours, Quantus, ours, ...) after one warm-up each,
-timed by :func:`salbench.perf.timing.timed`; the table gives medians and ours/Quantus (target
+timed by :func:`salbench.perf.timing.interleaved_medians`; the table gives medians and ours/Quantus (target
 ≤ 1.0). Only ratios within one run are meaningful. Quantus's AUC helper calls ``np.trapz``,
 removed in NumPy 2.4: this script maps it to ``np.trapezoid`` for IROF when it is missing.
 """
@@ -29,24 +29,14 @@ removed in NumPy 2.4: this script maps it to ``np.trapezoid`` for IROF when it i
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from salbench import metrics
-from salbench.perf.timing import timed
+from salbench.perf.insertion_deletion import small_cnn
+from salbench.perf.timing import interleaved_medians
 from torch import nn
-
-
-def small_cnn() -> nn.Module:
-    """Two conv blocks, global average pooling, a linear layer: MNIST-sized, 10 classes."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
-    ).eval()  # fmt: skip
 
 
 def pairs(quantus, size: int) -> dict[str, tuple[object, object]]:
@@ -109,14 +99,7 @@ def main() -> None:
     with torch.no_grad():
         target = model(x).argmax(1)
     work = jobs(quantus, model, x, attr, target)
-    times = {(name, who): [] for name, fns in work.items() for who in fns}
-    for name, fns in work.items():
-        for fn in fns.values():  # warm-up
-            fn()
-        for _ in range(args.repeats):
-            for who, fn in fns.items():
-                times[name, who].append(timed(fn, device))
-    med = {key: statistics.median(values) * 1e3 for key, values in times.items()}
+    med = {key: seconds * 1e3 for key, seconds in interleaved_medians(work, args.repeats, device).items()}
     print(f"device {device}, torch {torch.__version__}, quantus {quantus.__version__}, {torch.get_num_threads()} threads, "
           f"batch {args.batch} × 1×{args.size}×{args.size}, {args.repeats} interleaved repeats; medians in ms")  # fmt: skip
     header = f"{'metric':<26} {'ours':>10} {'quantus':>10} {'ours/quantus':>13}"
