@@ -99,7 +99,7 @@ class _Eraser(PerturbationMetric):
             def build(rows: slice, copies: slice) -> Tensor:
                 return masked_copies(x[rows], fill[rows], removed[rows, copies], mask_shape)
 
-        probs = copy_scores(model, build, len(x), removed.shape[1], target, "probability", self.batch_size)
+        probs = copy_scores(model, build, len(x), removed.shape[1], target, "probability", self.rows_per_call(x))
         curve = probs[:, :1] - probs[:, 1:]
         if text:
             curve = curve.masked_fill(empty[:, 1:], math.nan)
@@ -109,7 +109,9 @@ class _Eraser(PerturbationMetric):
         missing = empty.any(dim=1)
         notes = [
             f"a text of {int(n)} word(s) has no word left when its top {self._bins_text(row)} are "
-            f"{'kept' if self.keeps_rationale else 'removed'}" if m else None
+            f"{'kept' if self.keeps_rationale else 'removed'}"
+            if m
+            else None
             for n, m, row in zip(n_units.flatten().tolist(), missing.tolist(), empty[:, 1:].tolist())
         ]
         return MetricOutput(values, curve, notes)
@@ -148,7 +150,7 @@ class Comprehensiveness(_Eraser):
         blur_sigma: std in pixels of the "blur" fill.
         unit: "auto", "feature" or "pixel" (float inputs).
         seed: seed of the "uniform" fill.
-        batch_size: inputs per model call.
+        batch_size: inputs per model call (None: by the size of a sample and the device).
 
     Example:
         >>> import torch

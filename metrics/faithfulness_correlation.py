@@ -18,7 +18,13 @@ from salbench.metrics.perturbation import (
     unit_mask_shape,
     unit_scores,
 )
-from salbench.metrics.perturbed_scores import PerturbationMetric, check_output, checked_inputs, copy_scores, masked_copies
+from salbench.metrics.perturbed_scores import (
+    PerturbationMetric,
+    check_output,
+    checked_inputs,
+    copy_scores,
+    masked_copies,
+)
 from salbench.metrics.ranking import pearson
 from torch import Tensor, nn
 
@@ -60,7 +66,7 @@ class FaithfulnessCorrelation(PerturbationMetric):
         unit: "auto", "feature" or "pixel".
         output: "logit" or "probability".
         seed: seed of the subsets (:class:`~salbench.metrics.perturbed_scores.PerturbationMetric`).
-        batch_size: inputs per model call.
+        batch_size: inputs per model call (None: by the size of a sample and the device).
 
     Example:
         >>> import torch
@@ -106,16 +112,22 @@ class FaithfulnessCorrelation(PerturbationMetric):
     def evaluate_curve(self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int) -> MetricOutput:
         """Correlations (N,), no curve, and notes for the samples where it is undefined."""
         values, drops, sums = self.correlation(model, x, attr, target)
-        return MetricOutput(values, None, undefined_notes(values, drops, sums, "output drops", "subset attribution sums"))
+        return MetricOutput(
+            values, None, undefined_notes(values, drops, sums, "output drops", "subset attribution sums")
+        )
 
-    def correlation(self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
+    def correlation(
+        self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Correlations (N,), output drops (N, n_samples) and subset attribution sums (N, n_samples)."""
         x, attr, target = checked_inputs(x, attr, target)
         unit = resolve_unit(self.unit, x)
         scores = unit_scores(attr, unit, absolute=False)
         self.check_features(scores.shape[1])
         subsets = random_subsets(x, self.n_samples, scores.shape[1], self.subset_size, self.seed)
-        remove = torch.zeros(*subsets.shape[:2], scores.shape[1], dtype=torch.bool, device=x.device).scatter_(2, subsets, True)
+        remove = torch.zeros(*subsets.shape[:2], scores.shape[1], dtype=torch.bool, device=x.device).scatter_(
+            2, subsets, True
+        )
         sums = (scores[:, None, :] * remove).sum(dim=2)
         remove = torch.cat([torch.zeros_like(remove[:, :1]), remove], dim=1)  # copy 0: x itself
         base = baseline_input(x, self.baseline, self.blur_sigma)[:, None]
@@ -124,7 +136,7 @@ class FaithfulnessCorrelation(PerturbationMetric):
         def build(rows: slice, copies: slice) -> Tensor:
             return masked_copies(x[rows], base[rows], remove[rows, copies], mask_shape)
 
-        out = copy_scores(model, build, len(x), self.n_samples + 1, target, self.output, self.batch_size)
+        out = copy_scores(model, build, len(x), self.n_samples + 1, target, self.output, self.rows_per_call(x))
         drops = (out[:, :1] - out[:, 1:]).to(sums.dtype)
         return pearson(sums, drops), drops, sums
 
@@ -145,6 +157,8 @@ def undefined_notes(values: Tensor, a: Tensor, b: Tensor, a_name: str, b_name: s
     flat_a = (a == a[:, :1]).all(1).tolist()
     flat_b = (b == b[:, :1]).all(1).tolist()
     return [
-        " and ".join(n for n, c in ((a_name, fa), (b_name, fb)) if c) + " all equal: correlation undefined" if m else None
+        " and ".join(n for n, c in ((a_name, fa), (b_name, fb)) if c) + " all equal: correlation undefined"
+        if m
+        else None
         for m, fa, fb in zip(missing.tolist(), flat_a, flat_b)
     ]

@@ -33,7 +33,10 @@ def perturbations(
             f"perturbation='square' needs spatial inputs (N, C, *spatial) with every spatial size >= patch={patch}, "
             f"got shape {tuple(x.shape)}; use perturbation='gaussian'"
         )
-    starts = (streams.rand((n_samples, len(spatial)), like=x) * torch.tensor([n - patch + 1 for n in spatial], device=x.device)).long()
+    starts = (
+        streams.rand((n_samples, len(spatial)), like=x)
+        * torch.tensor([n - patch + 1 for n in spatial], device=x.device)
+    ).long()
     inside = torch.ones((), dtype=torch.bool, device=x.device)
     for d, length in enumerate(spatial):
         position = torch.arange(length, device=x.device)
@@ -73,7 +76,7 @@ class Infidelity(PerturbationMetric):
         normalize: rescale the explanation optimally (β) before the error.
         output: "logit" or "probability".
         seed: seed of the perturbations.
-        batch_size: inputs per model call.
+        batch_size: inputs per model call (None: by the size of a sample and the device).
 
     Example:
         >>> import torch
@@ -126,7 +129,7 @@ class Infidelity(PerturbationMetric):
                 return torch.cat([x[rows, None], x[rows, None] - shifts[rows, : copies.stop - 1]], dim=1)
             return x[rows, None] - shifts[rows, copies.start - 1 : copies.stop - 1]
 
-        scores = copy_scores(model, build, len(x), self.n_samples + 1, target, self.output, self.batch_size)
+        scores = copy_scores(model, build, len(x), self.n_samples + 1, target, self.output, self.rows_per_call(x))
         changes = (scores[:, :1] - scores[:, 1:]).to(projected.dtype)
         if self.normalize:
             beta = (projected * changes).sum(dim=1) / projected.square().sum(dim=1)

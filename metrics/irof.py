@@ -47,7 +47,7 @@ class IROF(PerturbationMetric):
             "blur" or "uniform" (seeded noise).
         blur_sigma: std in pixels of the "blur" fill.
         seed: seed of the "uniform" fill.
-        batch_size: inputs per model call.
+        batch_size: inputs per model call (None: by the size of a sample and the device).
 
     Example:
         >>> import torch
@@ -104,7 +104,9 @@ class IROF(PerturbationMetric):
         n_used = (sizes > 0).sum(dim=1, keepdim=True)
         counts = torch.arange(relevance.shape[1] + 1, device=x.device).expand(len(x), -1).minimum(n_used)
         fill = fill_input(x, self.baseline, self.blur_sigma, self.seed)
-        scores = removal_scores(model, x, fill, segments, relevance, counts, target, "probability", self.batch_size)
+        scores = removal_scores(
+            model, x, fill, segments, relevance, counts, target, "probability", self.rows_per_call(x)
+        )
         curve = scores / scores[:, :1]
         axis = counts.to(curve.dtype) / n_used
         return 1 - torch.trapezoid(curve, x=axis, dim=1), curve, axis

@@ -48,7 +48,7 @@ class RegionPerturbation(PerturbationMetric):
         blur_sigma: std in pixels of the "blur" baseline.
         output: "probability" or "logit".
         seed: seed of the uniform fill.
-        batch_size: inputs per model call.
+        batch_size: inputs per model call (None: by the size of a sample and the device).
 
     Example:
         >>> import torch
@@ -92,7 +92,6 @@ class RegionPerturbation(PerturbationMetric):
         n_steps = min(self.n_regions, relevance.shape[1])
         counts = torch.arange(n_steps + 1, device=x.device).expand(len(x), -1)
         fill = fill_input(x, self.baseline, self.blur_sigma, self.seed)
-        scores = removal_scores(model, x, fill, segments, relevance, counts, target, self.output, self.batch_size)
+        scores = removal_scores(model, x, fill, segments, relevance, counts, target, self.output, self.rows_per_call(x))
         curve = scores[:, :1] - scores
         return curve.mean(dim=1), curve
-

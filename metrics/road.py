@@ -9,7 +9,13 @@ from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_positive, check_positive_int
 from salbench.metrics import register
 from salbench.metrics.linear_imputation import impute
-from salbench.metrics.perturbed_scores import PerturbationMetric, check_output, checked_inputs, copy_scores, descending_ranks
+from salbench.metrics.perturbed_scores import (
+    PerturbationMetric,
+    check_output,
+    checked_inputs,
+    copy_scores,
+    descending_ranks,
+)
 from torch import Tensor, nn
 
 __all__ = ["RoadMoRF", "RoadLeRF"]
@@ -70,7 +76,7 @@ class _Road(PerturbationMetric):
             imputed = impute(repeated, removed.reshape(-1, 1, h, w), self.tol, self.max_iter).view(*block, *x.shape[1:])
             return torch.where(removed.view(*block, 1, h, w), imputed + noise[rows, copies], imputed)
 
-        curve = copy_scores(model, build, n, len(counts), target, self.output, self.batch_size)
+        curve = copy_scores(model, build, n, len(counts), target, self.output, self.rows_per_call(x))
         if len(self.percentages) == 1:
             return curve[:, 0], curve
         fractions = torch.tensor(self.percentages, dtype=curve.dtype, device=x.device)
@@ -107,7 +113,8 @@ class RoadMoRF(_Road):
         tol: relative tolerance of the conjugate-gradient solve.
         max_iter: most conjugate-gradient steps (an error when exceeded).
         seed: seed of the noise.
-        batch_size: inputs per model call (and imputations solved at once).
+        batch_size: inputs per model call and imputations solved at once (None: by the size of
+            a sample and the device).
 
     Example:
         >>> import torch

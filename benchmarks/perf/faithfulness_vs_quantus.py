@@ -65,7 +65,9 @@ def pairs(quantus, size: int) -> dict[str, tuple[object, object]]:
     }
 
 
-def jobs(quantus, model: nn.Module, x: torch.Tensor, attr: torch.Tensor, target: torch.Tensor) -> dict[str, dict[str, Callable[[], object]]]:
+def jobs(
+    quantus, model: nn.Module, x: torch.Tensor, attr: torch.Tensor, target: torch.Tensor
+) -> dict[str, dict[str, Callable[[], object]]]:
     """Per metric, the two calls to time."""
     device = x.device
     x_np, attr_np, target_np = x.cpu().numpy(), attr.cpu().numpy(), target.cpu().numpy()

@@ -41,7 +41,13 @@ def test_faithfulness_correlation_is_one_for_gradient_times_input_of_a_linear_lo
 
 def test_faithfulness_correlation_of_a_constant_model_is_nan_with_a_note():
     x = torch.randn(3, 6, dtype=torch.float64)
-    case = Case(model=Constant(), explainer=None, x=x, target=torch.tensor([0, 1, 2]), attr=torch.randn(3, 6, dtype=torch.float64))
+    case = Case(
+        model=Constant(),
+        explainer=None,
+        x=x,
+        target=torch.tensor([0, 1, 2]),
+        attr=torch.randn(3, 6, dtype=torch.float64),
+    )
     values, curves, notes = metrics.get("faithfulness_correlation", n_samples=10, subset_size=2).evaluate(case)
     assert torch.isnan(values).all() and curves is None
     assert notes == ["output drops all equal: correlation undefined"] * 3
@@ -68,7 +74,9 @@ def test_faithfulness_correlation_subsets_are_uniform_and_distinct():
 
 def test_faithfulness_correlation_needs_subsets_no_larger_than_a_sample():
     with pytest.raises(ValueError, match="subset_size must be at most the 6 units"):
-        metrics.get("faithfulness_correlation", subset_size=7)(linear(6), torch.randn(2, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64), 0)
+        metrics.get("faithfulness_correlation", subset_size=7)(
+            linear(6), torch.randn(2, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64), 0
+        )
 
 
 def test_faithfulness_correlation_agrees_with_quantus_given_the_same_subsets(monkeypatch):
@@ -83,7 +91,9 @@ def test_faithfulness_correlation_agrees_with_quantus_given_the_same_subsets(mon
     ref = quantus.FaithfulnessCorrelation(
         nr_runs=10, subset_size=5, normalise=False, perturb_baseline=0.0, return_aggregate=False, disable_warnings=True
     )(model=model, x_batch=x.numpy(), y_batch=data.target.numpy(), a_batch=attr.numpy(), device="cpu")
-    ours = metrics.get("faithfulness_correlation", n_samples=10, subset_size=5, unit="feature")(model, x, attr, data.target)
+    ours = metrics.get("faithfulness_correlation", n_samples=10, subset_size=5, unit="feature")(
+        model, x, attr, data.target
+    )
     torch.testing.assert_close(ours, torch.tensor(ref), rtol=0, atol=1e-5)  # float32 model
 
 
@@ -113,13 +123,21 @@ def test_monotonicity_with_uniform_draws_estimates_the_expected_change():
     x = torch.full((1, 5), 0.5, dtype=torch.float64)
     metric = metrics.get("monotonicity_correlation", n_samples=2000, output="logit")
     _, changes, _ = metric.correlation(model, x, torch.ones(1, 5, dtype=torch.float64), 0)
-    torch.testing.assert_close(changes[0], torch.tensor([1.0, 4, 9, 16, 25], dtype=torch.float64) / 12, rtol=0.1, atol=0)
+    torch.testing.assert_close(
+        changes[0], torch.tensor([1.0, 4, 9, 16, 25], dtype=torch.float64) / 12, rtol=0.1, atol=0
+    )
     assert metric(model, x, model.weight[:1].detach(), 0).item() == 1.0
 
 
 def test_monotonicity_of_a_constant_model_is_nan_with_a_note():
     x = torch.rand(2, 1, 3, 3, dtype=torch.float64)
-    case = Case(model=Constant(), explainer=None, x=x, target=torch.tensor([0, 1]), attr=torch.rand(2, 1, 3, 3, dtype=torch.float64))
+    case = Case(
+        model=Constant(),
+        explainer=None,
+        x=x,
+        target=torch.tensor([0, 1]),
+        attr=torch.rand(2, 1, 3, 3, dtype=torch.float64),
+    )
     values, _, notes = metrics.get("monotonicity_correlation", n_samples=3).evaluate(case)
     assert torch.isnan(values).all()
     assert notes == ["output changes v_i all equal: correlation undefined"] * 2

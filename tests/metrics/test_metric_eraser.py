@@ -71,13 +71,17 @@ def test_keep_words_deletes_words_with_all_their_tokens_and_renumbers():
 
 def test_text_comprehensiveness_deletes_the_top_words_and_notes_emptied_texts():
     net = models.build("text_cnn", {}, (2, 6), 2, vocab_size=12).eval().double()
-    x = torch.tensor([
-        [[4, 7, 7, 2, 9, 0], [0, 1, 1, 2, 3, -1]],  # 4 words
-        [[5, 0, 0, 0, 0, 0], [0, -1, -1, -1, -1, -1]],  # 1 word
-    ])
+    x = torch.tensor(
+        [
+            [[4, 7, 7, 2, 9, 0], [0, 1, 1, 2, 3, -1]],  # 4 words
+            [[5, 0, 0, 0, 0, 0], [0, -1, -1, -1, -1, -1]],  # 1 word
+        ]
+    )
     attr = torch.tensor([[0.1, 0.9, -0.3, 0.4, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
     target = torch.tensor([0, 1])
-    case = Case(model=net, explainer=None, x=x, target=target, attr=attr, valid=torch.arange(6) < torch.tensor([[4], [1]]))
+    case = Case(
+        model=net, explainer=None, x=x, target=target, attr=attr, valid=torch.arange(6) < torch.tensor([[4], [1]])
+    )
     values, curves, notes = metrics.get("comprehensiveness", bins=(0.25, 0.5)).evaluate(case)
     with torch.no_grad():
         p = lambda t: net(torch.tensor([t])).softmax(1)[0, 0]  # noqa: E731

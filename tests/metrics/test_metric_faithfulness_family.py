@@ -36,7 +36,10 @@ def test_every_declared_continuous_shape_gives_one_finite_value_per_sample(name)
         if modality not in modalities:
             continue
         g = torch.Generator().manual_seed(0)
-        x, attr = torch.rand(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64)
+        x, attr = (
+            torch.rand(shape, generator=g, dtype=torch.float64),
+            torch.randn(shape, generator=g, dtype=torch.float64),
+        )
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 3), torch.nn.Tanh()).double()
         values = metrics.get(name, **params)(model, x, attr, torch.tensor([0, 1, 2]))

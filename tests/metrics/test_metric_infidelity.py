@@ -50,7 +50,9 @@ def test_infidelity_of_a_constant_model_is_the_mean_square_of_the_projection_and
     shifts = perturbations(x, "gaussian", 10, 0.1, 4, seed=0)
     raw = metrics.get("infidelity", n_samples=10, normalize=False)(Constant(), x, attr, 0)
     torch.testing.assert_close(raw, (shifts * attr[:, None]).sum(2).square().mean(1))
-    assert torch.equal(metrics.get("infidelity", n_samples=10)(Constant(), x, attr, 0), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(
+        metrics.get("infidelity", n_samples=10)(Constant(), x, attr, 0), torch.zeros(3, dtype=torch.float64)
+    )
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "square"])
@@ -59,10 +61,17 @@ def test_infidelity_agrees_with_captum_given_the_same_perturbations(kind, normal
     captum_metrics = pytest.importorskip("captum.metrics")
     data = fixture("image")
     attr = torch.randn(data.x.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    ours = metrics.get("infidelity", n_samples=7, perturbation=kind, patch=3, normalize=normalize)(data.model, data.x, attr, data.target)
+    ours = metrics.get("infidelity", n_samples=7, perturbation=kind, patch=3, normalize=normalize)(
+        data.model, data.x, attr, data.target
+    )
     shifts = perturbations(data.x, kind, 7, 0.1, 3, seed=0).flatten(0, 1)  # sample-major, Captum's repeat_interleave
     ref = captum_metrics.infidelity(
-        data.model, lambda inputs: (shifts, inputs - shifts), data.x, attr, target=data.target, n_perturb_samples=7,
+        data.model,
+        lambda inputs: (shifts, inputs - shifts),
+        data.x,
+        attr,
+        target=data.target,
+        n_perturb_samples=7,
         normalize=normalize,
     )
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-14)

@@ -18,7 +18,11 @@ def flat_linear(shape: tuple[int, ...], seed: int = 0) -> torch.nn.Module:
 def small_cnn(channels: int = 1) -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(channels, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+        torch.nn.Conv2d(channels, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
     ).eval()
 
 
@@ -27,7 +31,9 @@ def test_patch_segments_tile_signals_and_volumes_with_short_last_patches():
     assert patch_segments(torch.zeros(2, 3, 5), 2).tolist() == [[0, 0, 1, 1, 2]] * 2
     volume = patch_segments(torch.zeros(1, 1, 2, 3, 4), 2)[0]
     # grid 1 × 2 × 2 patches: id = (d // 2) · 4 + (h // 2) · 2 + w // 2
-    expected = torch.tensor([[[(d // 2) * 4 + (h // 2) * 2 + w // 2 for w in range(4)] for h in range(3)] for d in range(2)])
+    expected = torch.tensor(
+        [[[(d // 2) * 4 + (h // 2) * 2 + w // 2 for w in range(4)] for h in range(3)] for d in range(2)]
+    )
     assert torch.equal(volume, expected)
 
 
@@ -51,9 +57,9 @@ def test_region_perturbation_hand_worked_on_a_linear_logit():
     model = flat_linear((2, 4, 6))
     w = model[1].weight[1].detach().view(2, 4, 6)
     contribution = (w * x).sum(1).view(2, 2, 2, 3, 2).permute(0, 1, 3, 2, 4).reshape(2, 6, 4).sum(2)  # 2×2 patches
-    aopc, curve = metrics.get("region_perturbation", region=2, n_regions=4, baseline=0.0, output="logit").evaluate_curve(
-        model, x, w * x, 1
-    )
+    aopc, curve = metrics.get(
+        "region_perturbation", region=2, n_regions=4, baseline=0.0, output="logit"
+    ).evaluate_curve(model, x, w * x, 1)
     top = contribution.sort(dim=1, descending=True).values[:, :4]
     expected = torch.cat([torch.zeros(2, 1, dtype=torch.float64), top.cumsum(1)], 1)
     torch.testing.assert_close(curve, expected)
@@ -84,9 +90,16 @@ def test_region_perturbation_agrees_with_quantus():
     model = small_cnn()
     target = model(x).argmax(1)
     ref = quantus.RegionPerturbation(
-        patch_size=2, regions_evaluation=10, perturb_baseline=0.0, normalise=False, return_aggregate=False, disable_warnings=True
+        patch_size=2,
+        regions_evaluation=10,
+        perturb_baseline=0.0,
+        normalise=False,
+        return_aggregate=False,
+        disable_warnings=True,
     )(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=attr.numpy(), device="cpu")
-    _, curve = metrics.get("region_perturbation", region=2, n_regions=10, baseline=0.0).evaluate_curve(model, x, attr, target)
+    _, curve = metrics.get("region_perturbation", region=2, n_regions=10, baseline=0.0).evaluate_curve(
+        model, x, attr, target
+    )
     torch.testing.assert_close(curve[:, 1:], torch.tensor(np.array(ref)), rtol=0, atol=1e-5)
 
 

@@ -45,11 +45,16 @@ def test_imputation_agrees_with_quantus_direct_solver():
 
 def test_road_curve_is_the_score_of_the_imputed_images():
     g = torch.Generator().manual_seed(2)
-    x, attr = torch.rand(3, 2, 5, 5, generator=g, dtype=torch.float64), torch.randn(3, 1, 5, 5, generator=g, dtype=torch.float64)
+    x, attr = (
+        torch.rand(3, 2, 5, 5, generator=g, dtype=torch.float64),
+        torch.randn(3, 1, 5, 5, generator=g, dtype=torch.float64),
+    )
     attr = attr.expand(3, 2, 5, 5)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(50, 3)).double()
-    area, curve = metrics.get("road_morf", percentages=(0.2, 0.6), noise=0.0, tol=1e-12).evaluate_curve(model, x, attr, 2)
+    area, curve = metrics.get("road_morf", percentages=(0.2, 0.6), noise=0.0, tol=1e-12).evaluate_curve(
+        model, x, attr, 2
+    )
     order = attr[:, 0].flatten(1).argsort(1, descending=True)
     for k, p in enumerate((0.2, 0.6)):
         removed = torch.zeros(3, 25, dtype=torch.bool).scatter_(1, order[:, : int(p * 25)], True).view(3, 1, 5, 5)
@@ -87,10 +92,12 @@ def test_road_agrees_with_quantus_accuracy_curve():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 2)).eval()
     target = model(x).argmax(1)
-    ref = quantus.ROAD(percentages=[10, 30, 50, 70], noise=0.0, normalise=False, return_aggregate=False, disable_warnings=True)(
-        model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=attr.numpy(), device="cpu"
+    ref = quantus.ROAD(
+        percentages=[10, 30, 50, 70], noise=0.0, normalise=False, return_aggregate=False, disable_warnings=True
+    )(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=attr.numpy(), device="cpu")
+    _, curve = metrics.get("road_morf", percentages=(0.1, 0.3, 0.5, 0.7), noise=0.0).evaluate_curve(
+        model, x, attr, target
     )
-    _, curve = metrics.get("road_morf", percentages=(0.1, 0.3, 0.5, 0.7), noise=0.0).evaluate_curve(model, x, attr, target)
     # two classes: the target is the argmax iff its probability exceeds 1/2; Quantus reports the mean
     accuracy = (curve > 0.5).double().mean(0)
     np.testing.assert_allclose(accuracy.numpy(), [ref[p] for p in (10, 30, 50, 70)], rtol=0, atol=1e-12)
