@@ -125,7 +125,7 @@ class Comprehensiveness(_Eraser):
     """AOPC of the drop in the target probability when the top-k% units are removed, over bins of k (DeYoung et al. 2020, ERASER).
 
     DeYoung, Jain, Rajani, Lehman, Xiong, Socher, Wallace, "ERASER: A Benchmark to Evaluate
-    Rationalized NLP Models", ACL 2020, §4 (faithfulness):
+    Rationalized NLP Models", ACL 2020 (faithfulness metrics, AOPC over bins):
 
         comprehensiveness = 1/(|B|+1) Σ_{k∈B} ( m(x)_j − m(x \\ r_k)_j )
 

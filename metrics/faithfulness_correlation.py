@@ -36,7 +36,7 @@ class FaithfulnessCorrelation(PerturbationMetric):
     """Pearson correlation between the attribution of random feature subsets and the output drop when they are removed (Bhatt et al. 2020).
 
     Bhatt, Weller, Moura, "Evaluating and Aggregating Feature-based Model Explanations",
-    IJCAI 2020, §3 (faithfulness µ_F):
+    IJCAI 2020 (faithfulness µ_F):
 
         µ_F(f, g; x) = corr_{S ∈ (d choose |S|)} ( Σ_{i∈S} g(f, x)_i , f(x) − f(x_{[x_S = x̄_S]}) )
 

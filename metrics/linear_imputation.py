@@ -6,7 +6,7 @@ pixels R of an image channel that is the sparse linear system
 
     (Σ_{q ∈ N(p)} w_pq) v_p − Σ_{q ∈ N(p) ∩ R} w_pq v_q = Σ_{q ∈ N(p) \\ R} w_pq x_q,   p ∈ R,
 
-the authors' (github.com/tleemann/road_evaluation, ``imputations.py``, ``NoisyLinearImputer``;
+the authors' (github.com/tleemann/road_evaluation, ``road/imputations.py``, ``NoisyLinearImputer``;
 ported to Quantus as ``noisy_linear_imputation``), which they solve with a sparse direct solver
 per image. Here the matrix is symmetric positive definite whenever some pixel is known (the
 grid is connected), so all images × channels × removal masks of a batch are solved at once by

@@ -31,7 +31,9 @@ class MonotonicityCorrelation(PerturbationMetric):
     """Spearman correlation between |attribution| and the expected squared output change when a unit is perturbed (Nguyen & Martínez 2020).
 
     An-phi Nguyen, María Rodríguez Martínez, "On quantitative aspects of model
-    interpretability", arXiv:2007.07584 (2020), §4.2 (monotonicity):
+    interpretability", arXiv:2007.07584 (2020), monotonicity: the rank correlation between the
+    attributions' magnitudes and the expected change ("uncertainty") of the model's output
+    when the feature is replaced by a draw X_i, here with a squared-error loss (as Quantus):
 
         v_i = E_{X_i}[ (f(x) − f(x_{−i}, X_i))² ],   monotonicity = ρ_Spearman( |a_i|, v_i )
 

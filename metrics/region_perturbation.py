@@ -21,8 +21,7 @@ class RegionPerturbation(PerturbationMetric):
     """AOPC of the MoRF region-perturbation curve: mean drop of the target score as the most relevant patches are replaced (Samek et al. 2017).
 
     Samek, Binder, Montavon, Lapuschkin, Müller, "Evaluating the Visualization of What a Deep
-    Neural Network Has Learned", IEEE TNNLS 28(11), 2017, §III (region perturbation, MoRF,
-    eq. 12):
+    Neural Network Has Learned", IEEE TNNLS 28(11), 2017 (region perturbation, MoRF, AOPC):
 
         x^0 = x,  x^k = g(x^{k−1}, r_k),   AOPC = 1/(L+1) Σ_{k=0..L} ( f(x^0) − f(x^k) )
 

@@ -99,8 +99,9 @@ class RoadMoRF(_Road):
 
     Departures: the authors (and Quantus's ``ROAD``) report the accuracy of the argmax over
     a data set at each p; a per-sample 0/1 correctness has no gradation, so the curve here is
-    the target's probability (the authors' code also reports probabilities), and a data set's
-    accuracy curve is the mean over samples of argmax correctness, not computed here.
+    the target's probability (the authors' ``road_eval`` also reports the mean probability of
+    the originally predicted class: the target when the grid passes predictions), and a data
+    set's accuracy curve is the mean over samples of argmax correctness, not computed here.
     Quantus sorts elements, not pixels, and floors p·(C·H·W) over the channels. The linear
     system is solved by conjugate gradients to ``tol`` (the authors use a direct sparse
     solver; the imputations agree with Quantus's port to 1e-9, tests). Images only: the 3×3
@@ -134,8 +135,13 @@ class RoadMoRF(_Road):
 class RoadLeRF(_Road):
     """ROAD, least relevant first: the target score as the least relevant pixels are removed and imputed (Rong et al. 2022).
 
-    As :class:`RoadMoRF` (same parameters, imputation, curve and area), but the pixels of
-    lowest attribution go first; higher is better (the score should stay).
+    As :class:`RoadMoRF` (same parameters, imputation, curve and area), but the ⌊p·H·W⌋ pixels
+    of lowest attribution are removed; higher is better (the score should stay).
+
+    Departure: the authors' ``run_road(morf=False)`` reads p as the fraction *kept* (the top
+    ⌊p·H·W⌋ pixels stay, the rest is imputed), so their LeRF at p is this one at 1 − p (up
+    to rounding); here p is the fraction removed for both orders, so that MoRF and LeRF share
+    an axis. Quantus's ``ROAD`` has MoRF only.
 
     Example:
         >>> import torch
