@@ -21,7 +21,8 @@ class IROF(PerturbationMetric):
 
     Rieger, Hansen, "IROF: a low resource evaluation metric for explanation methods",
     ICLR 2020 workshop (arXiv:2003.08747). Each image is segmented into S superpixels (SLIC,
-    :func:`~salbench.metrics.segments.superpixel_segments`); segments are ranked by their mean
+    :func:`~salbench.metrics.segments.superpixel_segments`; a volume into SLIC supervoxels, an
+    extension of the paper's images); segments are ranked by their mean
     relevance (the channel-summed attribution averaged over the segment), descending; x_k has
     the top k segments replaced by the fill (default: the image's per-channel mean). With the
     target probability p and y_k = p(x_k) / p(x), k = 0..S, on the axis t_k = k / S:
@@ -59,7 +60,7 @@ class IROF(PerturbationMetric):
     """
 
     higher_is_better = True
-    modalities = ("image",)
+    modalities = ("image", "volume")
 
     def __init__(
         self,
@@ -94,8 +95,10 @@ class IROF(PerturbationMetric):
 
         A sample with S < S_max segments repeats its last point (t = 1, zero width)."""
         x, attr, target = checked_inputs(x, attr, target)
-        if x.dim() != 4:
-            raise ValueError(f"IROF needs image inputs of shape (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.dim() not in (4, 5):
+            raise ValueError(
+                f"IROF needs images (N, C, H, W) or volumes (N, C, D, H, W), got shape {tuple(x.shape)}"
+            )
         if self.segmentation == "slic":
             segments = superpixel_segments(x, self.n_segments, self.compactness)
         else:

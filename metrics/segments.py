@@ -3,8 +3,8 @@
 A *segment map* labels every spatial position of a sample (N, C, *spatial) with a segment id
 0..S_n−1 (long, (N, *spatial)); the channels of a position move together. Two kinds:
 :func:`patch_segments` (a grid of non-overlapping patches, region perturbation) and
-:func:`superpixel_segments` (SLIC superpixels of images, IROF). :func:`segment_relevance`
-reduces an attribution to one score per segment, and :func:`removal_scores` scores the inputs
+:func:`superpixel_segments` (SLIC superpixels of images, supervoxels of volumes; IROF).
+:func:`segment_relevance` reduces an attribution to one score per segment, and :func:`removal_scores` scores the inputs
 whose top-ranked k segments are taken from a fill, for several k, in chunked model calls
 (:mod:`salbench.metrics.perturbed_scores`).
 
@@ -42,9 +42,10 @@ def patch_segments(x: Tensor, size: int) -> Tensor:
 
 
 def superpixel_segments(x: Tensor, n_segments: int, compactness: float) -> Tensor:
-    """(N, H, W) SLIC superpixels (Achanta et al. 2012) of images (N, C, H, W), one per sample on
-    the CPU with scikit-image's ``slic(image_HWC, n_segments, compactness, start_label=0)``
-    (float64, channels last; Quantus's IROF calls it with the defaults 100 and 10)."""
+    """(N, *spatial) SLIC superpixels (Achanta et al. 2012) of images (N, C, H, W), or supervoxels
+    of volumes (N, C, D, H, W), one sample at a time on the CPU with scikit-image's
+    ``slic(sample_channels_last, n_segments, compactness, start_label=0)`` (float64; Quantus's
+    IROF calls it on images with the defaults 100 and 10)."""
     segmentation = require_package("skimage.segmentation", "scikit-image", "SLIC superpixels (IROF)", "scikit-image")
     images = x.detach().double().movedim(1, -1).cpu().numpy()
     maps = [

@@ -12,7 +12,7 @@ DECLARED = {
     "monotonicity_correlation": (True, ("image", "volume", "signal", "tabular"), {"n_samples": 2}),
     "road_morf": (False, ("image",), {"percentages": (0.3, 0.6)}),
     "road_lerf": (True, ("image",), {"percentages": (0.3, 0.6)}),
-    "irof": (True, ("image",), {"n_segments": 4}),
+    "irof": (True, ("image", "volume"), {"n_segments": 4}),
     "infidelity": (False, ("image", "volume", "signal", "tabular"), {"n_samples": 4}),
     "region_perturbation": (True, ("image", "volume", "signal"), {"region": 2}),
     "comprehensiveness": (True, ("image", "volume", "signal", "tabular", "text"), {}),
