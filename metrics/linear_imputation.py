@@ -38,8 +38,9 @@ def impute(x: Tensor, removed: Tensor, tol: float = 1e-6, max_iter: int = 2000) 
     """``x`` (N, C, H, W) with the pixels where ``removed`` (N, 1, H, W) is True replaced by the
     solution of the system above (per channel); the other pixels unchanged.
 
-    Iterates until every system's preconditioned residual is below ``tol`` times its right-hand
-    side (relative, in the residual's norm) and raises RuntimeError if ``max_iter`` is reached first.
+    Each system iterates until its preconditioned residual is below ``tol`` times its right-hand
+    side (relative, in the residual's norm), then stops (so its result does not depend on the
+    systems solved with it); RuntimeError if ``max_iter`` is reached first.
     An image with every pixel removed has no solution (ValueError).
     """
     full = removed.flatten(1).all(dim=1)
@@ -66,15 +67,17 @@ def impute(x: Tensor, removed: Tensor, tol: float = 1e-6, max_iter: int = 2000) 
     rz = (r * z).sum(dim=(1, 2, 3))
     stop = (tol * (rhs * rhs / degree).sum(dim=(1, 2, 3)).sqrt()).clamp(min=torch.finfo(x.dtype).tiny)
     for _ in range(max_iter):
-        if bool((rz.clamp(min=0).sqrt() <= stop).all()):
+        active = rz.clamp(min=0).sqrt() > stop  # a converged system stops moving: its result is its own
+        if not bool(active.any()):
             return torch.where(removed, v.view(n, c, h, w), x)
         ap = apply(p)
-        alpha = rz / (p * ap).sum(dim=(1, 2, 3)).clamp(min=torch.finfo(x.dtype).tiny)
+        alpha = torch.where(active, rz / (p * ap).sum(dim=(1, 2, 3)).clamp(min=torch.finfo(x.dtype).tiny), 0)
         v = v + alpha.view(-1, 1, 1, 1) * p
         r = r - alpha.view(-1, 1, 1, 1) * ap
         z = r / degree
         rz_next = (r * z).sum(dim=(1, 2, 3))
-        p = z + (rz_next / rz.clamp(min=torch.finfo(x.dtype).tiny)).view(-1, 1, 1, 1) * p
+        step = z + (rz_next / rz.clamp(min=torch.finfo(x.dtype).tiny)).view(-1, 1, 1, 1) * p
+        p = torch.where(active.view(-1, 1, 1, 1), step, p)
         rz = rz_next
     raise RuntimeError(
         f"linear imputation did not converge in max_iter={max_iter} conjugate-gradient steps (tol={tol}); "

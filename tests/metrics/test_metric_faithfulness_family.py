@@ -44,3 +44,21 @@ def test_every_declared_continuous_shape_gives_one_finite_value_per_sample(name)
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 3), torch.nn.Tanh()).double()
         values = metrics.get(name, **params)(model, x, attr, torch.tensor([0, 1, 2]))
         assert values.shape == (3,) and torch.isfinite(values).all(), modality
+
+
+@pytest.mark.parametrize("name", DECLARED)
+def test_model_call_size_does_not_change_the_values(name):
+    # 5 inputs per call splits every sample's copies across calls (and puts several samples in
+    # none): the chunking of samples × copies must reassemble them in order
+    _, modalities, params = DECLARED[name]
+    shape = SHAPES["image" if "image" in modalities else "tabular"]
+    g = torch.Generator().manual_seed(1)
+    x, attr = torch.rand(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 3), torch.nn.Tanh()).double()
+    target = torch.tensor([0, 1, 2])
+    chunked = metrics.get(name, batch_size=5, **params).evaluate_curve(model, x, attr, target)
+    whole = metrics.get(name, batch_size=4096, **params).evaluate_curve(model, x, attr, target)
+    for a, b in zip(chunked, whole):
+        if a is not None and not isinstance(a, list):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
