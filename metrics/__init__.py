@@ -22,17 +22,24 @@ from salbench.metrics import (  # noqa: E402,F401  (registers the built-in metri
     attribution_distance,
     center_of_mass,
     complexity,
+    continuity,
     dare_estimate,
+    eraser,
+    faithfulness_correlation,
+    infidelity,
     insertion_deletion,
+    irof,
+    local_lipschitz,
     localisation,
+    monotonicity_correlation,
+    parameter_randomisation,
+    random_logit,
     rank_correlation,
+    region_perturbation,
+    relative_stability,
+    road,
     selective_pvalue,
     sensitivity,
     topk_intersection,
+    yeh_sensitivity,
 )
-from salbench.metrics import yeh_sensitivity  # noqa: E402,F401  (max_sensitivity, avg_sensitivity)
-from salbench.metrics import local_lipschitz  # noqa: E402,F401
-from salbench.metrics import relative_stability  # noqa: E402,F401  (ris, rrs, ros)
-from salbench.metrics import continuity  # noqa: E402,F401
-from salbench.metrics import parameter_randomisation  # noqa: E402,F401  (sanity check, cascading / independent)
-from salbench.metrics import random_logit  # noqa: E402,F401  (sanity check)

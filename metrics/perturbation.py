@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from salbench.core.seeding import SampleStreams
 from salbench.core.validation import check_positive
 from torch import Tensor
 
@@ -37,6 +38,8 @@ __all__ = [
     "gaussian_blur",
     "default_step",
     "step_counts",
+    "check_fill",
+    "fill_input",
 ]
 
 Unit = Literal["auto", "feature", "pixel"]
@@ -128,3 +131,17 @@ def step_counts(n_units: int, step: int, fraction: float, device: torch.device |
     """Numbers of inserted/deleted units at the curve points, c_0 = 0 < c_1 < ... < c_M = n_K (long)."""
     n_end = max(1, math.floor(fraction * n_units + 0.5))
     return torch.tensor([*range(0, n_end, step), n_end], device=device)
+
+
+def fill_input(x: Tensor, baseline: float | str, blur_sigma: float, seed: int) -> Tensor:
+    """The values removed units take: :func:`~salbench.metrics.perturbation.baseline_input`, or for
+    ``"uniform"`` U[0, 1) noise drawn per sample (:mod:`salbench.core.seeding`)."""
+    if baseline == "uniform":
+        return SampleStreams(seed, x).rand(tuple(x.shape[1:]), like=x)
+    return baseline_input(x, baseline, blur_sigma)
+
+
+def check_fill(baseline: float | str, blur_sigma: float) -> None:
+    """``baseline`` is "uniform" or what :func:`~salbench.metrics.perturbation.check_baseline` allows."""
+    if baseline != "uniform":
+        check_baseline(baseline, blur_sigma)

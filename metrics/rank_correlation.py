@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from salbench.metrics import register
 from salbench.metrics.base import PairMetric
-from salbench.metrics.ranking import average_ranks, check_not_constant, feature_scores
+from salbench.metrics.ranking import check_not_constant, feature_scores, spearman
 from torch import Tensor
 
 _PAIR_BLOCK_ELEMENTS = 1 << 22  # pairwise sign entries held at once by kendall_tau (≈ 4 M)
@@ -59,11 +59,7 @@ class Spearman(_RankCorrelation):
     """
 
     def correlate(self, a: Tensor, b: Tensor) -> Tensor:
-        ra = average_ranks(a)
-        rb = average_ranks(b)
-        ca = ra - ra.mean(dim=1, keepdim=True)
-        cb = rb - rb.mean(dim=1, keepdim=True)
-        return (ca * cb).sum(dim=1) / (ca.square().sum(dim=1) * cb.square().sum(dim=1)).sqrt()
+        return spearman(a, b)
 
 
 @register("kendall_tau")

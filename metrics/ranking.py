@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["feature_scores", "top_indices", "average_ranks", "check_not_constant"]
+__all__ = ["feature_scores", "top_indices", "average_ranks", "pearson", "spearman", "check_not_constant"]
 
 
 def feature_scores(attr: Tensor, absolute: bool) -> Tensor:
@@ -46,6 +46,24 @@ def average_ranks(scores: Tensor) -> Tensor:
     dtype = torch.promote_types(scores.dtype, torch.float32)
     mean_rank = (first + last).to(dtype) / 2 + 1
     return torch.empty(n, f, dtype=dtype, device=scores.device).scatter_(1, order, mean_rank)
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation of each row of ``a`` with the same row of ``b`` (N, M) → (N,); NaN (0/0)
+    for a row that is constant in ``a`` or ``b``.
+
+    >>> pearson(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[2.0, 4.0, 7.0]])).round(decimals=4)
+    tensor([0.9934])
+    """
+    ca = a - a.mean(dim=1, keepdim=True)
+    cb = b - b.mean(dim=1, keepdim=True)
+    return (ca * cb).sum(dim=1) / (ca.square().sum(dim=1) * cb.square().sum(dim=1)).sqrt()
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman's rho of each row pair: :func:`pearson` of the :func:`average_ranks` (ties averaged,
+    as ``scipy.stats.spearmanr``); NaN for a row that is constant in ``a`` or ``b``."""
+    return pearson(average_ranks(a), average_ranks(b))
 
 
 def check_not_constant(scores: Tensor, name: str, absolute: bool) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["timed"]
+__all__ = ["timed", "interleaved_medians"]
 
 
 def timed(fn: Callable[[], object], device: torch.device, *, cpu_time: bool = False) -> float:
@@ -21,3 +22,22 @@ def timed(fn: Callable[[], object], device: torch.device, *, cpu_time: bool = Fa
     if device.type == "cuda":
         torch.cuda.synchronize()
     return clock() - start
+
+
+def interleaved_medians(
+    jobs: dict[str, dict[str, Callable[[], object]]], repeats: int, device: torch.device
+) -> dict[tuple[str, str], float]:
+    """Median seconds of every call of ``jobs`` (workload → side → call), keyed (workload, side).
+
+    One workload at a time (so that one workload's memory traffic does not land on another's
+    timings): each side once as a warm-up, then ``repeats`` rounds that call the sides in turn,
+    so that drifts in machine load hit them alike.
+    """
+    times: dict[tuple[str, str], list[float]] = {(name, side): [] for name, sides in jobs.items() for side in sides}
+    for name, sides in jobs.items():
+        for fn in sides.values():
+            fn()
+        for _ in range(repeats):
+            for side, fn in sides.items():
+                times[name, side].append(timed(fn, device))
+    return {key: statistics.median(values) for key, values in times.items()}
