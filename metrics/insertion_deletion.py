@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Literal
 
 import torch
@@ -17,6 +16,7 @@ from salbench.core.validation import (
 )
 from salbench.metrics import register
 from salbench.metrics.base import Case, FaithfulnessMetric
+from salbench.metrics.perturbed_scores import auto_batch_size
 from salbench.metrics.perturbation import (
     baseline_input,
     check_baseline,
@@ -29,14 +29,7 @@ from salbench.metrics.perturbation import (
 )
 from torch import Tensor, nn
 
-__all__ = ["Insertion", "Deletion", "curve_area", "MIN_CALL_INPUTS", "MIN_CALL_ELEMENTS", "BLOCK_ELEMENTS"]
-
-MIN_CALL_INPUTS = 64
-"""Fewest inputs per model call by default (a batch smaller than this still fills its calls)."""
-
-MIN_CALL_ELEMENTS = 1 << 15
-"""Fewest input elements per model call by default (32 Ki: 1093 rows of 30 features), so that a
-small model on small inputs still gives each call enough work to amortise its fixed cost."""
+__all__ = ["Insertion", "Deletion", "curve_area", "BLOCK_ELEMENTS"]
 
 BLOCK_ELEMENTS = 1 << 18
 """Input elements built at once before they are scored (256 Ki elements, 1 MiB in float32:
@@ -100,13 +93,9 @@ class _PerturbationCurve(FaithfulnessMetric):
         return curve_area(curve, counts), curve
 
     def rows_per_call(self, x: Tensor) -> int:
-        """Inputs per model call for the batch ``x``: ``batch_size``, or by default the batch
-        size (the call shape the caller already uses for this model, as Quantus's PixelFlipping
-        does: one curve point of every sample per call) but at least :data:`MIN_CALL_INPUTS`
-        inputs and :data:`MIN_CALL_ELEMENTS` input elements."""
-        if self.batch_size is not None:
-            return self.batch_size
-        return max(len(x), MIN_CALL_INPUTS, math.ceil(MIN_CALL_ELEMENTS / x[0].numel()))
+        """Inputs per model call for the batch ``x``: ``batch_size``, or by default the rule every
+        perturbation metric shares (:func:`salbench.metrics.perturbed_scores.auto_batch_size`)."""
+        return auto_batch_size(x) if self.batch_size is None else self.batch_size
 
     def curve(self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int) -> tuple[Tensor, Tensor]:
         """The curve (N, M+1) and the unit counts (M+1,) of its points (c_0 = 0, ..., c_M = n_K).
@@ -206,10 +195,9 @@ class Insertion(_PerturbationCurve):
         absolute: rank units by |E| (summed over channels for pixels) instead of E.
         unit: "pixel", "feature" or "auto" (pixels for rank-4 inputs, features otherwise).
         output: "probability" (softmax of the target) or "logit".
-        batch_size: inputs per model call; None (default) = as many as the batch has samples,
-            but at least 64 inputs and 32 Ki input elements (:meth:`rows_per_call`): on
-            CPU a small CNN costs 1.3–1.8× more per input in calls of 1024 than of 64 (cache),
-            and a user's batch size is one the model's memory already fits.
+        batch_size: inputs per model call; None (default) = a budget of input elements per
+            call that depends on the device (:meth:`rows_per_call`): on CPU a small CNN costs
+            1.3–1.8× more per input in calls of 1024 than of 64 (cache), a GPU needs large calls.
 
     Example:
         >>> from salbench import metrics

@@ -220,12 +220,14 @@ def test_block_layouts_and_default_calls_give_the_same_curves(monkeypatch, block
     assert sum(recorder.sizes) == 3 * 7 and max(recorder.sizes) == min(21, batch_size or 21)
 
 
-def test_default_rows_per_call_is_the_batch_and_at_least_64_inputs_and_32_ki_elements():
+def test_default_rows_per_call_is_the_shared_element_budget_rule():
+    """Deletion calls the model as every perturbation metric does: 32 Ki input elements per CPU
+    call, between 8 and 4096 inputs, whatever the batch size."""
     deletion = metrics.get("deletion")
-    assert deletion.rows_per_call(torch.zeros(3, 1, 28, 28)) == 64
-    assert deletion.rows_per_call(torch.zeros(100, 1, 28, 28)) == 100
-    assert deletion.rows_per_call(torch.zeros(32, 30)) == 1093  # ⌈32768 / 30⌉
-    assert deletion.rows_per_call(torch.zeros(8, 3, 128, 128)) == 64
+    assert deletion.rows_per_call(torch.zeros(3, 1, 28, 28)) == 41  # 32768 // 784
+    assert deletion.rows_per_call(torch.zeros(100, 1, 28, 28)) == 41
+    assert deletion.rows_per_call(torch.zeros(32, 30)) == 1092  # 32768 // 30
+    assert deletion.rows_per_call(torch.zeros(8, 3, 128, 128)) == 8  # the floor
     assert metrics.get("deletion", batch_size=5).rows_per_call(torch.zeros(100, 30)) == 5
 
 
