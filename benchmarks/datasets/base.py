@@ -24,6 +24,11 @@ from torch import Tensor
 
 __all__ = ["Split", "DataBundle", "Dataset"]
 
+_SAMPLE_RANK = {
+    "image": (3, "(C, H, W)"), "volume": (4, "(C, D, H, W)"), "signal": (2, "(C, L)"), "tabular": (1, "(F,)"),
+    "text": (2, "(2, L)"),
+}
+"""Per modality: the rank of one sample and its shape in words (x is (N, *that))."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,11 @@ class DataBundle:
                 )
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if len(shape) != _SAMPLE_RANK[self.modality][0]:
+            raise ValueError(
+                f"modality {self.modality!r} needs samples of shape {_SAMPLE_RANK[self.modality][1]}, "
+                f"but the splits hold samples of shape {shape}"
+            )
         self._check_text()
         if self.bounds is not None:
             self._check_bounds(shape)

@@ -1,4 +1,10 @@
-"""Gaussian-noise images with a planted block of shifted mean (Miwa, Duy, Takeuchi, ICLR 2023)."""
+"""Gaussian noise with a planted block of shifted mean (Miwa, Duy, Takeuchi, ICLR 2023): images, volumes, signals.
+
+One generative model in d = 1, 2 or 3 spatial dimensions: ``synthetic_blocks`` (images
+(N, C, d, d)), ``synthetic_volumes`` ((N, C, d, d, d)) and ``synthetic_signals`` ((N, C, L)).
+They differ only in ``spatial_dims``, their modality and the default side; every draw is made
+by the same code (:meth:`SyntheticBlocks._split`, :func:`block_masks`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from salbench.datasets import register
 from salbench.datasets.base import DataBundle, Dataset, Split
 from torch import Tensor
 
-__all__ = ["SyntheticBlocks", "block_masks"]
+__all__ = ["SyntheticBlocks", "SyntheticVolumes", "SyntheticSignals", "block_masks"]
+
 
 @register("synthetic_blocks")
 class SyntheticBlocks(Dataset):
@@ -67,6 +74,7 @@ class SyntheticBlocks(Dataset):
     """
 
     modality = "image"
+    spatial_dims = 2
 
     def __init__(
         self,
@@ -121,30 +129,105 @@ class SyntheticBlocks(Dataset):
         test = self._split(self.n_test, 3 * self.seed + 2, test_delta, self.test_labels == "positive")
         if self.references:
             gen = torch.Generator().manual_seed(2**40 + 3 * self.seed + 2)
-            shape = (self.n_test, self.references, self.channels, self.size, self.size)
+            shape = (self.n_test, self.references, self.channels, *self._spatial)
             test = dataclasses.replace(test, reference=torch.randn(shape, generator=gen))
-        return DataBundle(train, val, test, num_classes=2, modality="image")
+        return DataBundle(train, val, test, num_classes=2, modality=self.modality)
+
+    @property
+    def _spatial(self) -> tuple[int, ...]:
+        return (self.size,) * self.spatial_dims
 
     def _split(self, n: int, stream: int, delta: float, positive: bool = False) -> Split:
         gen = torch.Generator().manual_seed(stream)
         y = (torch.arange(n) % 2)[torch.randperm(n, generator=gen)]
         if positive:
             y = torch.ones_like(y)
-        noise = torch.randn(n, self.channels, self.size, self.size, generator=gen)
+        noise = torch.randn(n, self.channels, *self._spatial, generator=gen)
         span = self.size - self.block + 1
         if self.location == "random":
-            corners = torch.randint(0, span, (n, 2), generator=gen)
+            corners = torch.randint(0, span, (n, self.spatial_dims), generator=gen)
         else:
-            corners = torch.full((n, 2), (self.size - self.block) // 2)
-        planted = block_masks(corners, self.block, self.size) & (y == 1)[:, None, None]
-        mask = planted[:, None].expand(-1, self.channels, -1, -1) & (delta > 0)
+            corners = torch.full((n, self.spatial_dims), (self.size - self.block) // 2)
+        planted = block_masks(corners, self.block, self.size) & (y == 1).view(-1, *[1] * self.spatial_dims)
+        mask = planted[:, None].expand(-1, self.channels, *self._spatial) & (delta > 0)
         x = noise + delta * mask.float()
         return Split(x=x, y=y, mask=mask.contiguous())
 
 
 def block_masks(corners: Tensor, block: int, size: int) -> Tensor:
-    """Bool masks (n, size, size) of ``block``-sided squares with top-left ``corners`` (n, 2) = (row, col)."""
-    pos = torch.arange(size)
-    inside = (pos >= corners[..., None]) & (pos < corners[..., None] + block)  # (n, 2, size)
-    return inside[:, 0, :, None] & inside[:, 1, None, :]
+    """Bool masks (n, size, …, size) of ``block``-sided cubes with first corners ``corners`` (n, d).
 
+    d = 1 gives intervals, 2 squares (corners = (row, col)), 3 cubes (depth, row, col).
+
+    Example:
+        >>> block_masks(torch.tensor([[1], [3]]), 2, 5).int().tolist()
+        [[0, 1, 1, 0, 0], [0, 0, 0, 1, 1]]
+        >>> block_masks(torch.tensor([[0, 1, 2]]), 2, 4).sum().item(), block_masks(torch.tensor([[0, 1, 2]]), 2, 4)[0, 1, 2, 3].item()
+        (8, True)
+    """
+    pos = torch.arange(size)
+    inside = (pos >= corners[..., None]) & (pos < corners[..., None] + block)  # (n, d, size)
+    mask = inside[:, 0]
+    for axis in range(1, corners.shape[1]):
+        mask = mask[..., None] & inside[:, axis].view(-1, *[1] * axis, size)
+    return mask
+
+
+
+@register("synthetic_volumes")
+class SyntheticVolumes(SyntheticBlocks):
+    """Noise volumes d×d×d; class 1 has a cubic block shifted by +delta (ground-truth masks).
+
+    The generative model of :class:`SyntheticBlocks` (Miwa, Duy & Takeuchi, ICLR 2023) in three
+    spatial dimensions: X = delta · y · 1_B + ε, ε ~ N(0, I) of shape (channels, size, size,
+    size), B a cube of side ``block`` (all channels) with its first corner uniform per axis
+    (``location="random"``) or centred (``"fixed"``); masks 1_B for class 1, all-False for
+    class 0 or delta = 0; balanced classes; the same seeded streams, references, test_delta and
+    test_labels. The class says whether the block is present, as in the paper's images.
+
+    Args:
+        size: volume side d (>= 4); default 16 (4096 voxels per channel, MedMNIST3D's 28 is
+            the next size up).
+        **common: channels, delta, block, location, n_train, n_val, n_test, seed, references,
+            test_delta, test_labels: as for :class:`SyntheticBlocks`.
+
+    Example:
+        >>> bundle = SyntheticVolumes(size=4, block=2, n_train=4, n_val=2, n_test=2).load()
+        >>> bundle.modality, bundle.input_shape, int(bundle.train.mask[bundle.train.y == 1].sum())
+        ('volume', (1, 4, 4, 4), 16)
+    """
+
+    modality = "volume"
+    spatial_dims = 3
+
+    def __init__(self, size: int = 16, **common):
+        super().__init__(size=size, **common)
+
+
+@register("synthetic_signals")
+class SyntheticSignals(SyntheticBlocks):
+    """Noise signals of length L; class 1 has a bump (an interval of shifted mean) of +delta (ground-truth masks).
+
+    The generative model of :class:`SyntheticBlocks` (Miwa, Duy & Takeuchi, ICLR 2023) in one
+    dimension: X = delta · y · 1_B + ε, ε ~ N(0, I) of shape (channels, size), B an interval of
+    length ``block`` (all channels) starting uniformly in [0, size − block] (``location="random"``)
+    or centred (``"fixed"``); masks 1_B for class 1, all-False for class 0 or delta = 0; balanced
+    classes; the same seeded streams, references, test_delta and test_labels. The class says
+    whether the bump is present.
+
+    Args:
+        size: signal length L (>= 4); default 128.
+        **common: channels, delta, block (default size // 2), location, n_train, n_val, n_test,
+            seed, references, test_delta, test_labels: as for :class:`SyntheticBlocks`.
+
+    Example:
+        >>> bundle = SyntheticSignals(size=16, block=4, location="fixed", n_train=4, n_val=2, n_test=2).load()
+        >>> bundle.modality, bundle.input_shape, bundle.train.mask[bundle.train.y == 1][0, 0].nonzero().flatten().tolist()
+        ('signal', (1, 16), [6, 7, 8, 9])
+    """
+
+    modality = "signal"
+    spatial_dims = 1
+
+    def __init__(self, size: int = 128, **common):
+        super().__init__(size=size, **common)

@@ -254,7 +254,7 @@ def test_bad_call_inputs_name_the_argument():
         metric(model, bad, x, 0)
     with pytest.raises(ValueError, match=r"target holds class indices outside \[0, 2\)"):
         metric(model, x, x, 2)
-    with pytest.raises(ValueError, match="unit='pixel' needs image inputs"):
+    with pytest.raises(ValueError, match=r"unit='pixel' needs channel-first inputs \(N, C, \*spatial\)"):
         metrics.get("insertion", unit="pixel")(model, x, x, 0)
-    with pytest.raises(ValueError, match="baseline='blur' needs image inputs"):
+    with pytest.raises(ValueError, match=r"baseline='blur' needs channel-first inputs \(N, C, \*spatial\)"):
         metrics.get("deletion", baseline="blur")(model, x, x, 0)
