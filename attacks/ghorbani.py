@@ -153,6 +153,7 @@ class TargetRegionAttack(ExplanationAttack):
     reference_from_real = True
     modalities = SPATIAL  # a target region is a place in an image, signal or volume, not a set of table columns
     test_params = {"region": (0, 0, 4, 4)}  # a region of the contract checks' 8×8 images
+    test_params_by_modality = {"volume": {"region": (0, 0, 0, 2, 2, 2)}, "signal": {"region": (0, 6)}}  # 4³ volumes, 12-long signals
 
     def __init__(self, region: tuple[int, ...], **ball):
         _check_region(region)
