@@ -512,7 +512,7 @@ def check_attack(name_or_instance: Any, params: dict[str, Any] | None = None) ->
     :func:`check_explainer`.
 
     >>> check_attack("random_noise").applicable
-    ('image', 'tabular')
+    ('image', 'volume', 'signal', 'tabular')
     """
     checks = {"shape": _attack_shape, **_COMMON, "target rejection": _check_target_rejection}
     return _check("attacks", _Subject.of("attacks", name_or_instance, params), _attack, _compare, checks)
@@ -557,7 +557,7 @@ def check_metric(name_or_instance: Any, params: dict[str, Any] | None = None) ->
     see :func:`check_explainer`.
 
     >>> check_metric("spearman").applicable
-    ('image', 'tabular')
+    ('image', 'volume', 'signal', 'tabular')
     """
     checks = {"shape": _metric_shape, **_COMMON}
     return _check("metrics", _Subject.of("metrics", name_or_instance, params), _score, _compare, checks)

@@ -72,7 +72,6 @@ class DecoyEnhanced(Explainer):
 
     Example:
         >>> from salbench import explainers
-from salbench.core.applicability import SPATIAL
         >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2))
