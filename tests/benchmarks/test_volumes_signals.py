@@ -50,6 +50,32 @@ def test_planted_blocks_follow_the_generative_model_in_every_dimension(factory, 
     assert (positives.flatten(1).sum(1) == 2 * 3**dims).all() and not bundle.train.mask[bundle.train.y == 0].any()
 
 
+@pytest.mark.parametrize("factory, dims", [(SyntheticSignals, 1), (SyntheticBlocks, 2), (SyntheticVolumes, 3)])
+def test_position_task_puts_every_block_in_its_class_half_of_the_last_axis(factory, dims):
+    """task="position": the labels and noise of task="presence", every sample carries a block, whose
+    corner along the last axis is drawn last: uniform in [0, h − block] + y·h (h = size // 2)."""
+    kwargs = dict(size=10, channels=1, block=3, delta=2.0, n_train=12, n_val=4, n_test=4, seed=1)
+    presence = factory(**kwargs).load()
+    position = factory(task="position", **kwargs).load()
+    x, y, mask = position.train.x, position.train.y, position.train.mask
+    assert torch.equal(y, presence.train.y)
+    noise = presence.train.x - 2.0 * presence.train.mask.float()
+    torch.testing.assert_close(x - 2.0 * mask.float(), noise, rtol=0, atol=1e-6)  # the same noise
+    gen = torch.Generator().manual_seed(3)
+    torch.randperm(12, generator=gen), torch.randn(12, 1, *(10,) * dims, generator=gen)
+    corners = torch.randint(0, 8, (12, dims), generator=gen)
+    corners[:, -1] = torch.randint(0, 3, (12,), generator=gen) + y * 5
+    expected = torch.zeros(12, 1, *(10,) * dims, dtype=torch.bool)
+    for i in range(12):
+        expected[(i, 0, *(slice(c, c + 3) for c in corners[i].tolist()))] = True
+    assert torch.equal(mask, expected)
+    along = mask.flatten(1, -2).any(1)  # (n, size): which positions of the last axis the block covers
+    assert not along[y == 0, 5:].any() and not along[y == 1, :5].any() and (mask.flatten(1).sum(1) == 3**dims).all()
+    with pytest.raises(ValueError, match=r"block must fit in half the last axis: block in \[1, 5\], got 6"):
+        factory(task="position", size=10, block=6)
+    assert factory(task="position", size=16).block == 4 and factory(size=16).block == 8
+
+
 def test_volume_and_signal_options_of_synthetic_blocks_carry_over():
     """Fixed (centred) blocks, references of the sample's shape, a null test split, all-positive tests."""
     volumes = SyntheticVolumes(size=6, block=2, location="fixed", n_train=4, n_val=2, n_test=4, references=3,
