@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from salbench import datasets, models, recipes
@@ -110,6 +111,22 @@ def test_registered_and_loaded_with_their_declared_modality(name, isolated_datas
     bundle = load_dataset(name, params)
     assert bundle.modality == datasets.registry.entry(name).attrs["modality"] == {"synthetic_volumes": "volume",
                                                                                 "synthetic_signals": "signal"}[name]
+
+
+def test_a_medmnist3d_archive_loads_as_volumes_and_runs_through_the_3d_cnn(tmp_path, isolated_datasets):
+    """uint8 (N, D, H, W) volumes in the MedMNIST layout: refused by medmnist (which names volume_arrays),
+    loaded by volume_arrays as (N, 1, D, H, W) in [0, 1] with modality "volume"."""
+    rng = np.random.default_rng(0)
+    arrays = {f"{split}_{part}": (rng.integers(0, 256, (n, 6, 6, 6)) if part == "images" else np.arange(n) % 2).astype(np.uint8)
+              for split, n in (("train", 6), ("val", 4), ("test", 4)) for part in ("images", "labels")}
+    np.savez(tmp_path / "organ3d.npz", **arrays)
+    with pytest.raises(ValueError, match=r"MedMNIST3D volumes load with data set 'volume_arrays'"):
+        load_dataset("medmnist", {"file": str(tmp_path / "organ3d.npz")})
+    bundle = load_dataset("volume_arrays", {"path": str(tmp_path / "organ3d.npz"), "value_range": [0, 255], "normalize": "range"})
+    assert bundle.modality == "volume" and bundle.input_shape == (1, 6, 6, 6)
+    torch.testing.assert_close(bundle.test.x[:, 0], torch.from_numpy(arrays["test_images"] / 255).float(), rtol=0, atol=1e-7)
+    net = models.build("small_cnn3d", {"channels": (2, 2)}, bundle.input_shape, bundle.num_classes)
+    assert net(bundle.test.x).shape == (4, 2)
 
 
 # -- models and recipes ----------------------------------------------------------------------------
