@@ -30,8 +30,8 @@ class SmallCNN(nn.Module):
 
     The number of spatial dimensions comes from ``input_shape``: (C, L) signals use Conv1d /
     MaxPool1d / AdaptiveAvgPool1d, (C, H, W) images the 2-d layers, (C, D, H, W) volumes the
-    3-d ones; one piece of code serves all three, and a 2-d network has the same modules (and
-    state-dict keys) as before it was made dimension-generic. ``small_cnn1d`` and
+    3-d ones; one piece of code serves all three, and the module names (so the state-dict keys)
+    do not depend on the dimension. ``small_cnn1d`` and
     ``small_cnn3d`` are this architecture restricted to signals and volumes (a suite that names
     them on other data fails with the shape they need).
 

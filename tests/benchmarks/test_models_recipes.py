@@ -81,7 +81,7 @@ def test_small_cnn_names_the_shapes_it_accepts(name, shape, message):
 
 
 def test_small_cnn_on_images_keeps_its_modules_and_state_dict_keys():
-    """Checkpoints of the 2-d network written before it became dimension-generic still load."""
+    """The 2-d network has the layout its checkpoints were saved with (examples/own_model, the model cache)."""
     net = models.build("small_cnn", {"channels": (4, 6)}, (1, 8, 8), 2)
     assert [type(m).__name__ for m in net.features] == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU"]
     assert type(net.pool).__name__ == "AdaptiveAvgPool2d"
