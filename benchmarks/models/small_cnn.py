@@ -117,7 +117,9 @@ class SmallCNN(nn.Module):
 
 @register("small_cnn1d")
 class SmallCNN1d(SmallCNN):
-    """:class:`SmallCNN` for signals (C, L) only: Conv1d blocks, global average pooling, one linear layer.
+    """small_cnn for signals (C, L) only: Conv1d blocks, global average pooling, one linear layer.
+
+    :class:`SmallCNN` restricted to one spatial dimension (its parameters and defaults).
 
     Example:
         >>> import torch
@@ -130,7 +132,9 @@ class SmallCNN1d(SmallCNN):
 
 @register("small_cnn3d")
 class SmallCNN3d(SmallCNN):
-    """:class:`SmallCNN` for volumes (C, D, H, W) only: Conv3d blocks, global average pooling, one linear layer.
+    """small_cnn for volumes (C, D, H, W) only: Conv3d blocks, global average pooling, one linear layer.
+
+    :class:`SmallCNN` restricted to three spatial dimensions (its parameters and defaults).
 
     Example:
         >>> import torch
