@@ -1,6 +1,7 @@
 """What a data set loads into: three splits, the number of classes, the valid input range.
 
-Image and tabular inputs are float32 tensors; text inputs are long (N, 2, L) text tensors of
+Image, volume, signal and tabular inputs are float32 tensors (channel-first: (N, C, H, W),
+(N, C, D, H, W), (N, C, L); tables (N, F)), checked against the bundle's modality; text inputs are long (N, 2, L) text tensors of
 token ids and word positions (:mod:`salbench.core.text`) with the bundle's vocabulary.
 
 A :class:`Dataset` is a registered component (typed ``__init__`` parameters) whose :meth:`load`
