@@ -1,8 +1,9 @@
 """What a data set loads into: three splits, the number of classes, the valid input range.
 
 Image, volume, signal and tabular inputs are float32 tensors (channel-first: (N, C, H, W),
-(N, C, D, H, W), (N, C, L); tables (N, F)), checked against the bundle's modality; text inputs are long (N, 2, L) text tensors of
-token ids and word positions (:mod:`salbench.core.text`) with the bundle's vocabulary.
+(N, C, D, H, W), (N, C, L); tables (N, F)), checked against the bundle's modality; text inputs
+are long (N, 2, L) text tensors of token ids and word positions (:mod:`salbench.core.text`)
+with the bundle's vocabulary.
 
 A :class:`Dataset` is a registered component (typed ``__init__`` parameters) whose :meth:`load`
 returns a :class:`DataBundle`. The bundle checks its own consistency when it is built, so a
