@@ -12,7 +12,12 @@ __all__ = ["CenterOfMassShift", "center_of_mass", "spatial_mass", "index_moments
 
 
 def spatial_mass(attr: Tensor) -> Tensor:
-    """|E| summed over channels: (N, *spatial) for channel-first maps of rank >= 3, |E| itself for (N, F)."""
+    """|E| summed over channels: (N, *spatial) for channel-first maps of rank >= 3, |E| itself for (N, F).
+
+    Example:
+        >>> spatial_mass(torch.tensor([[[1.0, -2.0], [-3.0, 0.0]]])), spatial_mass(torch.tensor([[1.0, -2.0]]))
+        (tensor([[4., 2.]]), tensor([[1., 2.]]))
+    """
     mass = attr.abs()
     return mass.sum(dim=1) if mass.dim() > 2 else mass
 
