@@ -26,6 +26,7 @@ from salbench.attacks.pgd import ExplanationAttack
 from salbench.attacks.ranking import magnitudes, ranked_features
 from salbench.core.applicability import SPATIAL
 from salbench.core.validation import check_k, check_positive_int
+from salbench.metrics.center_of_mass import index_moments, spatial_mass
 from torch import Tensor
 
 __all__ = ["TopKAttack", "TargetRegionAttack", "MassCenterAttack", "mass_share", "centre_of_mass"]
@@ -56,16 +57,12 @@ def _spatial_shape(shape: torch.Size) -> torch.Size:
 def centre_of_mass(attr: Tensor) -> Tensor:
     """Centre of mass (N, s) of |E| summed over channels, in index coordinates of the s spatial dims.
 
-    c_d = Σ_p w_p · p_d with w = Σ_channels |E| / Σ |E|; for (N, D) inputs the one coordinate is
-    the feature index. Ghorbani et al. use the same centre for 2-D saliency maps.
+    c_d = Σ_p w_p · p_d with w = Σ_channels |E| / Σ |E| (0 for an all-zero map, so that the
+    objective stays differentiable there); for (N, D) inputs the one coordinate is the feature
+    index. Ghorbani et al. use the same centre for 2-D saliency maps; the metric
+    ``center_of_mass_shift`` computes it with the same moments (:func:`salbench.metrics.center_of_mass.index_moments`).
     """
-    weight = _normalised(attr.abs() if attr.dim() == 2 else attr.abs().sum(dim=1))
-    centre = []
-    for d in range(1, weight.dim()):
-        others = [j for j in range(1, weight.dim()) if j != d]
-        marginal = weight.sum(dim=others) if others else weight
-        centre.append(marginal @ torch.arange(weight.shape[d], dtype=weight.dtype, device=weight.device))
-    return torch.stack(centre, dim=1)
+    return index_moments(_normalised(spatial_mass(attr)))
 
 
 @register("topk")
@@ -153,6 +150,7 @@ class TargetRegionAttack(ExplanationAttack):
     reference_from_real = True
     modalities = SPATIAL  # a target region is a place in an image, signal or volume, not a set of table columns
     test_params = {"region": (0, 0, 4, 4)}  # a region of the contract checks' 8×8 images
+    test_params_by_modality = {"volume": {"region": (0, 0, 0, 2, 2, 2)}, "signal": {"region": (0, 6)}}  # 4³ volumes, 12-long signals
 
     def __init__(self, region: tuple[int, ...], **ball):
         _check_region(region)

@@ -23,7 +23,11 @@ browser and a repository. :func:`write_figures` draws them all from a
   attack) at its lowest seed, the cell's stored examples in
   columns, rows input / explanation / attacked input / attacked explanation (for text: the
   original and attacked texts with words coloured by attribution, see
-  :mod:`salbench.text_figures`). The attack-free
+  :mod:`salbench.text_figures`). Stored examples are channel-first as the data: images
+  (N, C, H, W) are drawn as images, volumes (N, C, D, H, W) as their depth slice with the most
+  ground-truth mask voxels (the middle slice without a mask), signals (N, C, L) and tables
+  (N, F) as one bar per position or feature (a signal's channels averaged for the input and
+  summed for the attribution, as insertion/deletion score a position). The attack-free
   cell is drawn only for explainers without an attacked cell (whose figure shows the same
   clean rows).
 
@@ -381,19 +385,46 @@ def _example_cells(records: pd.DataFrame) -> pd.DataFrame:
     return marked[keep].drop(columns="_has_attack")
 
 
+_SAMPLE_ARRAYS = ("x", "attr", "x_adv", "attr_adv", "mask")
+"""The example arrays with one sample per row in the data's layout (``sample`` holds indices)."""
+
+
+def _drawable(examples: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], bool, str]:
+    """(the examples as drawn, whether as images, the bar axis label) for channel-first stored examples.
+
+    Images (N, C, H, W) as they are; volumes (N, C, D, H, W) cut at each sample's depth slice with
+    the most mask voxels (the middle slice where there is no mask), the slice in ``"depth"``;
+    signals (N, C, L): the inputs' channel mean and the attributions' channel sum, per position;
+    tables (N, F) as they are.
+    """
+    out, x = dict(examples), examples["x"]
+    if x.ndim == 5:
+        rows = np.arange(x.shape[0])
+        depth = np.full(x.shape[0], x.shape[2] // 2)
+        if "mask" in examples:
+            voxels = examples["mask"].sum(axis=(1, 3, 4))
+            depth = np.where(voxels.any(axis=1), voxels.argmax(axis=1), depth)
+        out.update({k: examples[k][rows, :, depth] for k in _SAMPLE_ARRAYS if k in examples}, depth=depth)
+        return out, True, ""
+    if x.ndim == 3:
+        reduce = {"x": np.mean, "x_adv": np.mean, "attr": np.sum, "attr_adv": np.sum, "mask": np.any}
+        out.update({k: how(examples[k], axis=1) for k, how in reduce.items() if k in examples})
+        return out, False, "position"
+    if x.ndim not in (2, 4):
+        raise ValueError(
+            f"examples x must be (N, F) tables, (N, C, L) signals, (N, C, H, W) images or (N, C, D, H, W) volumes, "
+            f"got shape {x.shape}"
+        )
+    return out, x.ndim == 4, "feature"
+
+
 def _example_figure(examples: dict[str, np.ndarray], rows: list[tuple[str, str]]) -> Figure:
-    x = examples["x"]
-    image = x.ndim in (3, 4)
-    if not image and x.ndim != 2:
-        raise ValueError(f"examples x must be (N, F) tabular or (N, [C,] H, W) images, got shape {x.shape}")
-    n = x.shape[0]
+    examples, image, axis_label = _drawable(examples)
+    n = examples["x"].shape[0]
     size = (2.2, 2.2) if image else (3.2, 1.8)
     figure = Figure(figsize=(size[0] * n, size[1] * len(rows)), layout="constrained")
     axes = figure.subplots(len(rows), n, squeeze=False)
-    if "sample" in examples:
-        titles = [f"test sample {s}" for s in examples["sample"]]
-    else:
-        titles = [f"example {i + 1}" for i in range(n)]
+    titles = _titles(examples)
     for i in range(n):
         limits = _shared_limits(examples, i, image)
         for r, (key, name) in enumerate(rows):
@@ -405,10 +436,21 @@ def _example_figure(examples: dict[str, np.ndarray], rows: list[tuple[str, str]]
             if r == 0:
                 ax.set_title(titles[i], fontsize=9)
             if r == len(rows) - 1 and not image:
-                ax.set_xlabel("feature", fontsize=8)
+                ax.set_xlabel(axis_label, fontsize=8)
         if image:
             _map_colour_bar(figure, [axes[r, i] for r, (key, _) in enumerate(rows) if key.startswith("attr")])
     return figure
+
+
+def _titles(examples: Mapping[str, np.ndarray]) -> list[str]:
+    """Column titles: "test sample i" (or "example k" without sample indices), with a volume's slice."""
+    if "sample" in examples:
+        titles = [f"test sample {s}" for s in examples["sample"]]
+    else:
+        titles = [f"example {k + 1}" for k in range(examples["x"].shape[0])]
+    if "depth" in examples:
+        titles = [f"{title}, slice {d}" for title, d in zip(titles, examples["depth"])]
+    return titles
 
 
 def _map_colour_bar(figure: Figure, axes: list[Axes]) -> None:
@@ -423,7 +465,7 @@ def _map_colour_bar(figure: Figure, axes: list[Axes]) -> None:
 
 
 def _attr_map(attr: np.ndarray) -> np.ndarray:
-    """|attribution| summed over channels: (H, W) for an image sample (C, H, W) or (H, W)."""
+    """|attribution| summed over channels: (H, W) for an image sample (C, H, W)."""
     return np.abs(attr).sum(axis=0) if attr.ndim == 3 else np.abs(attr)
 
 
@@ -504,15 +546,15 @@ def _comparison_figure(loaded: list[tuple[str, dict[str, np.ndarray]]]) -> Figur
     for name, examples in loaded[1:]:
         if "sample" in first and not np.array_equal(examples.get("sample"), first["sample"]):
             raise ValueError(f"explainer {name} was evaluated on other samples than {loaded[0][0]}; cannot compare")
-    x = first["x"]
-    image = x.ndim in (3, 4)
+    drawn = [(name, *_drawable(examples)) for name, examples in loaded]
+    first, image = drawn[0][1], drawn[0][2]
     rows = [("input", first, "x"), ("attacked input", first, "x_adv")]
     rows += [
         (f"{label} of\n{_wrap(name)}", ex, key)
-        for name, ex in loaded
+        for name, ex, _, _ in drawn
         for key, label in (("attr", "map"), ("attr_adv", "attacked map"))
     ]
-    n = x.shape[0]
+    n = first["x"].shape[0]
     size = (2.0, 2.0) if image else (3.2, 1.6)
     figure = Figure(figsize=(size[0] * n + 1.5, size[1] * len(rows)), layout="constrained")
     axes = figure.subplots(len(rows), n, squeeze=False)
@@ -524,7 +566,7 @@ def _comparison_figure(loaded: list[tuple[str, dict[str, np.ndarray]]]) -> Figur
             if i == 0:
                 axes[r, i].set_ylabel(label, fontsize=7)
             if r == 0 and "sample" in first:
-                axes[r, i].set_title(f"test sample {first['sample'][i]}", fontsize=9)
+                axes[r, i].set_title(_titles(first)[i], fontsize=9)
         if image:  # each explainer's pair of maps shares a scale: one bar below the pair
             for pair in range(2, len(rows), 2):
                 _map_colour_bar(figure, [axes[pair, i], axes[pair + 1, i]])

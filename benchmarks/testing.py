@@ -7,10 +7,11 @@ call :func:`check_explainer`, :func:`check_attack` or :func:`check_metric` on ea
     def test_contract(name):
         check_explainer(name)
 
-The checks run on small float64 fixtures, one per modality (:data:`MODALITIES`): an image CNN
-(conv, ReLU, conv, ReLU, global average pool, linear) and a tabular MLP, each with a smooth
-twin (softplus) for gradcheck, whose second derivatives exist. For each fixture the component
-applies to:
+The checks run on small float64 fixtures, one per modality (:data:`MODALITIES`): a CNN (conv,
+ReLU, conv, ReLU, global average pool, linear) on images (4, 1, 8, 8), on volumes
+(4, 1, 4, 4, 4) with Conv3d and on signals (4, 2, 12) with Conv1d, and a tabular MLP, each with
+a smooth twin (softplus) for gradcheck, whose second derivatives exist. For each fixture the
+component applies to:
 
 * **shape** — an attribution has the shape and dtype of ``x``; an attack's ``x_adv`` has the
   shape of ``x`` and its per-sample fields shape (N,), and every sample keeps its label; a
@@ -35,7 +36,9 @@ applies to:
 
 A component is built with its declared defaults updated by its class attribute
 ``test_params`` (a dict of cheap parameters for these checks, e.g. fewer samples or steps), so
-that slow components stay fast here without a list of names. Which fixtures a component
+that slow components stay fast here without a list of names, and, on the fixture of a modality,
+by its ``test_params_by_modality`` entry for that modality where it has one (a parameter whose
+form depends on the number of spatial dimensions, such as ``target_region``'s region). Which fixtures a component
 applies to is read from its declared ``modalities``; a component that refuses the fixture of a
 modality it declares fails. A component that applies to no fixture (text only, for now) is
 reported as skipped with the reason (the checks raise no error then:
@@ -49,7 +52,7 @@ reported as not applicable, with the ImportError as the reason.
 Example:
     >>> report = check_explainer("gradient")
     >>> report.applicable
-    ('image', 'tabular')
+    ('image', 'volume', 'signal', 'tabular')
     >>> "batch invariance" in report.passed["image"]
     True
 """
@@ -79,7 +82,7 @@ __all__ = [
     "check_metric",
 ]
 
-MODALITIES = ("image", "tabular")
+MODALITIES = ("image", "volume", "signal", "tabular")
 """The modalities that have a fixture (text has none yet: text components are reported as skipped)."""
 
 _REGISTRIES: dict[str, Registry] = {
@@ -187,19 +190,28 @@ def _model(modality: str, activation: type[nn.Module]) -> nn.Module:
     return model
 
 
+_SHAPES = {"image": (1, 8, 8), "volume": (1, 4, 4, 4), "signal": (2, 12), "tabular": (6,)}
+"""The shape of one sample of each fixture."""
+
+_CONVOLUTIONS = {
+    "image": (nn.Conv2d, nn.AdaptiveAvgPool2d), "volume": (nn.Conv3d, nn.AdaptiveAvgPool3d),
+    "signal": (nn.Conv1d, nn.AdaptiveAvgPool1d),
+}
+
+
 def _layers(modality: str, activation: type[nn.Module]) -> nn.Module:
-    if modality == "image":  # conv → act → conv → act → GAP → linear
-        layers = [nn.Conv2d(1, 4, 3, padding=1), activation(), nn.Conv2d(4, 5, 3, padding=1), activation(),
-                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3)]
+    if modality in _CONVOLUTIONS:  # conv → act → conv → act → GAP → linear
+        conv, pool = _CONVOLUTIONS[modality]
+        layers = [conv(_SHAPES[modality][0], 4, 3, padding=1), activation(), conv(4, 5, 3, padding=1), activation(),
+                  pool(1), nn.Flatten(), nn.Linear(5, 3)]
     else:  # linear → act → linear
         layers = [nn.Linear(6, 16), activation(), nn.Linear(16, 3)]
     return nn.Sequential(*layers).double().eval()
 
 
 def _inputs(modality: str, n: int, gen: torch.Generator) -> Tensor:
-    shape = (n, 1, 8, 8) if modality == "image" else (n, 6)
-    x = torch.rand(shape, generator=gen, dtype=torch.float64)
-    return x if modality == "image" else 2 * x - 1
+    x = torch.rand((n, *_SHAPES[modality]), generator=gen, dtype=torch.float64)
+    return x if modality in _CONVOLUTIONS else 2 * x - 1
 
 
 def fixture(modality: str) -> Fixture:
@@ -207,6 +219,8 @@ def fixture(modality: str) -> Fixture:
 
     >>> fixture("image").x.shape, fixture("tabular").x.shape
     (torch.Size([4, 1, 8, 8]), torch.Size([4, 6]))
+    >>> fixture("volume").x.shape, fixture("signal").x.shape
+    (torch.Size([4, 1, 4, 4, 4]), torch.Size([4, 2, 12]))
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
@@ -218,7 +232,7 @@ def fixture(modality: str) -> Fixture:
     mask = torch.zeros_like(x, dtype=torch.bool)
     mask[..., :3] = True
     reference = torch.stack([_inputs(modality, 4, gen) for _ in range(_N)])
-    bounds = (0.0, 1.0) if modality == "image" else None
+    bounds = (0.0, 1.0) if modality in _CONVOLUTIONS else None
     return Fixture(modality, model, _model(modality, _Softplus5), x, target, bounds, mask, reference)
 
 
@@ -244,6 +258,7 @@ class _Subject:
     seeded: bool  # declares a seed: it may draw random numbers by batch position
     declared_modalities: tuple[str, ...]
     exemption: str | None  # why no generic fixture fits (``contract_exemption``), if one does not
+    for_modality: Callable[[str], _Subject] | None = None  # the subject with a modality's test parameters
 
     @classmethod
     def of(cls, kind: str, name_or_instance: Any, params: dict[str, Any] | None) -> _Subject:
@@ -255,11 +270,17 @@ class _Subject:
             kind_ = type(instance)
             return cls(repr(instance), lambda: instance, "seed" in vars(instance), _declared(kind_), _exemption(kind_))
         entry = registry.entry(name_or_instance)
-        chosen = {**getattr(entry.factory, "test_params", {}), **(params or {})}
-        validated = registry.validate(name_or_instance, chosen)  # a bad test_params fails here, naming the parameter
-        label = f"{registry.kind} {name_or_instance!r}" + (f" with {chosen}" if chosen else "")
-        build = lambda: registry.get(name_or_instance, **chosen)  # noqa: E731
-        return cls(label, build, "seed" in validated, _declared(entry.factory), _exemption(entry.factory))
+        by_modality = getattr(entry.factory, "test_params_by_modality", {})
+
+        def subject(modality: str | None = None) -> _Subject:
+            chosen = {**getattr(entry.factory, "test_params", {}), **by_modality.get(modality, {}), **(params or {})}
+            validated = registry.validate(name_or_instance, chosen)  # a bad test_params fails here, naming the parameter
+            label = f"{registry.kind} {name_or_instance!r}" + (f" with {chosen}" if chosen else "")
+            build = lambda: registry.get(name_or_instance, **chosen)  # noqa: E731
+            declared, exemption = _declared(entry.factory), _exemption(entry.factory)
+            return cls(label, build, "seed" in validated, declared, exemption, subject)
+
+        return subject()
 
 
 def _exemption(factory: Any) -> str | None:
@@ -301,7 +322,8 @@ def _check(kind: str, subject: _Subject, run: Run, compare: Compare, checks: dic
             not_applicable[modality] = f"declares modalities {subject.declared_modalities}"
             continue
         data = fixture(modality)
-        component = subject.build()
+        on_it = subject.for_modality(modality) if subject.for_modality is not None else subject
+        component = on_it.build()
         try:
             first = run(component, data)
         except (ValueError, TypeError) as err:  # it declares that it applies: a refusal is a failure
@@ -310,7 +332,7 @@ def _check(kind: str, subject: _Subject, run: Run, compare: Compare, checks: dic
         done = []
         for check_name, check in checks.items():
             try:
-                check(subject, run, compare, data, first)
+                check(on_it, run, compare, data, first)
             except _Skip as why:
                 skipped.add(f"{check_name}: {why}")
             except Exception as err:  # noqa: BLE001 - every failing check is reported
@@ -496,7 +518,7 @@ def check_attack(name_or_instance: Any, params: dict[str, Any] | None = None) ->
     :func:`check_explainer`.
 
     >>> check_attack("random_noise").applicable
-    ('image', 'tabular')
+    ('image', 'volume', 'signal', 'tabular')
     """
     checks = {"shape": _attack_shape, **_COMMON, "target rejection": _check_target_rejection}
     return _check("attacks", _Subject.of("attacks", name_or_instance, params), _attack, _compare, checks)
@@ -541,7 +563,7 @@ def check_metric(name_or_instance: Any, params: dict[str, Any] | None = None) ->
     see :func:`check_explainer`.
 
     >>> check_metric("spearman").applicable
-    ('image', 'tabular')
+    ('image', 'volume', 'signal', 'tabular')
     """
     checks = {"shape": _metric_shape, **_COMMON}
     return _check("metrics", _Subject.of("metrics", name_or_instance, params), _score, _compare, checks)

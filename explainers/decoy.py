@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from salbench import explainers
+from salbench.core.applicability import SPATIAL
 from salbench.core.registry import ParamsOf
 from salbench.explainers import register
 from salbench.explainers.base import Explainer
@@ -31,7 +32,7 @@ class DecoyEnhanced(Explainer):
        for every mask) joins them. The paper takes the range over its decoys, x not among
        them, so the default is False; then a sample without any kept decoy is an error.
     4. Post-processing, each step switchable, as in the paper's visualisation: the maximum
-       over channels (``channel_max``; the (N, 1, H, W) map is repeated over the channels so
+       over channels (``channel_max``; the (N, 1, *spatial) map is repeated over the channels so
        that the result has the shape of x), winsorisation (``winsorize``: values above the
        per-sample ``percentile``-th percentile, linear interpolation as ``torch.quantile``,
        are set to it) and scaling to [0, 1] (``normalize``: division by the per-sample
@@ -42,7 +43,7 @@ class DecoyEnhanced(Explainer):
     min–max (Z >= 0, and this keeps Z = 0 as "no variation across decoys"); x may join the
     decoys (``include_input``, off by default).
 
-    Defaults: the base is the gradient, 3×3 patches tiling the image, ε = 0.05 at the last
+    Defaults: the base is the gradient, 3×3 patches tiling the image (intervals of 3 for signals, 3³ cubes for volumes), ε = 0.05 at the last
     convolution, 20 signed steps of 0.02 (suited to inputs in [0, 1]; pass ``bounds``).
     With ε = 0 at an injective layer every decoy is x up to float error, so Z ≈ 0.
 
@@ -61,7 +62,7 @@ class DecoyEnhanced(Explainer):
         base: name of the registered base explainer E.
         base_params: parameters of the base explainer (None: its defaults).
         include_input: add x to the decoys the range is taken over.
-        channel_max: maximum over channels (x must have a channel dimension: (N, C, H, W)).
+        channel_max: maximum over channels (x must have a channel dimension: (N, C, *spatial)).
         winsorize: clip each map at its ``percentile``-th percentile.
         percentile: the winsorisation percentile, in (0, 100].
         normalize: divide each map by its maximum.
@@ -81,8 +82,8 @@ class DecoyEnhanced(Explainer):
     """
 
     differentiable = False
-    modalities = ("image",)
-    requires = ("conv",)  # layer "auto": the last Conv2d
+    modalities = SPATIAL  # patches over 1 to 3 spatial dimensions
+    requires = ("conv",)  # layer "auto": the last Conv1d/2d/3d of the input's dimension
 
     def __init__(
         self,
@@ -116,7 +117,7 @@ class DecoyEnhanced(Explainer):
         return self._last_stats
 
     def decoys(self, model: nn.Module, x: Tensor) -> Decoys:
-        """The decoys of x (N, C, H, W) that the explanation is built from."""
+        """The decoys of x (N, C, *spatial) that the explanation is built from."""
         return self.generator(model, x)
 
     def attribute(self, model: nn.Module, x: Tensor, target: Tensor, *, create_graph: bool) -> Tensor:

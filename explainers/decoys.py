@@ -7,7 +7,7 @@ import math
 
 import torch
 from salbench.core.validation import check_input, check_positive, check_positive_int
-from salbench.explainers.layers import find_layer
+from salbench.explainers.layers import conv_type, find_layer
 from torch import Tensor, nn
 
 __all__ = ["Decoys", "DecoyStats", "DecoyGenerator", "patch_masks", "layer_output"]
@@ -23,14 +23,14 @@ class DecoyStats:
 
 @dataclasses.dataclass(frozen=True)
 class Decoys:
-    """The decoys of a batch x of shape (N, C, H, W), J = 2 × (number of patch masks) per sample.
+    """The decoys of a batch x of shape (N, C, *spatial), J = 2 × (number of patch masks) per sample.
 
     Attributes:
-        inputs: (N, J, C, H, W) decoys; a discarded decoy is x itself.
+        inputs: (N, J, C, *spatial) decoys; a discarded decoy is x itself.
         kept: (N, J) bool, True where the decoy satisfies the layer constraint.
         distance: (N, J) ‖F_ℓ(x̃) − F_ℓ(x)‖_∞ of the returned decoy if kept, else of the
             last (smallest) shrink tried, so it says how far from feasible the decoy stayed.
-        masks: (J, H, W) bool, the patch of each decoy (decoys 2p and 2p + 1 share patch p).
+        masks: (J, *spatial) bool, the patch of each decoy (decoys 2p and 2p + 1 share patch p).
         signs: (J,) the direction s of each decoy: +1 for even j, −1 for odd j.
     """
 
@@ -45,15 +45,25 @@ class Decoys:
         return DecoyStats(kept=kept, discarded=self.kept.shape[1] - kept)
 
 
-def patch_masks(height: int, width: int, patch: int, stride: int, device: torch.device | None = None) -> Tensor:
-    """(P, height, width) bool: every patch × patch window, row-major by top-left corner.
+def patch_masks(spatial: tuple[int, ...], patch: int, stride: int, device: torch.device | None = None) -> Tensor:
+    """(P, *spatial) bool: every window of side ``patch`` along each spatial dimension, row-major by first corner.
 
-    Along each side the windows start at 0, stride, 2·stride, … while they fit; if the last
-    one stops short of the edge, one more window flush with the edge is added, so every pixel
-    is covered and every window is a full patch × patch square.
+    ``spatial`` is (L,) for signals, (H, W) for images, (D, H, W) for volumes. Along each side
+    the windows start at 0, stride, 2·stride, … while they fit; if the last one stops short of
+    the edge, one more window flush with the edge is added, so every position is covered and
+    every window is a full patch × … × patch box.
+
+    Example:
+        >>> patch_masks((5,), 2, 2).int().tolist()
+        [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]]
+        >>> patch_masks((4, 4, 4), 2, 2).shape
+        torch.Size([8, 4, 4, 4])
     """
-    rows, cols = (_window_cover(size, patch, stride, device) for size in (height, width))
-    return (rows[:, None, :, None] & cols[None, :, None, :]).flatten(0, 1)
+    masks = torch.ones((1,), dtype=torch.bool, device=device)
+    for size in spatial:  # (P_so_far, *sizes_so_far) × (count, size) → (P_so_far · count, *sizes_so_far, size)
+        cover = _window_cover(size, patch, stride, device)
+        masks = (masks[:, None, ..., None] & cover.view(1, cover.shape[0], *[1] * (masks.dim() - 1), size)).flatten(0, 1)
+    return masks
 
 
 def _window_cover(size: int, patch: int, stride: int, device: torch.device | None) -> Tensor:
@@ -100,13 +110,15 @@ def _raise(error: Exception) -> None:
 
 
 class DecoyGenerator:
-    """Decoys of an image batch at a layer ℓ (Lu, Guo, Xing, Noble 2021).
+    """Decoys of a batch of signals, images or volumes at a layer ℓ (Lu, Guo, Xing, Noble 2021).
 
     Lu, Guo, Xing, Noble, "DANCE: Enhancing saliency maps using decoys", ICML 2021,
     arXiv:2002.00526 (earlier titles "Robust saliency maps with decoy-enhanced saliency
     score", "Decoy-enhanced saliency maps"); the authors published no code.
-    For each sample x, each patch mask M (a ``patch`` × ``patch`` square over all channels,
-    slid with ``stride``; see :func:`patch_masks`) and each sign s ∈ {+1, −1}, the decoy x̃
+    For each sample x (N, C, *spatial) with 1 to 3 spatial dimensions, each patch mask M (a
+    ``patch`` × … × ``patch`` box over all channels — an interval of a signal, a square of an
+    image, a cube of a volume — slid with ``stride``; see :func:`patch_masks`) and each sign
+    s ∈ {+1, −1}, the decoy x̃
     solves the paper's problem
 
         maximise ‖((x̃ − x)·s)⁺‖₁  subject to  ‖F_ℓ(x̃) − F_ℓ(x)‖_∞ ≤ ε,
@@ -144,11 +156,12 @@ class DecoyGenerator:
 
     Args:
         layer: name of the module ℓ (``model.get_submodule``), or "auto" for the last
-            ``nn.Conv2d`` (before its activation).
+            convolution of the input's dimension (``nn.Conv1d`` / ``Conv2d`` / ``Conv3d``, before
+            its activation).
         eps: tolerance ε >= 0 of the layer constraint, in units of F_ℓ.
-        patch: side K >= 1 of the square masks.
+        patch: side K >= 1 of the masks (along every spatial dimension).
         stride: step of the sliding mask, in [1, patch]; None means ``patch`` (the masks
-            tile the image, overlapping only at the far edges).
+            tile the input, overlapping only at the far edges).
         steps: signed gradient steps (>= 1).
         lr: step size, in input units (> 0); also the size of the start x̃⁰ − x.
         penalty: the multiplier c > 0 of the layer penalty.
@@ -206,11 +219,11 @@ class DecoyGenerator:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def __call__(self, model: nn.Module, x: Tensor) -> Decoys:
-        """The 2n decoys of every sample of x (N, C, H, W); see the class docstring."""
+        """The 2n decoys of every sample of x (N, C, *spatial); see the class docstring."""
         self._check_x(x)
         x = x.detach()
-        name, layer = find_layer(model, self.layer, nn.Conv2d if self.layer == "auto" else nn.Module, "layer")
-        masks = patch_masks(*x.shape[2:], self.patch, self.stride or self.patch, x.device).repeat_interleave(2, 0)
+        name, layer = find_layer(model, self.layer, conv_type(x, "decoys") if self.layer == "auto" else nn.Module, "layer")
+        masks = patch_masks(x.shape[2:], self.patch, self.stride or self.patch, x.device).repeat_interleave(2, 0)
         signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device).repeat(masks.shape[0] // 2)
         with torch.no_grad():
             reference = layer_output(model, layer, name, x)
@@ -228,12 +241,11 @@ class DecoyGenerator:
 
     def _check_x(self, x: Tensor) -> None:
         check_input(x)
-        if x.dim() != 4:
-            raise ValueError(f"decoys need images x of shape (N, C, H, W), got shape {tuple(x.shape)}")
-        height, width = x.shape[2:]
-        if self.patch > min(height, width):
+        conv_type(x, "decoys")  # (N, C, *spatial) with 1 to 3 spatial dimensions
+        spatial = tuple(x.shape[2:])
+        if self.patch > min(spatial):
             raise ValueError(
-                f"patch={self.patch} is larger than the {height}×{width} image; use patch <= {min(height, width)}"
+                f"patch={self.patch} is larger than the {'×'.join(map(str, spatial))} input; use patch <= {min(spatial)}"
             )
         if self.bounds is not None:
             low, high = self.bounds
@@ -243,6 +255,11 @@ class DecoyGenerator:
                     f"x lies outside bounds {self.bounds} in sample(s) {outside.nonzero().flatten().tolist()}; "
                     "the input must be in the valid range its decoys are drawn from"
                 )
+
+
+def _per_row(values: Tensor, like: Tensor) -> Tensor:
+    """(R,) values viewed as (R, 1, …, 1) to broadcast against rows of ``like``."""
+    return values.view(-1, *[1] * (like.dim() - 1))
 
 
 def _check_bounds(bounds: tuple[float, float]) -> None:
@@ -270,7 +287,7 @@ class _Problem:
     ):
         self.model, self.layer, self.name = model, layer, name
         self.x, self.reference, self.mask = x, reference, mask
-        self.sign = sign.view(-1, 1, 1, 1)
+        self.sign = _per_row(sign, x)
         self.config = config
 
     def project(self, candidate: Tensor, rows: Tensor | slice = slice(None)) -> Tensor:
@@ -300,7 +317,7 @@ class _Problem:
                 distance, penalty = self.distance(decoy)
                 gain = self.gain(decoy)
                 distance, better = distance.detach(), (distance <= config.eps) & (gain.detach() > best_gain)
-                best = torch.where(better.view(-1, 1, 1, 1), decoy.detach(), best)
+                best = torch.where(_per_row(better, best), decoy.detach(), best)
                 best_gain = torch.where(better, gain.detach(), best_gain)
                 best_distance = torch.where(better, distance, best_distance)
                 if step == config.steps:
@@ -309,7 +326,7 @@ class _Problem:
             decoy = self.project(decoy.detach() - config.lr * grad.sign())
         found = best_gain >= 0
         shrunk, shrunk_ok, shrunk_distance = self.shrink(decoy.detach(), distance, ~found)
-        decoys = torch.where(found.view(-1, 1, 1, 1), best, shrunk)
+        decoys = torch.where(_per_row(found, best), best, shrunk)
         return decoys, found | shrunk_ok, torch.where(found, best_distance, shrunk_distance)
 
     @torch.no_grad()

@@ -24,7 +24,9 @@ class Occlusion(Explainer):
 
     ``window`` and ``stride`` apply to the trailing dimensions of a sample; the leading
     ones are covered whole (for images (N, C, H, W), ``window=(8, 8)`` occludes all C
-    channels of an 8×8 patch; for tables (N, F), ``window=(1,)`` occludes one feature).
+    channels of an 8×8 patch; for volumes (N, C, D, H, W), ``window=(4, 4, 4)`` a 4³ cube; for
+    signals (N, C, L), ``window=(8,)`` an interval of 8 steps; for tables (N, F), ``window=(1,)``
+    occludes one feature).
     Along a dimension of size S the window starts at 0, stride, 2·stride, … for
     ceil((S − w)/stride) + 1 positions; the last window is cut at the edge, so every feature
     is covered (as in Captum). The stride may not exceed the window where the window is

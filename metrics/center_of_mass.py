@@ -8,20 +8,48 @@ from salbench.metrics import register
 from salbench.metrics.base import PairMetric
 from torch import Tensor
 
-__all__ = ["CenterOfMassShift", "center_of_mass"]
+__all__ = ["CenterOfMassShift", "center_of_mass", "spatial_mass", "index_moments"]
+
+
+def spatial_mass(attr: Tensor) -> Tensor:
+    """|E| summed over channels: (N, *spatial) for channel-first maps of rank >= 3, |E| itself for (N, F).
+
+    Example:
+        >>> spatial_mass(torch.tensor([[[1.0, -2.0], [-3.0, 0.0]]])), spatial_mass(torch.tensor([[1.0, -2.0]]))
+        (tensor([[4., 2.]]), tensor([[1., 2.]]))
+    """
+    mass = attr.abs()
+    return mass.sum(dim=1) if mass.dim() > 2 else mass
+
+
+def index_moments(weight: Tensor) -> Tensor:
+    """Σ_p p_d · w_p (N, D) over the positions p of ``weight`` (N, *spatial), for each of its D dimensions.
+
+    Each moment comes from the marginal of ``weight`` along its dimension; for a weight that sums
+    to 1 per sample it is the centre of mass in index units.
+
+    Example:
+        >>> index_moments(torch.tensor([[[0.0, 0.5], [0.5, 0.0]]]))
+        tensor([[0.5000, 0.5000]])
+    """
+    moments = []
+    for dim in range(1, weight.dim()):
+        others = [d for d in range(1, weight.dim()) if d != dim]
+        marginal = weight.sum(dim=others) if others else weight
+        moments.append(marginal @ torch.arange(weight.shape[dim], device=weight.device, dtype=weight.dtype))
+    return torch.stack(moments, dim=1)
 
 
 def center_of_mass(attr: Tensor, name: str = "attr") -> Tensor:
     """Centre of mass (N, D) of |E| over the D spatial dimensions, in index units.
 
     For a map of rank >= 3 dimension 1 is channels: |E| is summed over it and the remaining
-    dimensions are spatial (an image (N, C, H, W) gives (row, column)). For a rank-2 map
-    (N, F) the feature index is the coordinate. Each coordinate is the mass-weighted mean index
-    along its dimension, computed from the map's marginal along that dimension.
+    dimensions are spatial (a signal (N, C, L) gives (position,), an image (N, C, H, W) (row,
+    column), a volume (N, C, D, H, W) (depth, row, column)). For a rank-2 map (N, F) the feature
+    index is the coordinate. Each coordinate is the mass-weighted mean index along its
+    dimension, computed from the map's marginal along that dimension (:func:`index_moments`).
     """
-    mass = attr.abs()
-    if mass.dim() > 2:
-        mass = mass.sum(dim=1)
+    mass = spatial_mass(attr)
     total = mass.flatten(1).sum(dim=1)
     if (total == 0).any():
         samples = (total == 0).nonzero().flatten().tolist()
@@ -29,13 +57,7 @@ def center_of_mass(attr: Tensor, name: str = "attr") -> Tensor:
             f"{name} is zero everywhere in sample(s) {samples}: its centre of mass is undefined; drop those "
             "samples or use a metric defined for them (topk_intersection)"
         )
-    coordinates = []
-    for dim in range(1, mass.dim()):
-        others = [d for d in range(1, mass.dim()) if d != dim]
-        marginal = mass.sum(dim=others) if others else mass
-        index = torch.arange(mass.shape[dim], device=mass.device, dtype=mass.dtype)
-        coordinates.append((marginal * index).sum(dim=1) / total)
-    return torch.stack(coordinates, dim=1)
+    return index_moments(mass) / total[:, None]
 
 
 @register("center_of_mass_shift")
@@ -47,8 +69,8 @@ class CenterOfMassShift(PairMetric):
 
         Δ = ‖CoM(|E(x)|) − CoM(|E(x′)|)‖₂,   CoM(m) = Σ_p p · m_p / Σ_p m_p
 
-    over the spatial positions p (in index units, e.g. pixels). For images (N, C, H, W), |E| is
-    summed over channels first; for rank-2 maps (N, F) the feature index is the coordinate; for
+    over the spatial positions p (in index units, e.g. pixels). For signals (N, C, L), images
+    (N, C, H, W) and volumes (N, C, D, H, W), |E| is summed over channels first; for rank-2 maps (N, F) the feature index is the coordinate; for
     other ranks dimension 1 is taken as channels. Lower is better. A map that is zero
     everywhere has no centre of mass and is an error.
 

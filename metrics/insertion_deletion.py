@@ -166,8 +166,8 @@ class Insertion(_PerturbationCurve):
     Models", BMVC 2018, §4 (causal metrics); schedule and channel-mean baseline as in ID-ExpO
     (Yoshikawa & Iwata, AISTATS 2024, code yuyay/idexpo).
 
-    Units (features, or pixels of (N, C, H, W) images: see :mod:`salbench.metrics.perturbation`) are
-    sorted by attribution, descending (|E| with ``absolute``; ties keep index order). With U
+    Units (features, or positions of signals, images and volumes (N, C, *spatial) with all their
+    channels: see :mod:`salbench.metrics.perturbation`) are sorted by attribution, descending (|E| with ``absolute``; ties keep index order). With U
     units, n_K = round(K·U) (K = ``fraction``) and step s, point m = 0..M has c_m = min(m·s, n_K)
     units; the insertion input x_ins,m takes the top c_m units from x and the rest from the
     baseline b; the curve is y_m = p_c(x_ins,m) (softmax probability of the target, or its
@@ -190,10 +190,11 @@ class Insertion(_PerturbationCurve):
             ID-ExpO's n = 64; 784 px → 13, 30 features → 1). The authors use 64 pixels.
         fraction: K, the share of units the curve covers, in (0, 1]; the authors use 0.5.
         baseline: a constant, "mean" (per-sample per-channel mean of x, ID-ExpO's channel
-            mean) or "blur" (Gaussian blur of x, images only).
+            mean) or "blur" (Gaussian blur of x over its spatial dims: signals, images, volumes).
         blur_sigma: std in pixels of the "blur" baseline (default 5, RISE's σ for 224-px images).
         absolute: rank units by |E| (summed over channels for pixels) instead of E.
-        unit: "pixel", "feature" or "auto" (pixels for rank-4 inputs, features otherwise).
+        unit: "pixel", "feature" or "auto" (pixels for (N, C, *spatial) inputs of rank 3 to 5, features
+            for tables).
         output: "probability" (softmax of the target) or "logit".
         batch_size: inputs per model call; None (default) = a budget of input elements per
             call that depends on the device (:meth:`rows_per_call`): on CPU a small CNN costs

@@ -4,11 +4,14 @@ Shared by the exact insertion/deletion metrics (:mod:`salbench.metrics.insertion
 differentiable versions (:mod:`salbench.metrics.soft_insertion_deletion`), so that both perturb the same
 units towards the same baseline along the same schedule.
 
-- A *unit* is what moves as one: a ``"feature"`` is one element of a sample; a ``"pixel"`` of an
-  image (N, C, H, W) is its C channel values at one position (its score is the channel sum of
-  the attribution). ``"auto"`` means pixels for rank-4 inputs and features otherwise.
+- A *unit* is what moves as one: a ``"feature"`` is one element of a sample; a ``"pixel"`` of a
+  channel-first input (N, C, *spatial) with 1 to 3 spatial dimensions (a signal's time step, an
+  image's pixel, a volume's voxel) is its C channel values at one position (its score is the
+  channel sum of the attribution). ``"auto"`` means pixels for inputs of rank 3 to 5 (signals,
+  images, volumes) and features for tables (N, F).
 - The *baseline* replaces units that are not (yet) inserted or already deleted: a constant,
-  the per-sample per-channel ``"mean"`` or a Gaussian ``"blur"`` of the input.
+  the per-sample per-channel ``"mean"`` or a Gaussian ``"blur"`` of the input over its spatial
+  dimensions.
 - The *schedule*: with U units, fraction K and step s, the curve has points
   c_m = min(m·s, n_K), m = 0..M, M = ⌈n_K / s⌉, n_K = round(K·U) (at least 1), i.e. it starts
   at no unit and ends exactly at n_K units even when s does not divide n_K.
@@ -62,14 +65,25 @@ def check_baseline(baseline: float | str, blur_sigma: float) -> None:
     check_positive(blur_sigma, "blur_sigma")
 
 
+def _spatial(x: Tensor) -> bool:
+    """Whether ``x`` is channel-first (N, C, *spatial) with 1 to 3 spatial dimensions."""
+    return 3 <= x.dim() <= 5
+
+
 def resolve_unit(unit: str, x: Tensor) -> Literal["feature", "pixel"]:
-    """The unit for input ``x``: "auto" is "pixel" for rank-4 (N, C, H, W) inputs, else "feature"."""
+    """The unit for input ``x``: "auto" is "pixel" for (N, C, *spatial) inputs of rank 3 to 5, else "feature".
+
+    Example:
+        >>> import torch
+        >>> [resolve_unit("auto", torch.zeros(shape)) for shape in [(1, 4), (1, 2, 8), (1, 1, 4, 4), (1, 1, 2, 2, 2)]]
+        ['feature', 'pixel', 'pixel', 'pixel']
+    """
     if unit == "auto":
-        return "pixel" if x.dim() == 4 else "feature"
-    if unit == "pixel" and x.dim() != 4:
+        return "pixel" if _spatial(x) else "feature"
+    if unit == "pixel" and not _spatial(x):
         raise ValueError(
-            f"unit='pixel' needs image inputs of shape (N, C, H, W), got shape {tuple(x.shape)}; "
-            "use unit='feature' or 'auto'"
+            f"unit='pixel' needs channel-first inputs (N, C, *spatial) with 1 to 3 spatial dimensions (signals, "
+            f"images, volumes), got shape {tuple(x.shape)}; use unit='feature' or 'auto'"
         )
     return unit
 
@@ -90,36 +104,42 @@ def baseline_input(x: Tensor, baseline: float | str, blur_sigma: float) -> Tenso
 
     A number fills every element; "mean" is each sample's mean over its non-channel dimensions
     (dimension 1 is channels for rank >= 3; a rank-2 sample has one channel, its mean over all
-    features); "blur" is :func:`gaussian_blur` of an image with ``blur_sigma``.
+    features); "blur" is :func:`gaussian_blur` of a signal, image or volume with ``blur_sigma``.
     """
     if baseline == "mean":
         dims = tuple(range(2, x.dim())) if x.dim() > 2 else (1,)
         return x.mean(dim=dims, keepdim=True).expand_as(x).contiguous()  # contiguous: cheap to broadcast from
     if baseline == "blur":
-        if x.dim() != 4:
+        if not _spatial(x):
             raise ValueError(
-                f"baseline='blur' needs image inputs of shape (N, C, H, W), got shape {tuple(x.shape)}; "
-                "use a number or 'mean'"
+                f"baseline='blur' needs channel-first inputs (N, C, *spatial) with 1 to 3 spatial dimensions "
+                f"(signals, images, volumes), got shape {tuple(x.shape)}; use a number or 'mean'"
             )
         return gaussian_blur(x, blur_sigma)
     return torch.full_like(x, float(baseline))
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Each channel of images (N, C, H, W) convolved with a Gaussian of std ``sigma`` pixels.
+    """Each channel of x (N, C, *spatial) convolved with a Gaussian of std ``sigma`` positions along every spatial dim.
 
-    Separable kernel exp(−d²/2σ²), normalised, radius r = ⌊3σ + 0.5⌋, edges replicated; the same
-    as ``scipy.ndimage.gaussian_filter(mode="nearest", truncate=3.0)`` over H and W.
+    Separable kernel exp(−d²/2σ²), normalised, radius r = ⌊3σ + 0.5⌋, edges replicated, applied
+    along each spatial dimension in turn; the same as ``scipy.ndimage.gaussian_filter(mode="nearest",
+    truncate=3.0)`` over the spatial dimensions (H and W of an image; L of a signal; D, H, W of a volume).
+
+    Example:
+        >>> import torch
+        >>> gaussian_blur(torch.tensor([[[0.0, 0.0, 3.0, 0.0, 0.0]]], dtype=torch.float64), 0.5).round(decimals=3).tolist()
+        [[[0.001, 0.319, 2.36, 0.319, 0.001]]]
     """
     radius = int(3 * sigma + 0.5)
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    n, c, h, w = x.shape
-    planes = F.pad(x.reshape(n * c, 1, h, w), (radius, radius, radius, radius), mode="replicate")
-    planes = F.conv2d(planes, kernel.view(1, 1, 1, -1))
-    planes = F.conv2d(planes, kernel.view(1, 1, -1, 1))
-    return planes.reshape(n, c, h, w)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    for dim in range(2, x.dim()):
+        lines = x.movedim(dim, -1)
+        flat = F.pad(lines.reshape(-1, 1, lines.shape[-1]), (radius, radius), mode="replicate")
+        x = F.conv1d(flat, kernel).view(lines.shape).movedim(-1, dim)
+    return x
 
 
 def default_step(n_units: int, steps: int = DEFAULT_STEPS) -> int:

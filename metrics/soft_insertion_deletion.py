@@ -87,10 +87,11 @@ def soft_insertion_deletion(
             CIFAR-10 configuration).
         fraction: K, the share of units covered, in (0, 1]; default 0.5 as the authors.
         temperature: T > 0; default 1 as the authors.
-        baseline: a constant, "mean" (per-sample per-channel mean of x) or "blur" (images).
+        baseline: a constant, "mean" (per-sample per-channel mean of x) or "blur" (signals, images, volumes).
         blur_sigma: std in pixels of the "blur" baseline.
         absolute: rank units by |E| instead of E.
-        unit: "pixel", "feature" or "auto" (pixels for rank-4 inputs, features otherwise).
+        unit: "pixel", "feature" or "auto" (pixels for (N, C, *spatial) inputs of rank 3 to 5, features
+            for tables).
 
     Example:
         >>> import torch

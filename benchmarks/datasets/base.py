@@ -1,7 +1,9 @@
 """What a data set loads into: three splits, the number of classes, the valid input range.
 
-Image and tabular inputs are float32 tensors; text inputs are long (N, 2, L) text tensors of
-token ids and word positions (:mod:`salbench.core.text`) with the bundle's vocabulary.
+Image, volume, signal and tabular inputs are float32 tensors (channel-first: (N, C, H, W),
+(N, C, D, H, W), (N, C, L); tables (N, F)), checked against the bundle's modality; text inputs
+are long (N, 2, L) text tensors of token ids and word positions (:mod:`salbench.core.text`)
+with the bundle's vocabulary.
 
 A :class:`Dataset` is a registered component (typed ``__init__`` parameters) whose :meth:`load`
 returns a :class:`DataBundle`. The bundle checks its own consistency when it is built, so a
@@ -24,6 +26,11 @@ from torch import Tensor
 
 __all__ = ["Split", "DataBundle", "Dataset"]
 
+_SAMPLE_RANK = {
+    "image": (3, "(C, H, W)"), "volume": (4, "(C, D, H, W)"), "signal": (2, "(C, L)"), "tabular": (1, "(F,)"),
+    "text": (2, "(2, L)"),
+}
+"""Per modality: the rank of one sample and its shape in words (x is (N, *that))."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,11 @@ class DataBundle:
                 )
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if len(shape) != _SAMPLE_RANK[self.modality][0]:
+            raise ValueError(
+                f"modality {self.modality!r} needs samples of shape {_SAMPLE_RANK[self.modality][1]}, "
+                f"but the splits hold samples of shape {shape}"
+            )
         self._check_text()
         if self.bounds is not None:
             self._check_bounds(shape)

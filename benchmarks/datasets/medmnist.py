@@ -117,7 +117,7 @@ def _images(images: np.ndarray, where: str) -> Tensor:
     else:
         raise ValueError(
             f"{where} must have shape (N, H, W) (gray) or (N, H, W, 3) (RGB), got {images.shape}; "
-            "3D volumes are not supported"
+            "MedMNIST3D volumes load with data set 'volume_arrays' (value_range = [0, 255], normalize = 'range')"
         )
     return x.float().div_(255.0).contiguous()
 

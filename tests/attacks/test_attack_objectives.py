@@ -41,6 +41,20 @@ def test_centre_of_mass_of_flat_inputs_is_the_mean_feature_index():
     assert torch.equal(centre_of_mass(attr), torch.tensor([[2.5], [0.0]], dtype=torch.float64))
 
 
+def test_centre_of_mass_of_volumes_and_signals_sums_channels():
+    volume = torch.zeros(1, 2, 3, 4, 5, dtype=torch.float64)
+    volume[0, 0, 2, 1, 4] = 3.0  # (depth 2, row 1, col 4), weight 3
+    volume[0, 1, 0, 3, 0] = -1.0  # (depth 0, row 3, col 0), weight 1, other channel
+    assert torch.allclose(centre_of_mass(volume), torch.tensor([[6 / 4, 6 / 4, 12 / 4]], dtype=torch.float64))
+    signal = torch.zeros(2, 3, 7, dtype=torch.float64)
+    signal[0, 2, 5], signal[1, 0, 1], signal[1, 1, 4] = 2.0, 1.0, -1.0
+    assert torch.equal(centre_of_mass(signal), torch.tensor([[5.0], [2.5]], dtype=torch.float64))
+    moved = torch.zeros_like(volume)
+    moved[0, 0, 1, 3, 0] = 3.0  # the weight-3 voxel moved by (−1, 2, −4): the centre by (−3, 6, −12)/4
+    moved[0, 1, 0, 3, 0] = -1.0
+    assert metrics.get("center_of_mass_shift")(volume, moved).item() == pytest.approx((9 + 36 + 144) ** 0.5 / 4)
+
+
 def test_ranking_pairs_are_the_authors_pairs():
     upper, lower = ranking_pairs(3)
     pairs = list(zip(upper.tolist(), lower.tolist()))
@@ -92,6 +106,17 @@ def test_target_region_mask_covers_the_region_in_every_channel():
     assert torch.equal(mask, expected.expand(2, 4, 5))
     attr = torch.ones(1, 2, 4, 5)
     assert attack.objective(attr, attack.reference(attr)).item() == pytest.approx(6 / 20)
+
+
+def test_target_region_on_volumes_and_signals_is_a_box_in_every_channel():
+    box = attacks.get("target_region", region=(1, 0, 2, 2, 3, 1)).reference(torch.zeros(2, 2, 4, 3, 5)).view(2, 4, 3, 5)
+    expected = torch.zeros(4, 3, 5)
+    expected[1:3, 0:3, 2:3] = 1
+    assert torch.equal(box, expected.expand(2, 4, 3, 5))
+    interval = attacks.get("target_region", region=(3, 2)).reference(torch.zeros(1, 2, 6)).view(2, 6)
+    assert interval.tolist() == [[0, 0, 0, 1, 1, 0]] * 2
+    with pytest.raises(ValueError, match=r"must give 6 numbers .* 3 spatial dimension\(s\)"):
+        attacks.get("target_region", region=(0, 0, 2, 2)).reference(torch.zeros(1, 1, 4, 4, 4))
 
 
 def test_target_region_on_flat_inputs_is_a_feature_range():

@@ -238,3 +238,39 @@ def test_heatmap_panels_share_one_colour_scale():
     # sensitivity (the first metric) means: 0.1 … 0.7 on one data set, 1.1 … 1.7 on the other
     assert [ax.collections[0].get_clim() for ax in panels] == [(pytest.approx(0.1), pytest.approx(1.7))] * 2
     assert len(bars) == 1  # one colour bar for the figure, not one per panel
+
+
+def test_volume_examples_are_drawn_at_the_slice_with_most_mask_and_signals_as_bars_per_position(tmp_path):
+    """A volume sample is cut where its mask has most voxels (the middle slice without a mask), its
+    map drawn as the channel sum of |E| on that slice; a signal's map is one bar per position with
+    the channel sum of E; both side by side with another explainer."""
+    rng = np.random.default_rng(2)
+    volume = rng.normal(size=(2, 2, 5, 4, 4)).astype(np.float32)
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[0, :, 3, 1:3, 1:3] = True
+    mask[0, :, 1, 0, 0] = True  # fewer voxels than slice 3
+    signal = rng.normal(size=(2, 2, 12)).astype(np.float32)
+    for dataset, x, extra in (("synthetic_volumes", volume, {"mask": mask}), ("synthetic_signals", signal, {})):
+        for explainer in ("grad", "ig"):
+            examples = {"x": x, "attr": rng.normal(size=x.shape).astype(np.float32), "x_adv": x + 0.1,
+                        "attr_adv": rng.normal(size=x.shape).astype(np.float32), "sample": np.array([3, 8]), **extra}
+            cell_id, records = cell(explainer, "topk", {"topk_intersection": [0.5, 0.5]}, dataset=dataset)
+            write_cell(tmp_path, cell_id, records, examples)
+    stored = read_store(tmp_path)
+    figures = dict(example_figures(stored.records, stored.examples))
+    grad = {stem.split("_")[1]: figure for stem, figure in figures.items() if "_grad_" in stem}
+    axes = np.array(grad["synthetic-volumes"].axes[:8]).reshape(4, 2)
+    assert [ax.get_title() for ax in axes[0]] == ["test sample 3, slice 3", "test sample 8, slice 2"]
+    attr = stored.examples[next(c for c in stored.examples if stored.examples[c]["x"].ndim == 5 and
+                                stored.records.loc[stored.records.cell_id == c, "explainer"].iloc[0] == "grad")]["attr"]
+    np.testing.assert_allclose(axes[1, 0].images[0].get_array(), np.abs(attr[0, :, 3]).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(axes[1, 1].images[0].get_array(), np.abs(attr[1, :, 2]).sum(axis=0), rtol=1e-6)
+    signal_axes = np.array(grad["synthetic-signals"].axes).reshape(4, 2)
+    bars = next(c for c in signal_axes[1, 0].collections if isinstance(c, LineCollection))
+    signal_attr = stored.examples[next(c for c in stored.examples if stored.examples[c]["x"].ndim == 3 and
+                                       stored.records.loc[stored.records.cell_id == c, "explainer"].iloc[0] == "grad")]["attr"]
+    np.testing.assert_allclose([segment[1, 1] for segment in bars.get_segments()], signal_attr[0].sum(axis=0), rtol=1e-6)
+    assert signal_axes[3, 0].get_xlabel() == "position"
+    compared = dict(comparison_figures(stored.records, stored.examples))
+    assert sorted(compared) == ["compare_synthetic-signals_topk", "compare_synthetic-volumes_topk"]
+    assert compared["compare_synthetic-volumes_topk"].axes[0].get_title() == "test sample 3, slice 3"

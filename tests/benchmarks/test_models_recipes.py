@@ -48,6 +48,47 @@ def test_small_cnn_is_a_cam_network():
     assert feature_maps.shape[-2:] == (8, 8)
 
 
+@pytest.mark.parametrize(
+    "name, shape, conv",
+    [("small_cnn", (2, 16), nn.Conv1d), ("small_cnn1d", (1, 12), nn.Conv1d), ("small_cnn", (1, 8, 8, 8), nn.Conv3d),
+     ("small_cnn3d", (2, 4, 8, 6), nn.Conv3d)],
+)
+def test_small_cnn_on_signals_and_volumes_is_a_cam_network(name, shape, conv):
+    """Conv1d/Conv3d chosen from the input shape; logits = spatial mean of Σ_k w_ck A_k + b (CAM exact)."""
+    torch.manual_seed(0)
+    net = models.build(name, {"channels": (3, 5)}, shape, 3).double()
+    x = torch.randn(4, *shape, dtype=torch.float64)
+    assert all(not isinstance(m, nn.Conv2d) for m in net.modules())
+    assert net.last_conv is [m for m in net.modules() if isinstance(m, conv)][-1]
+    feature_maps = net.features(x)
+    assert feature_maps.shape == (4, 5, *(side // 2 for side in shape[1:]))  # one pool of side 2
+    cam = torch.einsum("ck,nk...->nc...", net.classifier.weight, feature_maps)
+    spatial = tuple(range(2, cam.dim()))
+    torch.testing.assert_close(cam.mean(spatial) + net.classifier.bias, net(x), rtol=0, atol=1e-12)
+    assert models.provides(name) == {"conv", "gap_head"}
+
+
+@pytest.mark.parametrize(
+    "name, shape, message",
+    [("small_cnn3d", (1, 16, 16), r"input_shape must be \(channels, depth, height, width\)"),
+     ("small_cnn1d", (1, 8, 8, 8), r"input_shape must be \(channels, length\)"),
+     ("small_cnn", (30,), r"input_shape must be \(channels, length\) or \(channels, height, width\) or \(channels, depth"),
+     ("small_cnn", (1, 2, 2, 2, 2), "input_shape must be")],
+)
+def test_small_cnn_names_the_shapes_it_accepts(name, shape, message):
+    with pytest.raises(ValueError, match=message):
+        models.build(name, {}, shape, 2)
+
+
+def test_small_cnn_on_images_keeps_its_modules_and_state_dict_keys():
+    """The 2-d network has the layout its checkpoints were saved with (examples/own_model, the model cache)."""
+    net = models.build("small_cnn", {"channels": (4, 6)}, (1, 8, 8), 2)
+    assert [type(m).__name__ for m in net.features] == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU"]
+    assert type(net.pool).__name__ == "AdaptiveAvgPool2d"
+    assert list(net.state_dict()) == ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias",
+                                      "classifier.weight", "classifier.bias"]
+
+
 # -- resnet --------------------------------------------------------------------------------------
 def test_resnet_has_torchvisions_resnet18_layout():
     """Names and shapes of torchvision's resnet18 (3 channels, 1000 classes), spot-checked: the
@@ -107,7 +148,7 @@ def test_small_cnn_without_pooling_keeps_the_resolution():
 @pytest.mark.parametrize(
     "params, shape, classes, match",
     [
-        ({}, (1, 28), 2, "input_shape"),
+        ({}, (28,), 2, "input_shape"),  # (1, 28) is a signal now
         ({}, (1, 2, 2), 2, "too small"),
         ({"kernel_size": 4}, (1, 8, 8), 2, "kernel_size"),
         ({"channels": ()}, (1, 8, 8), 2, "channels"),

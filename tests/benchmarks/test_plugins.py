@@ -104,7 +104,7 @@ def test_the_contract_checks_reach_a_plugin_by_the_registry(plugged):
     for name in registered("explainers"):  # nothing names the plugin: it is checked by existing
         checked[name] = check_explainer(name)
     report = checked["gradient_squared"]
-    assert report.applicable == ("image", "tabular")
+    assert report.applicable == ("image", "volume", "signal", "tabular")
     assert "gradcheck" in report.passed["image"] and "batch invariance" in report.passed["tabular"]
 
 

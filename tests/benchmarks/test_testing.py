@@ -15,6 +15,7 @@ from salbench.testing import (
     fixture,
     registered,
 )
+from torch import nn
 
 
 class Plain(Explainer):
@@ -85,12 +86,33 @@ class Refuses(Plain):
         raise TypeError("x must be a text tensor")
 
 
-def test_a_correct_explainer_passes_every_check_on_both_fixtures():
+def test_a_correct_explainer_passes_every_check_on_every_fixture():
     report = check_explainer(Plain())
-    assert report.applicable == ("image", "tabular") and report.not_applicable == {}
+    assert report.applicable == ("image", "volume", "signal", "tabular") and report.not_applicable == {}
     expected = ("shape", "device", "batch invariance", "NaN rejection", "determinism", "target rejection",
                 "create_graph", "gradcheck")
-    assert report.passed == {"image": expected, "tabular": expected}
+    assert report.passed == {modality: expected for modality in report.applicable}
+
+
+def test_volume_and_signal_fixtures_are_channel_first_cnns_that_predict_every_class():
+    for modality, shape, conv in (("volume", (4, 1, 4, 4, 4), nn.Conv3d), ("signal", (4, 2, 12), nn.Conv1d)):
+        data = fixture(modality)
+        assert data.x.shape == shape and data.bounds == (0.0, 1.0) and isinstance(data.model[0], conv)
+        assert isinstance(data.smooth_model[1], nn.Softplus) and data.reference.shape == (4, 4, *shape[1:])
+        with torch.no_grad():
+            wide = data.model(torch.rand(256, *shape[1:], generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+        assert set(wide.argmax(1).tolist()) == {0, 1, 2}
+
+
+def test_a_parameter_whose_form_depends_on_the_modality_comes_from_test_params_by_modality():
+    """target_region's region has two numbers per spatial dimension: 4 for the image fixture, 6 for
+    the volume, 2 for the signal; given one region for all, the other fixtures refuse it."""
+    report = check_attack("target_region")
+    assert report.applicable == ("image", "volume", "signal")
+    with pytest.raises(ContractError) as caught:
+        check_attack("target_region", {"region": (0, 0, 4, 4)})
+    assert "volume: refused its fixture: ValueError: region must give 6 numbers" in str(caught.value)
+    assert "signal: refused its fixture: ValueError: region must give 2 numbers" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ def gains(decoys: Decoys, x: torch.Tensor) -> torch.Tensor:
 # -- masks -----------------------------------------------------------------------------------------
 def test_patch_masks_hand_worked():
     # side 5, patch 2, stride 2: windows start at 0, 2 and, flush with the edge, 3
-    masks = patch_masks(5, 5, 2, 2)
+    masks = patch_masks((5, 5), 2, 2)
     assert masks.shape == (9, 5, 5)
     rows = [[0, 1], [2, 3], [3, 4]]
     for k, mask in enumerate(masks):
@@ -67,10 +67,20 @@ def test_patch_masks_hand_worked():
 
 @pytest.mark.parametrize("patch,stride,count", [(3, 3, 9), (3, 1, 36), (8, 8, 1), (1, 1, 64)])
 def test_masks_are_full_squares_covering_every_pixel(patch, stride, count):
-    masks = patch_masks(8, 8, patch, stride)
+    masks = patch_masks((8, 8), patch, stride)
     assert masks.shape == (count, 8, 8)
     assert (masks.flatten(1).sum(1) == patch * patch).all()
     assert masks.any(0).all()
+
+
+def test_masks_in_one_and_three_dimensions():
+    """Intervals of a signal and cubes of a volume: full boxes, row-major by first corner, covering everything."""
+    assert patch_masks((5,), 2, 2).int().tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]]
+    cubes = patch_masks((4, 5, 4), 2, 2)
+    assert cubes.shape == (2 * 3 * 2, 4, 5, 4) and (cubes.flatten(1).sum(1) == 8).all() and cubes.any(0).all()
+    expected = torch.zeros(4, 5, 4, dtype=torch.bool)
+    expected[0:2, 3:5, 2:4] = True  # corner (0, 3, 2): index 0·6 + 2·2 + 1
+    assert torch.equal(cubes[5], expected)
 
 
 # -- decoy generation ------------------------------------------------------------------------------
@@ -97,6 +107,28 @@ def test_decoys_change_only_inside_their_mask(model, x):
     assert (decoys.inputs != x[:, None]).flatten(2).any(2).float().mean() > 0.9
     assert torch.equal(decoys.signs[:4], torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64))
     assert torch.equal(decoys.masks[0], decoys.masks[1]) and not torch.equal(decoys.masks[1], decoys.masks[2])
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 12), (2, 1, 4, 5, 4)])  # a signal (N, C, L), a volume (N, C, D, H, W)
+def test_signal_and_volume_decoys_keep_the_last_convolution_and_their_mask(shape):
+    torch.manual_seed(0)
+    conv, pool = {3: (nn.Conv1d, nn.AdaptiveAvgPool1d), 5: (nn.Conv3d, nn.AdaptiveAvgPool3d)}[len(shape)]
+    net = nn.Sequential(conv(shape[1], 3, 3, padding=1), nn.ReLU(), conv(3, 4, 3, padding=1), nn.ReLU(),
+                        pool(1), nn.Flatten(), nn.Linear(4, 2)).double().eval()
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    decoys = DecoyGenerator(eps=0.05, patch=2, **FAST)(net, x)  # layer "auto": the last Conv1d / Conv3d, "2"
+    masks = patch_masks(shape[2:], 2, 2)
+    assert torch.equal(decoys.masks, masks.repeat_interleave(2, 0)) and decoys.inputs.shape == (2, 2 * len(masks), *shape[1:])
+    outside = ~decoys.masks[None, :, None].expand_as(decoys.inputs)
+    assert torch.equal(decoys.inputs[outside], x[:, None].expand_as(decoys.inputs)[outside])
+    reference = hooked_output(net, "2", x)
+    for n in range(x.shape[0]):
+        gap = (hooked_output(net, "2", decoys.inputs[n][decoys.kept[n]]) - reference[n]).abs().amax(1)
+        assert (gap <= 0.05 + 1e-12).all()
+    moved = ((decoys.inputs - x[:, None]) * decoys.signs.view(1, -1, *[1] * (len(shape) - 1))).clamp(min=0).flatten(2).sum(2)
+    assert decoys.kept.float().mean() > 0.9 and (moved[decoys.kept] > 0.01).float().mean() > 0.9
+    attr = explainers.get("decoy", eps=0.05, patch=2, **FAST)(net, x, 1)
+    assert attr.shape == x.shape and bool(attr.amax() <= 1) and bool(attr.amax() > 0)
 
 
 def test_bounds_are_respected(model):
@@ -283,14 +315,16 @@ def test_unknown_layer_lists_the_modules(model, x):
 
 
 def test_patch_larger_than_the_image(model, x):
-    with pytest.raises(ValueError, match="patch=9 is larger than the 8×8 image"):
+    with pytest.raises(ValueError, match="patch=9 is larger than the 8×8 input"):
         explainers.get("decoy", patch=9, stride=1)(model, x, 0)
 
 
 def test_input_outside_bounds_or_not_an_image(model, x):
     with pytest.raises(ValueError, match=r"outside bounds .* sample\(s\) \[1\]"):
         explainers.get("decoy", bounds=BOUNDS)(model, x + torch.tensor([0.0, 2.0]).view(2, 1, 1, 1), 0)
-    with pytest.raises(ValueError, match=r"images x of shape \(N, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"decoys needs x of shape \(N, C, \*spatial\) with 1 to 3 spatial"):
+        DecoyGenerator()(model, x.flatten(1))
+    with pytest.raises(ValueError, match=r"layer='auto' found no Conv1d"):  # a signal (N, C, L) for a 2-d network
         DecoyGenerator()(model, x[:, 0])
 
 

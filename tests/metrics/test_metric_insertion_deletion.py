@@ -102,46 +102,51 @@ def test_absolute_ranks_by_magnitude_and_evaluate_returns_area_and_curve():
     assert area.tolist() == metrics.get("insertion", step=1, absolute=True)(linear_model(), x, attr, 0).tolist()
 
 
-# -- images: pixels move with all their channels ---------------------------------------------------
+# -- signals, images, volumes: positions move with all their channels ---------------------------------
 def brute_force_curve(model, x, attr, target, step, fraction, baseline, inserts):
-    """Per-sample, per-point Python loops over a channel-summed pixel ranking (ties: lower index first)."""
-    n, c, h, w = x.shape
+    """Per-sample, per-point Python loops over a channel-summed position ranking (ties: lower index first)."""
+    n, c = x.shape[:2]
+    positions = x[0, 0].numel()
     curves = []
     for i in range(n):
         score = attr[i].sum(0).flatten().tolist()
-        order = sorted(range(h * w), key=lambda p: (-score[p], p))
-        n_end = math.floor(fraction * h * w + 0.5)
+        order = sorted(range(positions), key=lambda p: (-score[p], p))
+        n_end = math.floor(fraction * positions + 0.5)
         counts = list(range(0, n_end, step)) + [n_end]
         row = []
         for count in counts:
             chosen = set(order[:count])
-            z = baseline[i].clone()
-            for p in range(h * w):
+            z = baseline[i].clone().reshape(c, positions)
+            for p in range(positions):
                 if (p in chosen) == inserts:
-                    z[:, p // w, p % w] = x[i, :, p // w, p % w]
-            row.append(torch.softmax(model(z[None]), 1)[0, target[i]].item())
+                    z[:, p] = x[i].reshape(c, positions)[:, p]
+            row.append(torch.softmax(model(z.view_as(x[i])[None]), 1)[0, target[i]].item())
         curves.append(row)
     return curves
 
 
 @pytest.mark.parametrize("inserts", [True, False])
 @pytest.mark.parametrize("baseline", [0.0, -1.5, "mean", "blur"])
-def test_image_curves_match_brute_force(inserts, baseline):
+@pytest.mark.parametrize("shape", [(3, 2, 5, 4), (3, 2, 11), (3, 2, 3, 2, 3)])  # images, signals, volumes
+def test_position_curves_match_brute_force(inserts, baseline, shape):
     gen = torch.Generator().manual_seed(3)
-    x = torch.randn(3, 2, 5, 4, generator=gen, dtype=torch.float64)
-    attr = torch.randn(3, 2, 5, 4, generator=gen, dtype=torch.float64)
-    attr[1] = attr[1].round()  # ties between pixels
-    model = nn.Sequential(nn.Flatten(), nn.Linear(40, 3, dtype=torch.float64), nn.Tanh(),
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    attr = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    attr[1] = attr[1].round()  # ties between positions
+    features = math.prod(shape[1:])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(features, 3, dtype=torch.float64), nn.Tanh(),
                           nn.Linear(3, 3, dtype=torch.float64))
     target = torch.tensor([0, 2, 1])
     metric = metrics.get("insertion" if inserts else "deletion", step=3, fraction=0.5, baseline=baseline,
                          blur_sigma=1.0, batch_size=4)
+    spatial = tuple(range(2, len(shape)))
     if baseline == "mean":
-        base = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+        base = x.mean(dim=spatial, keepdim=True).expand_as(x)
     elif baseline == "blur":
         from scipy.ndimage import gaussian_filter
 
-        base = torch.from_numpy(gaussian_filter(x.numpy(), sigma=(0, 0, 1.0, 1.0), mode="nearest", truncate=3.0))
+        sigma = (0, 0, *(1.0,) * len(spatial))
+        base = torch.from_numpy(gaussian_filter(x.numpy(), sigma=sigma, mode="nearest", truncate=3.0))
     else:
         base = torch.full_like(x, baseline)
     with torch.no_grad():
@@ -298,7 +303,7 @@ def test_bad_call_inputs_name_the_argument():
         metric(model, bad, x, 0)
     with pytest.raises(ValueError, match=r"target holds class indices outside \[0, 2\)"):
         metric(model, x, x, 2)
-    with pytest.raises(ValueError, match="unit='pixel' needs image inputs"):
+    with pytest.raises(ValueError, match=r"unit='pixel' needs channel-first inputs \(N, C, \*spatial\)"):
         metrics.get("insertion", unit="pixel")(model, x, x, 0)
-    with pytest.raises(ValueError, match="baseline='blur' needs image inputs"):
+    with pytest.raises(ValueError, match=r"baseline='blur' needs channel-first inputs \(N, C, \*spatial\)"):
         metrics.get("deletion", baseline="blur")(model, x, x, 0)

@@ -11,6 +11,7 @@ from salbench.metrics.perturbation import (
     default_step,
     resolve_unit,
     step_counts,
+    unit_mask_shape,
     unit_scores,
 )
 from scipy.ndimage import gaussian_filter
@@ -46,10 +47,20 @@ def test_default_step():
 
 def test_units_and_their_scores():
     image = torch.arange(12.0).view(1, 3, 2, 2) - 6
-    assert resolve_unit("auto", image) == "pixel" and resolve_unit("auto", image[:, 0]) == "feature"
+    assert resolve_unit("auto", image) == "pixel" and resolve_unit("auto", image.flatten(1)) == "feature"
     assert unit_scores(image, "pixel", absolute=False).tolist() == [[-6.0, -3.0, 0.0, 3.0]]
     assert unit_scores(image, "pixel", absolute=True).tolist() == [[10.0, 9.0, 8.0, 9.0]]
     assert unit_scores(image, "feature", absolute=True).flatten().tolist() == [6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5]
+
+
+def test_signal_and_volume_units_are_positions_with_all_their_channels():
+    signal = torch.tensor([[[1.0, -2.0, 3.0], [10.0, 20.0, -30.0]]])  # (N, C, L) = (1, 2, 3)
+    assert resolve_unit("auto", signal) == "pixel"
+    assert unit_scores(signal, "pixel", absolute=False).tolist() == [[11.0, 18.0, -27.0]]
+    assert unit_mask_shape(signal, "pixel") == (1, 3)
+    volume = torch.arange(16.0).view(1, 2, 2, 2, 2)  # (N, C, D, H, W)
+    assert resolve_unit("auto", volume) == "pixel" and unit_mask_shape(volume, "pixel") == (1, 2, 2, 2)
+    assert unit_scores(volume, "pixel", absolute=False).tolist() == [[8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0]]
 
 
 def test_mean_baseline_is_per_sample_per_channel():
@@ -59,8 +70,13 @@ def test_mean_baseline_is_per_sample_per_channel():
     assert baseline_input(torch.zeros(2, 3), -0.5, 1.0).unique().tolist() == [-0.5]
 
 
-@pytest.mark.parametrize("sigma, shape", [(0.5, (2, 3, 7, 5)), (1.3, (1, 1, 9, 9)), (5.0, (2, 2, 6, 8))])
+@pytest.mark.parametrize(
+    "sigma, shape",
+    [(0.5, (2, 3, 7, 5)), (1.3, (1, 1, 9, 9)), (5.0, (2, 2, 6, 8)), (1.3, (2, 3, 11)), (0.8, (2, 2, 5, 6, 7))],
+)
 def test_blur_matches_scipy_gaussian_filter(sigma, shape):
+    """Images, signals (N, C, L) and volumes (N, C, D, H, W): blurred over the spatial dims only."""
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    expected = gaussian_filter(x.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest", truncate=3.0)
+    spatial = (sigma,) * (len(shape) - 2)
+    expected = gaussian_filter(x.numpy(), sigma=(0, 0, *spatial), mode="nearest", truncate=3.0)
     assert torch.allclose(baseline_input(x, "blur", sigma), torch.from_numpy(expected), atol=1e-12)

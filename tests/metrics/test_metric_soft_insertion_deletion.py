@@ -116,7 +116,7 @@ def test_all_tied_scores_give_half_masks_without_nan():
         ({"temperature": 0.0}, "temperature must be a finite number > 0"),
         ({"temperature": float("nan")}, "temperature must be a finite number > 0"),
         ({"baseline": "noise"}, "baseline must be a finite number, 'blur' or 'mean'"),
-        ({"unit": "pixel"}, "unit='pixel' needs image inputs"),
+        ({"unit": "pixel"}, "unit='pixel' needs channel-first inputs"),
     ],
 )
 def test_bad_parameters_name_the_parameter(params, message):
