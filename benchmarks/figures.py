@@ -54,6 +54,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, PngImagePlugin
+from salbench import metrics
 from salbench.leaderboard import (
     CONFIDENCE,
     SIGNIFICANCE,
@@ -202,9 +203,9 @@ def heatmap_figures(summary: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
 def curve_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
     """(file stem, figure) per metric with curves: mean curve and 95% band per explainer.
 
-    A curve of M+1 points is drawn at x = K·m/M (m = 0..M), the fraction of features inserted or
-    deleted, where K is the metric's ``fraction`` parameter (1 if it has none): the schedule of
-    :mod:`salbench.metrics.insertion_deletion`, drawing a shorter last step as a full one.
+    Each metric says what its curves' x axis is (``Metric.curve_axis``) and where its points lie
+    (``Metric.curve_positions``): the fraction of features inserted or deleted, the bins of
+    ERASER, the layers randomised by a sanity check, ...
     """
     with_curves = records[records["curve"].notna()] if "curve" in records else records.iloc[:0]
     if with_curves.empty:
@@ -214,19 +215,20 @@ def curve_figures(records: pd.DataFrame) -> Iterator[tuple[str, Figure]]:
     palette = dict(zip(explainers, sns.color_palette("colorblind", len(explainers))))
     for metric, part in frame.groupby("metric", sort=True):
         higher = bool(part["higher_is_better"].iloc[0])
-        fraction = _fraction(part["metric_params"].iloc[0])
+        scorer = metrics.get(metric, **json.loads(part["metric_params"].iloc[0] or "{}"))
         panels = list(part.groupby([*_BENCH, "attack"], sort=True))
         with sns.axes_style("whitegrid"):
             figure, axes = _panels(len(panels), 4.2, 3.2)
             for ax, (key, panel) in zip(axes, panels):
                 for explainer, rows in panel.groupby("explainer", sort=True):
                     curves = _stack(rows["curve"], f"{metric} / {explainer}")
-                    _draw_band(ax, curves, fraction, explainer, palette[explainer])
+                    positions = scorer.curve_positions(curves.shape[1]).numpy()
+                    _draw_band(ax, curves, positions, explainer, palette[explainer])
                 title = " / ".join(key[:3]) + ("" if key[3] == "none" else f" (attack {key[3]})")
-                ax.set(xlabel="fraction of features", ylabel=metric)
+                ax.set(xlabel=scorer.curve_axis, ylabel=metric)
                 _wrap_title(ax, title, 10)
             _legend_below(figure, axes)
-        _title(figure, f"{metric} curves ({_arrow(higher)} area; mean and 95% band over samples and seeds)")
+        _title(figure, f"{metric} curves ({_arrow(higher)}; mean and 95% band over samples and seeds)")
         yield f"curves_{_slug(metric)}", figure
 
 
@@ -250,10 +252,6 @@ def _legend_below(figure: Figure, axes: list[Axes]) -> None:
     figure.set_figheight(figure.get_figheight() + 0.3 * rows)  # room for the legend: the panels keep their height
 
 
-def _fraction(metric_params: str) -> float:
-    return float(json.loads(metric_params or "{}").get("fraction", 1.0))
-
-
 def _stack(curves: pd.Series, what: str) -> np.ndarray:
     lengths = {len(c) for c in curves}
     if len(lengths) != 1:
@@ -261,10 +259,9 @@ def _stack(curves: pd.Series, what: str) -> np.ndarray:
     return np.stack([np.asarray(c, dtype=np.float64) for c in curves])
 
 
-def _draw_band(ax: Axes, curves: np.ndarray, fraction: float, label: str, colour) -> None:
-    """Mean curve and pointwise t interval (no band with a single curve)."""
-    n, points = curves.shape
-    x = fraction * np.linspace(0.0, 1.0, points)
+def _draw_band(ax: Axes, curves: np.ndarray, x: np.ndarray, label: str, colour) -> None:
+    """Mean curve and pointwise t interval (no band with a single curve) at positions x."""
+    n = len(curves)
     mean = curves.mean(axis=0)
     ax.plot(x, mean, color=colour, label=f"{label} (n={n})", linewidth=1.6)
     if n >= 2:

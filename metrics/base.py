@@ -100,6 +100,14 @@ class Metric:
         curves (N, M), else None; or a :class:`MetricOutput` that adds per-sample notes."""
         raise NotImplementedError
 
+    curve_axis: ClassVar[str] = "curve point"
+    """What the x axis of this metric's curves is (figures label it); see :meth:`curve_positions`."""
+
+    def curve_positions(self, n_points: int) -> Tensor:
+        """x positions (n_points,) of this metric's curve points, for figures: 0, 1, ... by
+        default; metrics whose curves have a natural axis (fractions of features, layers) say so."""
+        return torch.arange(n_points, dtype=torch.float64)
+
     def check_features(self, n_features: int) -> None:
         """Raise ValueError, naming the parameter, if the metric cannot score maps of
         ``n_features`` features per sample (e.g. top-k with k > n_features); the grid calls it

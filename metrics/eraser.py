@@ -52,6 +52,12 @@ class _Eraser(PerturbationMetric):
     def evaluate(self, case: Case) -> MetricOutput:
         return self.evaluate_curve(case.model, case.x, case.attr, case.target, case.valid)
 
+    curve_axis = "share of top features (bins)"
+
+    def curve_positions(self, n_points: int) -> Tensor:
+        """The bins, one curve point each."""
+        return torch.tensor(self.bins, dtype=torch.float64)[:n_points]
+
     def evaluate_curve(
         self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int, valid: Tensor | None = None
     ) -> MetricOutput:

@@ -92,6 +92,12 @@ class _PerturbationCurve(FaithfulnessMetric):
         curve, counts = self.curve(model, x, attr, target)
         return curve_area(curve, counts), curve
 
+    curve_axis = "fraction of features"
+
+    def curve_positions(self, n_points: int) -> Tensor:
+        """Point m of M+1 at K·m/M: the schedule of :meth:`curve` (a shorter last step drawn as a full one)."""
+        return self.fraction * torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
+
     def rows_per_call(self, x: Tensor) -> int:
         """Inputs per model call for the batch ``x``: ``batch_size``, or by default the rule every
         perturbation metric shares (:func:`salbench.metrics.perturbed_scores.auto_batch_size`)."""

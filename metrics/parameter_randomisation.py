@@ -102,6 +102,14 @@ class ParameterRandomisation(SanityCheck):
         self.order = order
         self.seed = seed
 
+    @property
+    def curve_axis(self) -> str:
+        return "layers randomised, top first" if self.order == "cascading" else "layer randomised, top first"
+
+    def curve_positions(self, n_points: int) -> Tensor:
+        """Layer 1 (the top) to L."""
+        return torch.arange(1, n_points + 1, dtype=torch.float64)
+
     def score(self, model: nn.Module, explainer: Explainer, x: Tensor, target: Tensor, attr: Tensor) -> MetricOutput:
         layers = parameter_layers(model)[::-1]
         randomised = copy.deepcopy(model)

@@ -83,6 +83,8 @@ class RegionPerturbation(PerturbationMetric):
         self.blur_sigma = blur_sigma
         self.output = output
 
+    curve_axis = "regions replaced"
+
     def evaluate_curve(self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int) -> tuple[Tensor, Tensor]:
         """AOPC (N,) and the curve of drops f(x^0) − f(x^k), k = 0..L, (N, L+1)."""
         x, attr, target = checked_inputs(x, attr, target, min_dim=3)

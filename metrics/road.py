@@ -58,6 +58,12 @@ class _Road(PerturbationMetric):
         self.tol = tol
         self.max_iter = max_iter
 
+    curve_axis = "fraction of pixels imputed"
+
+    def curve_positions(self, n_points: int) -> Tensor:
+        """The percentages, one curve point each."""
+        return torch.tensor(self.percentages, dtype=torch.float64)[:n_points]
+
     def evaluate_curve(self, model: nn.Module, x: Tensor, attr: Tensor, target: Tensor | int) -> tuple[Tensor, Tensor]:
         """Area (N,) and curve (N, P): the target score with fraction ``percentages[k]`` of pixels imputed."""
         x, attr, target = checked_inputs(x, attr, target)

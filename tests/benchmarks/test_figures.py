@@ -24,24 +24,26 @@ from salbench.store import RECORD_COLUMNS, read_store, write_cell
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METRICS = {"topk_intersection": ("robustness", True), "sensitivity": ("robustness", False),
-           "insertion": ("faithfulness", True)}
+           "insertion": ("faithfulness", True), "parameter_randomisation": ("randomisation", False),
+           "road_morf": ("faithfulness", False)}
+CURVES = ("insertion", "parameter_randomisation", "road_morf")
 
 
 def cell(explainer: str, attack: str, values: dict[str, list], dataset: str = "synthetic_blocks",
          seed: int = 0, metric_params: str = "{}") -> tuple[str, pd.DataFrame]:
-    """(cell id, records) of one cell; ``values`` maps metric -> per-sample values, or curves for insertion."""
+    """(cell id, records) of one cell; ``values`` maps metric -> per-sample values, or curves for CURVES."""
     cell_id = hashlib.sha256(f"{dataset}{explainer}{attack}{seed}".encode()).hexdigest()
     rows = []
     for metric, per_sample in values.items():
         category, higher = METRICS[metric]
         for sample, v in enumerate(per_sample):
-            curve = np.asarray(v, dtype=float) if metric == "insertion" else None
+            curve = np.asarray(v, dtype=float) if metric in CURVES else None
             rows.append({
                 "suite": "figs", "config_hash": "f" * 64, "cell_id": cell_id, "dataset": dataset,
                 "dataset_params": "{}", "model": "small_cnn", "model_params": "{}", "recipe": "standard",
                 "recipe_params": "{}", "explainer": explainer, "explainer_params": "{}", "explainer_layer": None, "attack": attack,
                 "attack_params": "{}", "seed": seed, "sample": sample, "label": 1, "metric": metric,
-                "metric_params": metric_params if metric == "insertion" else "{}", "category": category,
+                "metric_params": metric_params if metric in CURVES else "{}", "category": category,
                 "higher_is_better": higher, "value": float(np.mean(v)), "curve": curve, "note": None,
                 "attack_iterations": None, "attack_success": None if attack == "none" else True,
                 "label_kept": None if attack == "none" else True, "clean_accuracy": 0.95,
@@ -81,6 +83,18 @@ def test_curves_plot_the_mean_with_a_pointwise_t_band():
     half = 12.706204736174698 * np.sqrt(2.0) / np.sqrt(2)  # t_{0.975,1} · sd / √n
     ys = band.get_paths()[0].vertices[:, 1]
     assert ys.max() == pytest.approx(3.0 + half) and ys.min() == pytest.approx(1.0 - half)
+
+
+def test_each_metric_draws_its_curves_on_its_own_axis():
+    """A sanity check's curve is per layer (1..L, top first), ROAD's at its percentages: not fractions."""
+    frames = [cell("grad", "none", {"parameter_randomisation": [[0.9, 0.5, 0.1]]}, metric_params='{"order":"independent"}')[1],
+              cell("grad", "none", {"road_morf": [[0.8, 0.6]]}, metric_params='{"percentages":[0.2,0.7]}')[1]]
+    figures = dict(curve_figures(pd.concat(frames, ignore_index=True)))
+    sanity, road = figures["curves_parameter-randomisation"].axes[0], figures["curves_road-morf"].axes[0]
+    np.testing.assert_allclose(sanity.lines[0].get_xdata(), [1.0, 2.0, 3.0])
+    assert sanity.get_xlabel() == "layer randomised, top first"
+    np.testing.assert_allclose(road.lines[0].get_xdata(), [0.2, 0.7])
+    assert road.get_xlabel() == "fraction of pixels imputed"
 
 
 def test_curves_of_different_lengths_are_an_error():

@@ -52,7 +52,7 @@ def test_report_shows_leaderboard_figures_and_metadata(tmp_path):
     assert "<tr><th>seeds</th><td>1 (seed 0)</td></tr>" in text  # a count, then the seeds
     captions = re.findall(r"<figcaption>([^<]+)</figcaption>", text)  # the figures' titles, not file names
     assert len(captions) == len(figures) and not any(f.stem in c or ".png" in c for f in figures for c in captions)
-    assert "insertion curves (↑ higher is better area; mean and 95% band over samples and seeds)" in captions
+    assert "insertion curves (↑ higher is better; mean and 95% band over samples and seeds)" in captions
     assert "topk_intersection ↑" in text and "0.600 [" in text  # the leaderboard
     assert "Clean test accuracy 0.875" in text
     assert "RuntimeError: out of memory" in text and "details" not in text  # first line of the failure
