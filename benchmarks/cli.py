@@ -61,6 +61,8 @@ def format_listing(kinds: list[str]) -> str:
 
 
 def _declared(value: object) -> str:
+    if value is None:  # a data set's masks: known only once its files are loaded
+        return "if the files have them"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (tuple, list, frozenset, set)):

@@ -696,12 +696,13 @@ def _dataset_cells(
 
     grid = _Grid()
     for dataset, model, recipe, seed in itertools.product(dataset_variants, model_variants, recipe_variants, options["seeds"]):
-        modality = datasets.registry.entry(dataset.name).attrs["modality"]
+        declared = datasets.registry.entry(dataset.name).attrs
+        modality = declared["modality"]
         try:
             provides = models.provides(model.name, model.params)
         except RegistryError as err:
             _fail(f"{where}.models ({model.name})", str(err))
-        offer = Offer(modality, model.name, provides, None)
+        offer = Offer(modality, model.name, provides, None, declared["masks"])
 
         def cell(explainer: Component | None, attack: Component | None, group: tuple[Component, ...]) -> Cell:
             return Cell(dataset, model, recipe, explainer, attack, group, seed, samples, options["select"], options["device"])

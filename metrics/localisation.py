@@ -38,6 +38,7 @@ class _Localisation(Metric):
     category: ClassVar[str] = "localisation"
     higher_is_better: ClassVar[bool] = True
     modalities = CONTINUOUS
+    requires = ("mask",)
 
     def __init__(self, absolute: bool = False):
         self.absolute = absolute

@@ -89,7 +89,7 @@ CPU_ELEMENTS_PER_CALL = 1 << 15
 """Input elements per model call on the CPU by default (32 Ki: 41 images of 28×28, 10 of 56×56)."""
 CUDA_ELEMENTS_PER_CALL = 1 << 24
 """Input elements per model call on a GPU by default (16 Mi: 111 images of 3×224×224)."""
-ROWS_PER_CALL = (8, 4096)
+ROWS_PER_CALL = (32, 4096)
 """The fewest and most inputs per model call by default."""
 
 
@@ -100,10 +100,12 @@ def auto_batch_size(x: Tensor) -> int:
 
     On the CPU a model call costs more per input when its activations outgrow the caches (a
     small CNN on 56×56 images: ≈1.0 ms per image in calls of 8–32 images, 1.6 ms in calls of
-    256), so calls stay small there; a GPU needs large calls to be busy.
+    256), so calls stay small there, but not below 32 inputs: a ResNet on 64² and 128² images
+    scored in 8-input calls was 1.0× Quantus's PixelFlipping (16-input calls), in 32-input calls
+    0.76–0.78× (``python -m salbench.perf.insertion_deletion``); a GPU needs large calls to be busy.
 
     >>> auto_batch_size(torch.zeros(2, 1, 28, 28)), auto_batch_size(torch.zeros(2, 30)), auto_batch_size(torch.zeros(1, 3, 224, 224))
-    (41, 1092, 8)
+    (41, 1092, 32)
     """
     budget = CUDA_ELEMENTS_PER_CALL if x.device.type == "cuda" else CPU_ELEMENTS_PER_CALL
     low, high = ROWS_PER_CALL

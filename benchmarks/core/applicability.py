@@ -10,7 +10,9 @@ Every explainer, attack and metric declares, as class attributes registered with
   value of that parameter to such names (resolved on the component's validated parameters).
 
 Data sets declare their ``modality`` (one of :data:`MODALITIES`; the loaded bundle must match
-it) and model architectures what they ``provides`` (names of :data:`MODEL_FEATURES`). A model
+it) and ``masks`` (True: every bundle has ground-truth masks; False: none; None: it depends on
+the files, so a component that needs them is kept and scores NaN with a note where they are
+missing) and model architectures what they ``provides`` (names of :data:`MODEL_FEATURES`). A model
 requirement is checked **statically, from the registered model class's declaration**: the
 suite expander decides before any data is loaded or model built, so the architecture declares
 what every instance of it has (``small_cnn`` always ends in global average pooling and one
@@ -54,8 +56,10 @@ MODEL_FEATURES: dict[str, str] = {
 REQUIREMENTS: dict[str, str] = {
     **MODEL_FEATURES,
     "differentiable": "a differentiable explainer (its attack proxy supports create_graph=True)",
+    "mask": "ground-truth relevance masks in the data set",
 }
-"""What a component may declare in ``requires``: the model features, and ``differentiable``."""
+"""What a component may declare in ``requires``: the model features, ``differentiable``, and
+``mask`` (checked against the data set's ``masks`` declaration)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +120,8 @@ def check_declarations(attrs: Mapping[str, Any]) -> None:
                 raise ValueError(f"{name} must be a collection of names among {', '.join(options)}; got {each!r}")
     if "modalities" in attrs and not attrs["modalities"]:
         raise ValueError("modalities must name at least one modality")
+    if "masks" in attrs and attrs["masks"] not in (True, False, None):
+        raise ValueError(f"masks must be True, False or None (depends on the files); got {attrs['masks']!r}")
     if "modality" in attrs and attrs["modality"] not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {attrs['modality']!r}")
 
@@ -130,12 +136,14 @@ class Offer:
         provides: the features the model architecture declares.
         explainer: (name, whether its attack proxy is differentiable), or None in a cell
             without an explainer.
+        masks: the data set's ``masks`` declaration (True, False, or None: unknown until loaded).
     """
 
     modality: str
     model: str
     provides: frozenset[str]
     explainer: tuple[str, bool] | None
+    masks: bool | None = False
 
     def unmet(self, kind: str, name: str, declared: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str | None:
         """Why component ``name`` (of ``kind``, with its declared attributes) does not apply here, or None.
@@ -159,4 +167,6 @@ class Offer:
                 return f"{kind} {label} needs {MODEL_FEATURES[need]} ({need!r}), which model {self.model!r} does not declare"
             if need == "differentiable" and self.explainer is not None and not self.explainer[1]:
                 return f"{kind} {label} differentiates the explanation, but explainer {self.explainer[0]!r} is not differentiable"
+            if need == "mask" and self.masks is False:
+                return f"{kind} {label} needs {REQUIREMENTS[need]}, which this data set does not declare (masks = False)"
         return None

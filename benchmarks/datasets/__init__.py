@@ -23,7 +23,7 @@ from salbench.core.files import Stamp, stamp
 
 __all__ = ["registry", "register", "get", "names", "load_dataset", "DataBundle", "Dataset", "Split"]
 
-registry = Registry("dataset", group="salbench.datasets", attributes=("modality",), check=check_declarations)
+registry = Registry("dataset", group="salbench.datasets", attributes=("modality", "masks"), check=check_declarations)
 register = registry.register
 get = registry.get
 names = registry.names

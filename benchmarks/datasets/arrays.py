@@ -108,6 +108,7 @@ class ImageArrays(UserDataset):
     """
 
     modality = "image"
+    masks = None  # ``*_masks`` arrays are optional
     spatial_dims = 2
 
     def __init__(

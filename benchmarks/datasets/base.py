@@ -242,6 +242,10 @@ class Dataset:
     """
 
     modality: ClassVar[str]
+    masks: ClassVar[bool | None] = False
+    """Whether its bundles hold ground-truth masks: True (always), False (never) or None (it
+    depends on the files); :mod:`salbench.core.applicability` drops the metrics that need masks
+    where this is False."""
     location_params: ClassVar[tuple[str, ...]] = ("data_dir",)
     """Parameters that say where the files lie, not what they hold: a cache key leaves them out
     where :meth:`content_digest` stands for the files' content."""

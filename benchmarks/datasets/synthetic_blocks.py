@@ -86,6 +86,7 @@ class SyntheticBlocks(Dataset):
     """
 
     modality = "image"
+    masks = True
     spatial_dims = 2
 
     def __init__(

@@ -39,7 +39,8 @@ def test_list_shows_every_registry_with_its_declarations(capsys):
         "      (modalities: image; requires: gap_head if region='cam', conv if region='gradcam'; uses_explainer: no; "
         "needs_attack: no)"
     ) in out
-    assert "      (modality: tabular)" in out and "      (provides: conv, gap_head)" in out and "      (provides: -)" in out
+    assert "      (modality: tabular; masks: no)" in out and "      (modality: image; masks: if the files have them)" in out
+    assert "      (modality: volume; masks: yes)" in out and "      (provides: conv, gap_head)" in out and "      (provides: -)" in out
     listing = out.split("candidate_sources:")[1]
     for name in candidates.names():  # every source, with its inherited parameters
         assert f"  {name}: " in listing

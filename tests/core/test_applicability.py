@@ -43,3 +43,20 @@ def test_unmet_resolves_requirements_on_the_parameters():
     assert text.unmet("metric", "selective_pvalue", declared, {"region": "gradcam"}) == (
         "metric 'selective_pvalue' applies to image data, not text"
     )
+
+
+@pytest.mark.parametrize("masks, dropped", [(True, False), (None, False), (False, True)])
+def test_a_metric_that_needs_masks_is_dropped_only_where_the_data_set_has_none(masks, dropped):
+    """masks=None (it depends on the files) keeps the metric: it scores NaN with a note where a file has no masks."""
+    offer = Offer(modality="image", model="small_cnn", provides=frozenset(), explainer=None, masks=masks)
+    why = offer.unmet("metric", "pointing_game", {"modalities": ("image",), "requires": ("mask",)})
+    expected = (
+        "metric 'pointing_game' needs ground-truth relevance masks in the data set, which this data set does not "
+        "declare (masks = False)"
+    )
+    assert why == (expected if dropped else None)
+
+
+def test_masks_must_be_true_false_or_none():
+    with pytest.raises(ValueError, match=r"masks must be True, False or None \(depends on the files\); got 'yes'"):
+        check_declarations({"masks": "yes"})

@@ -227,12 +227,12 @@ def test_block_layouts_and_default_calls_give_the_same_curves(monkeypatch, block
 
 def test_default_rows_per_call_is_the_shared_element_budget_rule():
     """Deletion calls the model as every perturbation metric does: 32 Ki input elements per CPU
-    call, between 8 and 4096 inputs, whatever the batch size."""
+    call, between 32 and 4096 inputs, whatever the batch size."""
     deletion = metrics.get("deletion")
     assert deletion.rows_per_call(torch.zeros(3, 1, 28, 28)) == 41  # 32768 // 784
     assert deletion.rows_per_call(torch.zeros(100, 1, 28, 28)) == 41
     assert deletion.rows_per_call(torch.zeros(32, 30)) == 1092  # 32768 // 30
-    assert deletion.rows_per_call(torch.zeros(8, 3, 128, 128)) == 8  # the floor
+    assert deletion.rows_per_call(torch.zeros(8, 3, 128, 128)) == 32  # the floor
     assert metrics.get("deletion", batch_size=5).rows_per_call(torch.zeros(100, 30)) == 5
 
 
