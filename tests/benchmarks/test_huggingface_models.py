@@ -371,3 +371,45 @@ def test_text_adversarial_ranks_a_transformers_words_by_the_absolute_gradient(mo
     torch.testing.assert_close(scores, absolute)
     real = word_mask(x)
     assert (scores[real] > 1e3 * signed.abs()[real]).all()
+
+
+def test_a_suite_runs_the_transformer_on_a_text_file(tmp_path, monkeypatch, directory):
+    """The suite path: the data check builds the model with the data set's vocabulary, the cache trains it."""
+    from salbench.results import load_results
+    from salbench.runner import run_suite
+    from salbench.suite import parse_suite
+
+    monkeypatch.setenv("SALBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    texts, labels = corpus(60, random.Random(3))
+    (tmp_path / "notes.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(texts, labels)))
+    suite = parse_suite(f"""
+[suite]
+name = "hf_text"
+samples = 3
+seeds = [0]
+
+[[datasets]]
+name = "text_file"
+path = "{tmp_path / 'notes.csv'}"
+max_len = {LENGTH}
+min_freq = 1
+val_fraction = 0.2
+test_fraction = 0.2
+models = [{{ name = "huggingface", directory = "{directory}" }}]
+recipes = [{{ name = "standard", epochs = 1, lr = 1e-3 }}]
+
+[[explainers]]
+name = "gradient"
+absolute = true
+
+[[attacks]]
+name = "random_synonym"
+source = "domain_embedding"
+
+[[metrics]]
+name = "attribution_distance"
+""", base_dir=tmp_path)
+    summary = run_suite(suite, tmp_path / "out", jobs=1, backend="sequential", progress=False)
+    assert (summary.run, summary.failed) == (1, 0)
+    records = load_results(tmp_path / "out").records
+    assert len(records) and records["value"].map(lambda v: 0 <= v <= 1).all()
