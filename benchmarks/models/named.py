@@ -29,8 +29,8 @@ and ``timm.create_model``.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from salbench.core.files import content_digest as files_digest

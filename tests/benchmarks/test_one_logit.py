@@ -17,7 +17,6 @@ A model with one output z is seen as :class:`~salbench.models.external.TwoLogits
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
