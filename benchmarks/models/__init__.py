@@ -208,8 +208,10 @@ def check_shape_and_classes(input_shape: tuple[int, ...], num_classes: int, rank
 from salbench.models import (  # noqa: E402,F401  (registers the built-ins)
     external,
     huggingface,
+    minilm_classifier,
     miwa_cnn,
     mlp,
+    named,
     resnet,
     small_cnn,
     text_bigru,

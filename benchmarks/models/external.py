@@ -53,7 +53,7 @@ from salbench.models import register
 from torch import Tensor, nn
 
 __all__ = [
-    "load_checkpoint", "load_torchscript", "load_exported", "TwoLogits", "two_class", "resolve_factory",
+    "load_checkpoint", "load_torchscript", "load_exported", "TwoLogits", "PairedLinear", "two_class", "classifier", "resolve_factory",
     "factory_model", "torchscript_model", "exported_model",
 ]
 
@@ -170,12 +170,24 @@ class TwoLogits(nn.Module):
     cross-entropy of every recipe and attack are the sigmoid model's. The score an explainer
     explains for target c is ±z/2: half the log-odds of class c (target 1: z/2; target 0: −z/2),
     so the two classes' maps are each other's negatives, and a class's logit difference is ±z.
+    An explainer linear in the explained score (gradient, gradient × input, integrated
+    gradients, SmoothGrad, occlusion, CAM) thus gives for target 1 half the map of the raw
+    logit z, and for target 0 its negative; a positively homogeneous one (Grad-CAM, absolute
+    gradients) half the raw map for target 1; a scale-free one (decoy, random) the raw map.
     The wrapped model is ``self.model``: name its layers as ``"model.<name>"``.
+
+    If the model's last ``nn.Linear`` has one output (the usual sigmoid head), ``self.head`` is
+    its two-class view (:class:`PairedLinear`: weights (−w/2, w/2), bias (−b/2, b/2), sharing
+    the wrapped layer's parameters), the last ``nn.Linear`` of this module, for explainers that
+    read the classifier's weights (CAM, ``fc="auto"``). It is not called in the forward pass.
     """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if linears and linears[-1].out_features == 1:
+            self.head = PairedLinear(linears[-1])
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.model(x)
@@ -183,6 +195,41 @@ class TwoLogits(nn.Module):
             raise ValueError(f"TwoLogits expects one output per sample, (N,) or (N, 1), got shape {tuple(z.shape)}")
         z = z.reshape(-1, 1) / 2
         return torch.cat([-z, z], dim=1)
+
+
+class PairedLinear(nn.Linear):
+    """The two-class view of a linear layer with one output z = w·a + b: outputs (−z/2, z/2).
+
+    Its ``weight`` (2, K) and ``bias`` (2,) are computed from the wrapped layer's, which stay
+    its only parameters (not registered here again: the view adds nothing to a state dict and
+    follows the wrapped layer's training, device and dtype).
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(3, 1)
+        >>> view = PairedLinear(layer)
+        >>> torch.equal(view.weight, torch.cat([-layer.weight / 2, layer.weight / 2])), list(view.state_dict())
+        (True, [])
+    """
+
+    def __init__(self, layer: nn.Linear):
+        nn.Module.__init__(self)
+        if not isinstance(layer, nn.Linear) or layer.out_features != 1:
+            raise ValueError(f"PairedLinear needs an nn.Linear with one output, got {layer!r}")
+        self.in_features, self.out_features = layer.in_features, 2
+        object.__setattr__(self, "layer", layer)  # not a submodule: its parameters belong to the wrapped model
+
+    @property
+    def weight(self) -> Tensor:
+        return torch.cat([-self.layer.weight, self.layer.weight]) / 2
+
+    @property
+    def bias(self) -> Tensor:
+        b = self.layer.bias if self.layer.bias is not None else self.layer.weight.new_zeros(1)
+        return torch.cat([-b, b]) / 2
+
+    def forward(self, a: Tensor) -> Tensor:
+        return nn.functional.linear(a, self.weight, self.bias)
 
 
 def two_class(model: nn.Module, example: Tensor) -> nn.Module:
@@ -255,26 +302,27 @@ def _import_file(module_name: str, path: Path, source: bytes):
     return module
 
 
-def _classifier(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, what: str) -> nn.Module:
-    """``model`` as a classifier of ``num_classes`` classes, checked on a batch of zeros (in eval mode)."""
+def classifier(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, what: str) -> nn.Module:
+    """``model`` as a classifier of ``num_classes`` classes (:func:`two_class`), checked on a batch of zeros of
+    ``input_shape`` (in eval mode; its mode restored); errors name the model as ``what``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{what} gave a {type(model).__name__}, not a torch.nn.Module")
     was_training = model.training
     model.eval()
     example = torch.zeros(2, *input_shape)
     try:
-        classifier = two_class(model, example)
+        wrapped = two_class(model, example)
         with torch.no_grad():
-            classes = classifier(example).shape[1]
+            classes = wrapped(example).shape[1]
     except Exception as err:
         raise ValueError(f"{what} fails on a batch of zeros of the data set's shape {(2, *input_shape)}: {err}") from err
     model.train(was_training)
     if classes != num_classes:
         raise ValueError(
             f"{what} outputs {classes} logits per sample but the data set has {num_classes} classes"
-            + (" (a model with one output is a binary classifier)" if isinstance(classifier, TwoLogits) else "")
+            + (" (a model with one output is a binary classifier)" if isinstance(wrapped, TwoLogits) else "")
         )
-    return classifier
+    return wrapped
 
 
 @register("factory")
@@ -298,7 +346,7 @@ def factory_model(
         if not isinstance(model, nn.Module):
             raise TypeError(f"factory {factory!r} gave a {type(model).__name__}, not a torch.nn.Module")
         load_checkpoint(model, checkpoint, state_dict_key)
-    return _classifier(model, input_shape, num_classes, f"the model of factory {factory!r}")
+    return classifier(model, input_shape, num_classes, f"the model of factory {factory!r}")
 
 
 @register("torchscript")
@@ -306,7 +354,7 @@ def torchscript_model(
     input_shape: tuple[int, ...], num_classes: int, path: str, provides: tuple[str, ...] = ()
 ) -> nn.Module:
     """The TorchScript module archived at ``path`` (see :func:`load_torchscript`)."""
-    return _classifier(load_torchscript(path), input_shape, num_classes, f"TorchScript archive {path}")
+    return classifier(load_torchscript(path), input_shape, num_classes, f"TorchScript archive {path}")
 
 
 @register("exported")
@@ -314,7 +362,7 @@ def exported_model(
     input_shape: tuple[int, ...], num_classes: int, path: str, provides: tuple[str, ...] = ()
 ) -> nn.Module:
     """The ``torch.export`` program archived at ``path`` (see :func:`load_exported`)."""
-    return _classifier(load_exported(path), input_shape, num_classes, f"torch.export archive {path}")
+    return classifier(load_exported(path), input_shape, num_classes, f"torch.export archive {path}")
 
 
 def _factory_files(params: Mapping[str, Any]) -> dict[str, Path]:

@@ -1,13 +1,18 @@
 """Speed of salbench's gradient-family and surrogate explainers against Captum's, on the same work.
 
 Run: ``python -m salbench.perf.explainers_vs_captum [--model small_cnn|resnet18] [--repeats R] [--device cpu|cuda]
-[--cpu-time]`` (``--cpu-time``: CPU time of the process instead of wall-clock, steadier on a shared machine).
+[--chunk ROWS] [--cpu-time]`` (``--cpu-time``: CPU time of the process instead of wall-clock,
+steadier on a shared machine; run it with one thread).
 
 Two workloads (:data:`WORKLOADS`): ``small_cnn``, a small CNN on 1×28×28 inputs, a batch of 32,
 IG with 50 Gauss–Legendre steps and SmoothGrad with 50 noise copies; ``resnet18``,
 torchvision's ResNet-18 layout (:class:`salbench.models.resnet.ResNet`, random weights) on
 3×224×224 inputs, a batch of 16, IG with 32 steps and SmoothGrad with 16 copies. Each method is
-evaluated in one batched forward/backward pass of batch × steps rows by both libraries. Both
+evaluated in one batched forward/backward pass of batch × steps rows by both libraries, or for
+IG and SmoothGrad with ``--chunk`` in passes of at most that many rows by all three (ours:
+``internal_batch_size`` / ``batch_size``; Captum: ``internal_batch_size`` /
+``nt_samples_batch_size``), which bounds the memory (the 512 rows of the ResNet-18 IG workload
+need ~10 GB of activations in one pass). Both
 workloads also time guided backpropagation and gradient SHAP (``samples`` draws, σ = 0.1, a
 background of 8 inputs); ``small_cnn`` also DeepLIFT and LRP (ε = 1e-9 everywhere, Captum's
 default rules) on the same CNN with average pooling and the flattening done in ``forward``
@@ -113,6 +118,13 @@ def bare_pass(model: nn.Module, rows: torch.Tensor, target: torch.Tensor) -> tor
     return grad
 
 
+def bare_passes(model: nn.Module, rows: torch.Tensor, target: torch.Tensor, chunk: int | None) -> None:
+    """:func:`bare_pass` over ``rows`` in passes of at most ``chunk`` rows (None: one pass)."""
+    per_pass = chunk or len(rows)
+    for start in range(0, len(rows), per_pass):
+        bare_pass(model, rows[start : start + per_pass], target[start : start + per_pass])
+
+
 def bare_forward(model: nn.Module, rows: torch.Tensor, chunk: int) -> None:
     """Forward passes of ``rows``, ``chunk`` rows at a time: the floor of the perturbation methods."""
     with torch.no_grad():
@@ -120,27 +132,35 @@ def bare_forward(model: nn.Module, rows: torch.Tensor, chunk: int) -> None:
             model(rows[start : start + chunk])
 
 
-def workloads(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, samples: int) -> dict[str, Workload]:
-    """For each method: ours, Captum's and the bare pass over the same number of rows."""
-    ours_ig = explainers.get("integrated_gradients", steps=steps, method="gausslegendre")
-    ours_sg = explainers.get("smoothgrad", n_samples=samples, noise=NOISE, seed=0)
+def workloads(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, samples: int, chunk: int | None = None
+) -> dict[str, Workload]:
+    """For each method: ours, Captum's and the bare pass over the same number of rows (IG and
+    SmoothGrad in passes of at most ``chunk`` rows; None: all)."""
+    copies = max(1, chunk // len(x)) if chunk else None  # SmoothGrad's noise copies per pass
+    ours_ig = explainers.get("integrated_gradients", steps=steps, method="gausslegendre", internal_batch_size=chunk)
+    ours_sg = explainers.get("smoothgrad", n_samples=samples, noise=NOISE, seed=0, batch_size=copies)
     ours_gb = explainers.get("guided_backprop")
     background = x[:8].flip(0).clone()  # 8 inputs as the baselines' distribution
     ours_shap = explainers.get("gradient_shap", stdev=SHAP_STDEV, n_samples=samples, background=background)
     stdev = NOISE * (x.max() - x.min()).item()  # Captum takes one σ for the batch: the same work
     dims = (1,) * (x.dim() - 1)
+    sg_rows = len(x) * copies if copies else None
     return {
         f"integrated gradients ({steps} steps)": {
             "ours": lambda: ours_ig(model, x, target),
-            "captum": lambda: IntegratedGradients(model).attribute(x, target=target, n_steps=steps),
-            "bare": lambda: bare_pass(model, x.repeat(steps, *dims), target.repeat(steps)),
+            "captum": lambda: IntegratedGradients(model).attribute(
+                x, target=target, n_steps=steps, internal_batch_size=chunk
+            ),
+            "bare": lambda: bare_passes(model, x.repeat(steps, *dims), target.repeat(steps), chunk),
         },
         f"smoothgrad ({samples} samples)": {
             "ours": lambda: ours_sg(model, x, target),
             "captum": lambda: NoiseTunnel(Saliency(model)).attribute(
-                x, nt_type="smoothgrad", nt_samples=samples, stdevs=stdev, target=target, abs=False
+                x, nt_type="smoothgrad", nt_samples=samples, stdevs=stdev, target=target, abs=False,
+                nt_samples_batch_size=copies,
             ),
-            "bare": lambda: bare_pass(model, x.repeat(samples, *dims), target.repeat(samples)),
+            "bare": lambda: bare_passes(model, x.repeat(samples, *dims), target.repeat(samples), sg_rows),
         },
         "guided backprop": {
             "ours": lambda: ours_gb(model, x, target),
@@ -199,6 +219,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11, help="timed repeats of each workload (after one warm-up)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--model", default="small_cnn", choices=sorted(WORKLOADS), help="the workload")
+    parser.add_argument("--chunk", type=int, help="rows per forward/backward pass of IG and SmoothGrad, all three alike (default: all)")
     parser.add_argument("--cpu-time", action="store_true", help="on a CPU, time this process's CPU time (shared machines)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -208,7 +229,7 @@ def main() -> None:
     x = torch.rand(setting.batch, *setting.input_shape, generator=gen).to(device)
     target = torch.randint(0, setting.classes, (setting.batch,), generator=gen).to(device)
 
-    jobs = workloads(model, x, target, setting.steps, setting.samples)
+    jobs = workloads(model, x, target, setting.steps, setting.samples, args.chunk)
     if setting.layered is not None:
         jobs |= layered_workloads(setting.layered().to(device), x, target)
     ig = list(jobs.values())[0]
@@ -224,7 +245,7 @@ def main() -> None:
 
     med = {key: statistics.median(values) * 1e3 for key, values in times.items()}
     print(f"{args.model}, device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {setting.batch}, "
-          f"{args.repeats} interleaved repeats; medians of {'CPU' if args.cpu_time else 'wall-clock'} ms; "
+          f"{args.repeats} interleaved repeats, IG/SmoothGrad rows per pass {args.chunk or 'all'}; medians of {'CPU' if args.cpu_time else 'wall-clock'} ms; "
           f"IG max |ours − Captum| = {gap:.2e}")  # fmt: skip
     header = f"{'method':<32} {'ours':>9} {'captum':>9} {'bare':>9} {'ours/captum':>12} {'ours/bare':>10}"
     print(header)

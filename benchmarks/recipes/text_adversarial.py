@@ -49,8 +49,9 @@ class TextAdversarial(FineTuning):
        recipe's generator (seeded by ``seed``);
     2. for each, x̃ maximises CE(f(x̃), y) over texts with at most ⌊ρ_max · n⌋ of the n words
        replaced by candidates of ``source`` (the engine
-       :func:`salbench.attacks.substitution.greedy_substitution`: words in decreasing |A(x)| with A the
-       gradient word attributions at y, k candidates per word, a substitution kept only if it
+       :func:`salbench.attacks.substitution.greedy_substitution`: words in decreasing A(x) with A the
+       absolute-gradient word attributions at y (Σ over the embedding of |∂f_y/∂e|, Captum's
+       ``Saliency`` and DARE's ranking), k candidates per word, a substitution kept only if it
        raises the loss; no label constraint). The search runs in eval mode and contributes no
        gradient;
     3. the Adam step minimises CE(f(x′), y) over the batch, x′ the batch with the attacked
@@ -63,8 +64,10 @@ class TextAdversarial(FineTuning):
     Departures from the authors' code: (1) they attack each sample with probability 0.75 (a
     Bernoulli draw), here exactly round(0.75 · batch) samples; (2) A2T ranks words by the
     signed loss gradient summed over the embedding and stops attacking a sample once it is
-    misclassified; here words are ranked by the magnitude of the gradient word attribution
-    and the budget bounds the search; (3) candidates come from a static candidate table (see
+    misclassified; here words are ranked by the absolute gradient summed over the embedding
+    (the signed sum is ≈ 0 for BERT-family models, whose embedding layer norm makes
+    Σ_k ∂f/∂e_k vanish, so it would rank a transformer's words by rounding noise) and the
+    budget bounds the search; (3) candidates come from a static candidate table (see
     ``dare``) instead of a masked language model in context; (4) the fine-tuned model is a
     word-level CNN or GRU trained here, where the authors fine-tune a pretrained transformer.
 
@@ -95,7 +98,7 @@ class TextAdversarial(FineTuning):
         check_substitution_params(source, k, rho_max)
         self.fraction, self.source, self.k, self.rho_max = float(fraction), source, k, float(rho_max)
         super().__init__(epochs=epochs, **finetuning)
-        self._ranking = WordAttribution(explainers.get("gradient"))
+        self._ranking = WordAttribution(explainers.get("gradient", absolute=True))
 
     def check(self, model: nn.Module, data: DataBundle) -> None:
         check_text_data(data, f"recipe {self._name()!r}")
@@ -124,5 +127,5 @@ class TextAdversarial(FineTuning):
         return chosen, result.x_adv
 
     def search(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Objective]:
-        """The word ranking scores and the objective of the attack: |A(x)| (gradient) and CE."""
-        return self._ranking(model, x, y).detach().abs(), class_loss(model, y)
+        """The word ranking scores and the objective of the attack: A(x) (absolute gradient) and CE."""
+        return self._ranking(model, x, y).detach(), class_loss(model, y)

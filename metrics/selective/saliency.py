@@ -117,6 +117,9 @@ def _split(classifier: nn.Module) -> tuple[nn.Module, nn.Linear]:
         "classifier(global_average_pool(features(x))), or any module whose traced graph ends in global "
         "average pooling, flattening and one nn.Linear (torchvision's avgpool/fc, timm's global_pool/fc)"
     )
+    paired = _paired_head(classifier)
+    if paired is not None:
+        return paired
     if type(classifier) is not nn.Sequential:
         features, linear = getattr(classifier, "features", None), getattr(classifier, "classifier", None)
         if isinstance(features, nn.Module) and type(linear) is nn.Linear:
@@ -135,6 +138,21 @@ def _split(classifier: nn.Module) -> tuple[nn.Module, nn.Linear]:
             f"{type(linear).__name__}"
         )
     return nn.Sequential(*layers[:-3]), linear
+
+
+def _paired_head(classifier: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
+    """Features and two-class head of a one-logit classifier seen as two classes, else None.
+
+    Such a module (:class:`salbench.models.external.TwoLogits`) has ``model``, the one-logit
+    GAP-linear classifier, and ``head``, an ``nn.Linear`` whose ``layer`` is that classifier's
+    linear layer and whose weights are its two-class view (logits (−z/2, z/2)): the features
+    are the wrapped classifier's, the head is the view.
+    """
+    inner, head = getattr(classifier, "model", None), getattr(classifier, "head", None)
+    if not (isinstance(inner, nn.Module) and isinstance(head, nn.Linear) and isinstance(getattr(head, "layer", None), nn.Linear)):
+        return None
+    features, layer = _split(inner)
+    return (features, head) if layer is head.layer else None
 
 
 _ACTIVATION_FUNCTIONS = (torch.sigmoid, torch.softmax, torch.log_softmax, F.softmax, F.log_softmax, F.sigmoid)

