@@ -57,8 +57,12 @@ def inputs(modality: str) -> torch.Tensor:
 
 SPATIAL_ONLY = {"cam", "gradcam", "decoy"}  # read a conv layer or the GAP head: the image model only
 LINEAR = {"cam", "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "occlusion"}
-SCALE_FREE = {"decoy", "random"}  # decoy normalises the map; random ignores the target
-CHEAP = {"captum": {"method": "Saliency"}, "integrated_gradients": {"steps": 16}, "smoothgrad": {"n_samples": 4},
+SCALE_FREE = {"decoy", "random", "eigencam"}  # decoy normalises the map; random and Eigen-CAM ignore the target
+# scores that are not homogeneous in the logit (Grad-CAM++'s α, LIME's penalised fit) or that are
+# softmax probabilities (RISE, Score-CAM; a one-output model's own softmax is 1): compared with
+# the same method on the explicit two-logit network (−z/2, z/2), the meaning of the target
+NONLINEAR = {"gradcam_plusplus", "lime", "rise", "scorecam"}
+CHEAP = {"captum": {"method": "Saliency"}, "zennit": {"composite": "EpsilonPlus"}, "integrated_gradients": {"steps": 16}, "smoothgrad": {"n_samples": 4},
          "decoy": {"steps": 3}, "gradcam": {"relu": True}}
 
 
@@ -75,7 +79,17 @@ def test_maps_of_the_two_targets_against_the_raw_logit(name, modality):
     raw = raw_model(modality)
     wrapped, x = TwoLogits(raw), inputs(modality)
     ones, zeros = torch.ones(len(x), dtype=torch.long), torch.zeros(len(x), dtype=torch.long)
-    explain = explainers.get(name, **CHEAP.get(name, {}))
+    try:
+        explain = explainers.get(name, **CHEAP.get(name, {}))
+    except ImportError as err:  # an adapter to a package that does not import here (zennit)
+        pytest.skip(str(err))
+    if name in NONLINEAR:
+        explicit = nn.Sequential(raw, nn.Linear(1, 2, bias=False).double())
+        with torch.no_grad():
+            explicit[1].weight.copy_(torch.tensor([[-0.5], [0.5]]))
+        for t in (ones, zeros):
+            torch.testing.assert_close(explain(wrapped, x, t), explain(explicit, x, t), rtol=1e-7, atol=1e-10)
+        return
     one, zero, of_raw = explain(wrapped, x, ones), explain(wrapped, x, zeros), explain(raw, x, zeros)
     assert torch.isfinite(one).all() and torch.isfinite(zero).all() and of_raw.abs().sum() > 0
     torch.testing.assert_close(one, of_raw if name in SCALE_FREE else of_raw / 2, rtol=1e-7, atol=1e-10)
@@ -155,6 +169,55 @@ method = "Saliency"
 name = "decoy"
 steps = 2
 
+[[explainers]]
+name = "expected_gradients"
+background = "train"
+background_size = 8
+n_samples = 3
+
+[[explainers]]
+name = "gradient_shap"
+n_samples = 3
+
+[[explainers]]
+name = "guided_backprop"
+
+[[explainers]]
+name = "deeplift"
+
+[[explainers]]
+name = "lrp"
+
+[[explainers]]
+name = "rise"
+n_masks = 20
+
+[[explainers]]
+name = "kernel_shap"
+n_samples = 12
+
+[[explainers]]
+name = "lime"
+n_samples = 12
+
+[[explainers]]
+name = "gradcam_plusplus"
+
+[[explainers]]
+name = "hirescam"
+
+[[explainers]]
+name = "layercam"
+
+[[explainers]]
+name = "xgradcam"
+
+[[explainers]]
+name = "scorecam"
+
+[[explainers]]
+name = "eigencam"
+
 [[attacks]]
 name = "topk"
 k = 8
@@ -221,6 +284,86 @@ fraction = 0.5
 
 [[metrics]]
 name = "selective_pvalue"
+
+[[metrics]]
+name = "max_sensitivity"
+n_samples = 2
+
+[[metrics]]
+name = "avg_sensitivity"
+n_samples = 2
+
+[[metrics]]
+name = "local_lipschitz"
+n_samples = 2
+
+[[metrics]]
+name = "relative_stability"
+n_samples = 2
+
+[[metrics]]
+name = "continuity"
+
+[[metrics]]
+name = "faithfulness_correlation"
+n_samples = 4
+subset_size = 4
+
+[[metrics]]
+name = "monotonicity_correlation"
+baseline = 0.0
+n_samples = 1
+
+[[metrics]]
+name = "road_morf"
+
+[[metrics]]
+name = "road_lerf"
+
+[[metrics]]
+name = "irof"
+segmentation = "patches"
+patch = 2
+
+[[metrics]]
+name = "infidelity"
+n_samples = 3
+patch = 2
+
+[[metrics]]
+name = "region_perturbation"
+region = 2
+n_regions = 4
+
+[[metrics]]
+name = "comprehensiveness"
+
+[[metrics]]
+name = "sufficiency"
+
+[[metrics]]
+name = "pointing_game"
+
+[[metrics]]
+name = "relevance_mass_accuracy"
+
+[[metrics]]
+name = "relevance_rank_accuracy"
+
+[[metrics]]
+name = "localisation_auc"
+
+[[metrics]]
+name = "sparseness"
+
+[[metrics]]
+name = "complexity"
+
+[[metrics]]
+name = "parameter_randomisation"
+
+[[metrics]]
+name = "random_logit"
 '''
 
 RECIPES_EVERY = '''[
@@ -285,16 +428,22 @@ def finite(value) -> bool:
     return all(math.isfinite(v) for v in value) if isinstance(value, list) else math.isfinite(value)
 
 
+def unexplained(records):
+    """Rows whose value is not finite and that carry no note saying why (the harness's contract)."""
+    return records[~records["value"].map(finite) & records["note"].isna()]
+
+
+
 @pytest.mark.slow
 def test_every_explainer_attack_and_metric_through_the_runner(folder):
     suite, summary, records = run(folder, COMPONENTS, '[{ name = "none" }]')
     used = {kind: {getattr(c, kind).name for c in suite.cells if getattr(c, kind) is not None}
             for kind in ("explainer", "attack")}
-    assert used["explainer"] == set(explainers.names()) - text_only(explainers)
+    assert used["explainer"] == set(explainers.names()) - text_only(explainers) - {"zennit"}  # Zennit does not import here
     assert used["attack"] == set(attacks.names()) - text_only(attacks)
     assert {m for c in suite.cells for m in (x.name for x in c.metrics)} == set(metrics.names()) - text_only(metrics)
     assert summary.failed == 0 and summary.run == len(suite.cells)
-    assert records["value"].map(finite).all(), records.loc[~records["value"].map(finite), ["metric", "note"]]
+    assert unexplained(records).empty, unexplained(records)[["explainer", "metric"]]
     assert set(records["metric"].str.split(r"[(.]").str[0]) == set(metrics.names()) - text_only(metrics)
 
 
