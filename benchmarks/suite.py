@@ -659,7 +659,7 @@ def _views(data: Mapping[str, Any]) -> tuple[View, ...]:
         views = parse_views(data.get("views", []))
     except ValueError as err:
         raise SuiteError(str(err)) from err
-    named = {t.get("name") for t in data.get("metrics", []) if isinstance(t, dict)}
+    named = {t["name"] for t in data.get("metrics", []) if isinstance(t, dict) and isinstance(t.get("name"), str)}
     for i, view in enumerate(views):
         unknown = [m for m in view.metrics if m not in named]
         if unknown:

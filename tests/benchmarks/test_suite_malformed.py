@@ -91,6 +91,7 @@ CASES = [
     ("explainer-unknown-param", _edit("n_samples = 2", "n_samples = 2\nnoise_level = 0.1"), ["explainers[1] (smoothgrad)", "noise_level"]),
     ("attack-bad-value", _edit("steps = 2", "steps = 0"), ["attacks[0] (topk)", "steps must be an integer >= 1, got 0"]),
     ("metric-unknown", _edit('name = "spearman"', 'name = "spearmann"'), ["metrics[1] (spearmann)", "spearman"]),
+    ("metric-name-list", _edit('name = "spearman"', 'name = ["spearman"]'), ["metrics[1] (['spearman'])", "missing 'name' (a string)"]),
     ("no-attack-for-robustness-metric", _edit('[[attacks]]\nname = "topk"\nk = 5\nsteps = 2\n', ""),
      ["metrics", "compare(s) an attacked explanation", "no [[attacks]]", "topk"]),
     ("attack-without-robustness-metric",
