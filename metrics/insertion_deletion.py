@@ -110,10 +110,10 @@ class _PerturbationCurve(FaithfulnessMetric):
         descending order is computed once (a scatter of the sort order), as a float of x's
         dtype where that holds every rank exactly; the input for point m keeps from x exactly
         the units of rank < c_m (insertion) or of rank >= c_m (deletion) and takes the rest
-        from the baseline: per block of inputs (:meth:`_logits`) one broadcast subtraction
-        and clamp give weights in {0, 1} and one ``torch.lerp`` blends (exact for weights 0
-        and 1, and 3–4× faster than a bool mask and ``torch.where``), scored in model calls
-        of :meth:`rows_per_call` inputs, with no host synchronisation inside the loop.
+        from the baseline: per block of inputs (:meth:`_logits`) one broadcast comparison
+        written as weights 0.0 / 1.0 of x's dtype and one ``torch.lerp`` (exact at weights 0
+        and 1; 3–4× faster than a bool mask and ``torch.where``), scored in model calls of
+        :meth:`rows_per_call` inputs, with no host synchronisation inside the loop.
         """
         check_input(x)
         check_input(attr, "attr")
@@ -155,6 +155,7 @@ class _PerturbationCurve(FaithfulnessMetric):
         samples_per_block = min(n, inputs_per_block)
         points_per_block = max(1, inputs_per_block // n) if samples_per_block == n else 1
         mask_shape = unit_mask_shape(x, unit)
+        from_x_if = torch.lt if self.inserts else torch.ge  # rank vs c_m: top c_m units from x, or the rest
         thresholds = counts.to(rank.dtype)[:, None, None]
         chunks = []
         with torch.no_grad():
@@ -162,18 +163,12 @@ class _PerturbationCurve(FaithfulnessMetric):
                 points = thresholds[p0 : p0 + points_per_block]
                 for s0 in range(0, n, samples_per_block):
                     samples = slice(s0, s0 + samples_per_block)
-                    from_x = self._from_x(rank[None, samples], points).to(x.dtype)
-                    block = from_x.shape[:2]
-                    inputs = torch.lerp(base[None, samples], x[None, samples], from_x.view(*block, *mask_shape))
+                    ranks = rank[None, samples]  # weights 1.0 where the unit comes from x, else 0.0
+                    from_x = from_x_if(ranks, points, out=x.new_empty(len(points), *ranks.shape[1:]))
+                    weight = from_x.view(*from_x.shape[:2], *mask_shape)
+                    inputs = torch.lerp(base[None, samples], x[None, samples], weight)
                     chunks.extend(model(part) for part in inputs.flatten(0, 1).split(rows))
         return torch.cat(chunks).view(n_points, n, -1).transpose(0, 1)
-
-    def _from_x(self, rank: Tensor, points: Tensor) -> Tensor:
-        """Weights (points, samples, U) in {0, 1}: 1 for the units an input takes from x, i.e. of
-        rank < c_m (insertion) or rank >= c_m (deletion), from integer-valued ranks (1, S, U) and
-        counts (P, 1, 1). The difference is an integer, >= 1 exactly where the unit comes from x."""
-        gap = points - rank if self.inserts else rank - (points - 1)
-        return gap.clamp_(0, 1)
 
 
 @register("insertion")
