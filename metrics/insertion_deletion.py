@@ -157,14 +157,17 @@ class _PerturbationCurve(FaithfulnessMetric):
         mask_shape = unit_mask_shape(x, unit)
         from_x_if = torch.lt if self.inserts else torch.ge  # rank vs c_m: top c_m units from x, or the rest
         thresholds = counts.to(rank.dtype)[:, None, None]
+        # weights 1.0 where a unit comes from x, else 0.0: one buffer for all blocks (fresh memory
+        # costs page faults); [:points, :samples] of it is contiguous, as one of the two is whole
+        weights = x.new_empty(min(points_per_block, n_points), samples_per_block, rank.shape[1])
         chunks = []
         with torch.no_grad():
             for p0 in range(0, n_points, points_per_block):
                 points = thresholds[p0 : p0 + points_per_block]
                 for s0 in range(0, n, samples_per_block):
                     samples = slice(s0, s0 + samples_per_block)
-                    ranks = rank[None, samples]  # weights 1.0 where the unit comes from x, else 0.0
-                    from_x = from_x_if(ranks, points, out=x.new_empty(len(points), *ranks.shape[1:]))
+                    ranks = rank[None, samples]
+                    from_x = from_x_if(ranks, points, out=weights[: len(points), : ranks.shape[1]])
                     weight = from_x.view(*from_x.shape[:2], *mask_shape)
                     inputs = torch.lerp(base[None, samples], x[None, samples], weight)
                     chunks.extend(model(part) for part in inputs.flatten(0, 1).split(rows))
