@@ -107,11 +107,13 @@ class _PerturbationCurve(FaithfulnessMetric):
         """The curve (N, M+1) and the unit counts (M+1,) of its points (c_0 = 0, ..., c_M = n_K).
 
         Validation happens here, once, before any work. Each unit's rank in its sample's
-        descending order is computed once (a scatter of the sort order); the input for point m
-        keeps from x exactly the units of rank < c_m (insertion) or of rank >= c_m (deletion)
-        and takes the rest from the baseline: one broadcast comparison and one ``torch.where``
-        per block of inputs (:meth:`_logits`), scored in model calls of :meth:`rows_per_call`
-        inputs, with no host synchronisation inside the loop.
+        descending order is computed once (a scatter of the sort order), as a float of x's
+        dtype where that holds every rank exactly; the input for point m keeps from x exactly
+        the units of rank < c_m (insertion) or of rank >= c_m (deletion) and takes the rest
+        from the baseline: per block of inputs (:meth:`_logits`) one broadcast comparison
+        written as weights 0.0 / 1.0 of x's dtype and one ``torch.lerp`` (exact at weights 0
+        and 1; 3–4× faster than a bool mask and ``torch.where``), scored in model calls of
+        :meth:`rows_per_call` inputs, with no host synchronisation inside the loop.
         """
         check_input(x)
         check_input(attr, "attr")
@@ -123,7 +125,10 @@ class _PerturbationCurve(FaithfulnessMetric):
         step = default_step(n_units) if self.step is None else self.step
         counts = step_counts(n_units, step, self.fraction, device=x.device)
         order = scores.argsort(dim=1, descending=True, stable=True)
-        rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_units, device=x.device).expand(n, n_units))
+        exact = n_units <= 2 / torch.finfo(x.dtype).eps  # every rank and count an exact integer in x's dtype
+        dtype = x.dtype if exact else torch.float64
+        ranks = torch.arange(n_units, device=x.device, dtype=dtype).expand(n, n_units)
+        rank = torch.empty(n, n_units, device=x.device, dtype=dtype).scatter_(1, order, ranks)
         base = baseline_input(x.detach(), self.baseline, self.blur_sigma)
         logits = self._logits(model, x, base, rank, counts, unit)
         check_logits_target(logits[:, 0], target)
@@ -139,7 +144,7 @@ class _PerturbationCurve(FaithfulnessMetric):
         The inputs are built point-major — blocks of consecutive points × all samples, or of
         one point × consecutive samples when one point's inputs exceed a block
         (:data:`BLOCK_ELEMENTS`, at least one model call) — so that x and the baseline
-        broadcast along the outer (point) dimension and ``torch.where`` runs over whole
+        broadcast along the outer (point) dimension and ``torch.lerp`` runs over whole
         contiguous samples; each block is scored in model calls of :meth:`rows_per_call`
         inputs (by default one curve point of every sample per call, as Quantus's
         PixelFlipping calls the model).
@@ -151,15 +156,20 @@ class _PerturbationCurve(FaithfulnessMetric):
         points_per_block = max(1, inputs_per_block // n) if samples_per_block == n else 1
         mask_shape = unit_mask_shape(x, unit)
         from_x_if = torch.lt if self.inserts else torch.ge  # rank vs c_m: top c_m units from x, or the rest
+        thresholds = counts.to(rank.dtype)[:, None, None]
+        # weights 1.0 where a unit comes from x, else 0.0: one buffer for all blocks (fresh memory
+        # costs page faults); [:points, :samples] of it is contiguous, as one of the two is whole
+        weights = x.new_empty(min(points_per_block, n_points), samples_per_block, rank.shape[1])
         chunks = []
         with torch.no_grad():
             for p0 in range(0, n_points, points_per_block):
-                points = counts[p0 : p0 + points_per_block, None, None]
+                points = thresholds[p0 : p0 + points_per_block]
                 for s0 in range(0, n, samples_per_block):
                     samples = slice(s0, s0 + samples_per_block)
-                    from_x = from_x_if(rank[None, samples], points)
-                    block = from_x.shape[:2]
-                    inputs = torch.where(from_x.view(*block, *mask_shape), x[None, samples], base[None, samples])
+                    ranks = rank[None, samples]
+                    from_x = from_x_if(ranks, points, out=weights[: len(points), : ranks.shape[1]])
+                    weight = from_x.view(*from_x.shape[:2], *mask_shape)
+                    inputs = torch.lerp(base[None, samples], x[None, samples], weight)
                     chunks.extend(model(part) for part in inputs.flatten(0, 1).split(rows))
         return torch.cat(chunks).view(n_points, n, -1).transpose(0, 1)
 

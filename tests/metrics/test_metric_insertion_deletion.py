@@ -236,6 +236,43 @@ def test_default_rows_per_call_is_the_shared_element_budget_rule():
     assert metrics.get("deletion", batch_size=5).rows_per_call(torch.zeros(100, 30)) == 5
 
 
+class InputRecorder(nn.Module):
+    """A 2-class model with zero logits that keeps a copy of every input it is called on."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        return x.new_zeros(len(x), 2)
+
+
+@pytest.mark.parametrize("name", ["insertion", "deletion"])
+@pytest.mark.parametrize("dtype, n_features", [(torch.float32, 40), (torch.float16, 2100)])
+def test_inputs_hold_exactly_the_values_of_x_and_the_baseline(name, dtype, n_features):
+    """Every scored input takes each feature bit for bit from x or from the baseline, as the rank
+    rule says (brute force: a bool mask and ``torch.where``): the weighted blend is exact at
+    weights 0 and 1, including for values far apart (1e30 against -3), and ranks stay exact
+    integers where the input's dtype cannot hold them (float16 beyond 2048 features)."""
+    gen = torch.Generator().manual_seed(5)
+    scale = 1e30 if dtype == torch.float32 else 1e4
+    x = (torch.randn(3, n_features, generator=gen) * scale).to(dtype)
+    attr = torch.randn(3, n_features, generator=gen).to(dtype)
+    attr[1] = attr[1].round()  # ties between features
+    step = n_features // 5 + 1
+    recorder = InputRecorder()
+    metrics.get(name, step=step, baseline=-3.0).evaluate_curve(recorder, x, attr, 0)
+    seen = torch.cat(recorder.inputs).view(-1, 3, n_features)  # point-major
+    rank = torch.empty(3, n_features, dtype=torch.long).scatter_(
+        1, attr.float().argsort(dim=1, descending=True, stable=True), torch.arange(n_features).expand(3, n_features))
+    counts = [*range(0, n_features, step), n_features]
+    assert len(seen) == len(counts)
+    for m, c in enumerate(counts):
+        from_x = rank < c if name == "insertion" else rank >= c
+        assert torch.equal(seen[m], torch.where(from_x, x, torch.tensor(-3.0, dtype=dtype)))
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(2, 12), st.integers(1, 5), st.floats(0.05, 1.0), st.integers(0, 2**16))
 def test_exact_contributions_give_the_best_insertion_and_deletion_of_a_linear_model(n_features, step, fraction, seed):
