@@ -142,12 +142,12 @@ class DataBundle:
                 )
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        self._check_text()  # a text tensor where floats belong (or the reverse) first: its shape means nothing then
         if len(shape) != _SAMPLE_RANK[self.modality][0]:
             raise ValueError(
                 f"modality {self.modality!r} needs samples of shape {_SAMPLE_RANK[self.modality][1]}, "
                 f"but the splits hold samples of shape {shape}"
             )
-        self._check_text()
         if self.bounds is not None:
             self._check_bounds(shape)
         if self.feature_names is not None and len(self.feature_names) != self.train.x[0].numel():
