@@ -11,24 +11,31 @@ from salbench.results import build_results
 from salbench.suite import SUITES_DIR
 
 
+def record(**values) -> dict:
+    """One record of metric ``spearman`` (robustness, higher is better) under attack ``topk`` with k = 50,
+    the given columns replaced."""
+    seed = values.get("seed", 0)
+    return {
+        "suite": "s", "config_hash": "h", "cell_id": f"c8-{seed}",
+        "dataset": "blocks", "dataset_params": '{"size":8}',
+        "model": "cnn", "model_params": "{}", "recipe": "standard", "recipe_params": '{"epochs":10}',
+        "explainer": "cam", "explainer_params": "{}", "explainer_layer": None, "attack": "topk", "attack_params": '{"k":50}',
+        "seed": seed, "sample": 0, "label": 1, "metric": "spearman", "metric_params": "{}",
+        "category": "robustness", "higher_is_better": True,
+        "value": 0.5, "curve": None, "note": None,
+        "attack_iterations": 1, "attack_success": True, "label_kept": True,
+        "clean_accuracy": 0.9 if seed == 0 else 0.8, "model_key": f"m{seed}", "elapsed_s": 1.0, "versions": "{}",
+        **values,
+    }
+
+
 def records() -> pd.DataFrame:
     """Two seeds × two samples of one metric on two data sets; attack ``topk`` with k = 50."""
-    rows = []
-    for size, base in (("8", 0.2), ("16", 0.6)):
-        for seed in (0, 1):
-            for sample in (0, 1):
-                rows.append({
-                    "suite": "s", "config_hash": "h", "cell_id": f"c{size}-{seed}",
-                    "dataset": "blocks", "dataset_params": f'{{"size":{size}}}',
-                    "model": "cnn", "model_params": "{}", "recipe": "standard", "recipe_params": '{"epochs":10}',
-                    "explainer": "cam", "explainer_params": "{}", "explainer_layer": None, "attack": "topk", "attack_params": '{"k":50}',
-                    "seed": seed, "sample": sample, "label": 1, "metric": "spearman", "metric_params": "{}",
-                    "category": "robustness", "higher_is_better": True,
-                    "value": base + 0.1 * seed + 0.02 * sample, "curve": None, "note": None,
-                    "attack_iterations": 1, "attack_success": True, "label_kept": True,
-                    "clean_accuracy": 0.9 if seed == 0 else 0.8, "model_key": f"m{seed}", "elapsed_s": 1.0, "versions": "{}",
-                })
-    return pd.DataFrame(rows)
+    return pd.DataFrame([
+        record(cell_id=f"c{size}-{seed}", dataset_params=f'{{"size":{size}}}', seed=seed, sample=sample,
+               value=base + 0.1 * seed + 0.02 * sample)
+        for size, base in (("8", 0.2), ("16", 0.6)) for seed in (0, 1) for sample in (0, 1)
+    ])
 
 
 @pytest.fixture(scope="module")

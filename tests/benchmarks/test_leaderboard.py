@@ -44,7 +44,8 @@ def records(rows: list[dict]) -> pd.DataFrame:
             "explainer": "gradient", "explainer_params": "{}", "explainer_layer": None, "attack": "topk", "attack_params": '{"eps":0.1}',
             "seed": seed, "sample": i, "label": 0, "metric": metric, "metric_params": "{}",
             "category": category, "higher_is_better": higher, "curve": None, "note": None, "attack_iterations": None,
-            "attack_success": None, "label_kept": None, "clean_accuracy": 0.9, "model_key": f"key{seed}",
+            "attack_success": None, "label_kept": None, "clean_accuracy": 0.9, "clean_balanced_accuracy": None,
+            "model_key": f"key{seed}",
             "elapsed_s": 1.0, "versions": '{"torch":"2.x"}',
         }
         if row.get("attack", "topk") != "none":  # attacked: moved and label kept unless the row says otherwise
