@@ -17,8 +17,32 @@ quotes, ``explainer='decoy(base_params={"steps":8})'``) and ``show``:
   the samples the attack moved / the samples evaluated, ``moved_rate``: that share (the
   attack's success rate; a noise baseline has none), ``kept_rate``: the share that kept the
   label. These need a unique entry.
+- ``verdict``, with the key ``published="0.735"`` (only there, and required there): the
+  published value against the unique entry's 95% interval (the ``interval`` above: for a
+  p-value metric the rejection rate and its exact Clopper–Pearson interval): ``reproduced
+  (0.720 [0.690, 0.751] holds 0.735)`` if the interval holds it (bounds included), else ``not
+  reproduced (0.467 [0.436, 0.498] excludes 0.735)``; ours to 3 decimals, the published value
+  as written. An entry without an interval (a single value) is an error.
+- ``better``, with one or more keys ``than_<component>="<label>"`` (only there), e.g.
+  ``than_recipe="standard"``: whether the unique entry A named by the keys beats the entry B
+  that differs from A only in those components (B = A's components with the ``than_*`` labels
+  in place; it must exist). They are paired on their (seed, sample) pairs, which must be the
+  same (else an error naming both entries, e.g. for different data sets): the values the
+  leaderboard estimates them from (:func:`salbench.leaderboard.entry_values`: an attacked
+  entry's moved samples, a p-value metric's rejection indicators). Renders
+  ``yes (+0.052, paired Wilcoxon p = 0.003; better in 5/5 seeds)`` when the one-sided Wilcoxon
+  signed-rank p-value in the metric's direction (``higher_is_better``;
+  :func:`salbench.seedstats.paired_pvalue`) is below 0.05, else ``no (−0.010, paired Wilcoxon
+  p = 0.710; better in 2/5 seeds)``: the mean difference A − B (the mean over seeds of the
+  per-seed mean differences), the p-value (``p < 0.001`` below that) and the seeds whose mean
+  is better for A. For a p-value metric the direction is the leaderboard's (its
+  ``higher_is_better`` is false): "better" means rejecting less often, the validity reading on
+  null data; on signal data (power) read the sign of the difference, or swap A and B.
 - ``accuracy``: the clean test accuracy (mean over seeds) of the unique model matched by the
-  ``dataset``, ``model`` and ``recipe`` keys (the only keys it takes).
+  ``dataset``, ``model`` and ``recipe`` keys (the only keys it takes); ``balanced_accuracy``:
+  the same of the clean test balanced accuracy (the mean over the classes of the test split of
+  their recall, :func:`salbench.recipes.base.balanced_accuracy`), an error where a seed's model
+  did not record it (a model cached before it was).
 - ``seeds``: the number of seeds of the matching records; ``samples``: the number of samples
   per cell, which must be the same in every matching cell; ``seconds_per_test``: each matching
   cell's wall-clock time over its samples × metric settings (e.g. the time per p-value of a
@@ -72,7 +96,8 @@ import re
 import numpy as np
 import pandas as pd
 from salbench.agreement import GROUP, agreement_table
-from salbench.leaderboard import COMPONENTS, SIGNIFICANCE, label_components
+from salbench import seedstats
+from salbench.leaderboard import COMPONENTS, LEVEL, SIGNIFICANCE, entry_values, label_components
 from salbench.results import Results
 
 __all__ = ["fill", "typed_numbers", "PLACEHOLDER", "PUBLISHED"]
@@ -81,9 +106,11 @@ PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 PUBLISHED = re.compile(r"\[\[published:\s*([0-9.][^\]\n]*?)\s*\]\]")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _PAIR = re.compile(r"""\s*(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')\s*""")
-_ENTRY_SHOWS = ("mean", "interval", "n", "seed_means", "moved", "moved_rate", "kept_rate")
-_SHOWS = (*_ENTRY_SHOWS, "accuracy", "seeds", "samples", "seconds_per_test", "agreement")
-_KEYS = (*COMPONENTS, "against", "show")  # against: only with show="agreement"
+_ENTRY_SHOWS = ("mean", "interval", "n", "seed_means", "moved", "moved_rate", "kept_rate", "verdict")
+_ACCURACY_SHOWS = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy"}  # show -> accuracy_table column
+_SHOWS = (*_ENTRY_SHOWS, *_ACCURACY_SHOWS, "better", "seeds", "samples", "seconds_per_test", "agreement")
+_THAN = tuple(f"than_{kind}" for kind in COMPONENTS)  # only with show="better"
+_KEYS = (*COMPONENTS, "against", "published", *_THAN, "show")  # against, published: only with agreement, verdict
 _PARAM_SHOW = re.compile(rf"({'|'.join(COMPONENTS)})\.(\w+)")
 
 _EXEMPT = [  # spans whose digits are not typed measurements (see the module docstring)
@@ -157,6 +184,12 @@ def _parse(body: str) -> dict[str, str]:
             f'commentary placeholder {{{{{body}}}}}: show="agreement" takes the keys metric and against (and '
             "optionally dataset, model, recipe); against goes only with it"
         )
+    if ("published" in pairs) != (show == "verdict"):
+        raise ValueError(f'commentary placeholder {{{{{body}}}}}: show="verdict" takes the key published, which goes only with it')
+    if any(k in pairs for k in _THAN) != (show == "better"):
+        raise ValueError(
+            f'commentary placeholder {{{{{body}}}}}: show="better" takes one or more keys {list(_THAN)}, which go only with it'
+        )
     if show not in _SHOWS and not _PARAM_SHOW.fullmatch(show):
         raise ValueError(
             f"commentary placeholder {{{{{body}}}}}: show must be one of {_SHOWS} or <component>.<parameter> "
@@ -170,8 +203,10 @@ def _value(pairs: dict[str, str], results: Results, labelled: pd.DataFrame) -> s
     show = pairs.get("show", "mean")
     if show in _ENTRY_SHOWS:
         return _entry(keys, show, results.summary, labelled)
-    if show == "accuracy":
-        return _accuracy(keys, results.accuracy)
+    if show in _ACCURACY_SHOWS:
+        return _accuracy(keys, show, results.accuracy)
+    if show == "better":
+        return _better(keys, results.summary, labelled)
     if show == "agreement":
         return _agreement(keys, results.summary)
     rows = _matching(keys, labelled, "records")
@@ -232,6 +267,9 @@ def _unique(keys: dict[str, str], frame: pd.DataFrame, what: str) -> pd.Series:
 
 
 def _entry(keys: dict[str, str], show: str, summary: pd.DataFrame, labelled: pd.DataFrame) -> str:
+    if show == "verdict":
+        published = keys.pop("published")
+        return _verdict(keys, published, _unique(keys, summary, "leaderboard entries"))
     row = _unique(keys, summary, "leaderboard entries")
     if show == "n":
         return str(int(row["n"]))
@@ -279,8 +317,62 @@ def _agreement(keys: dict[str, str], summary: pd.DataFrame) -> str:
     return f"{tau.mean():.2f}"
 
 
-def _accuracy(keys: dict[str, str], accuracy: pd.DataFrame) -> str:
+def _verdict(keys: dict[str, str], published: str, row: pd.Series) -> str:
+    """Whether the entry's 95% interval holds the published value: 'reproduced (0.720 [0.690, 0.751]
+    holds 0.735)' or 'not reproduced (0.467 [0.436, 0.498] excludes 0.735)'."""
+    try:
+        value = float(published)
+    except ValueError:
+        raise ValueError(f'commentary placeholder {_shown(keys)}: published="{published}" is not a number') from None
+    if not np.isfinite(value) or not (np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])):
+        raise ValueError(
+            f'commentary placeholder {_shown(keys)} published="{published}": a verdict needs a finite published value '
+            f"and an entry with a 95% interval (this one has {int(row['n'])} value(s))"
+        )
+    ours = f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    if row["ci_low"] <= value <= row["ci_high"]:
+        return f"reproduced ({ours} holds {published})"
+    return f"not reproduced ({ours} excludes {published})"
+
+
+def _better(keys: dict[str, str], summary: pd.DataFrame, labelled: pd.DataFrame) -> str:
+    """Whether entry A (the keys) beats entry B (A's components with the ``than_*`` ones replaced)
+    on the same (seed, sample) pairs: 'yes (+0.052, paired Wilcoxon p = 0.003; better in 5/5 seeds)'."""
+    than = {k.removeprefix("than_"): keys.pop(k) for k in _THAN if k in keys}
+    a = _unique(keys, summary, "leaderboard entries")
+    entry_a = {k: a[k] for k in COMPONENTS}
+    entry_b = {k: than.get(k, a[k]) for k in COMPONENTS}
+    b = _unique(entry_b, summary, "leaderboard entries (the compared entry: the keys with than_* in place)")
+    values_a, values_b = entry_values(labelled, entry_a), entry_values(labelled, entry_b)
+    if not values_a[["seed", "sample"]].equals(values_b[["seed", "sample"]]):
+        raise ValueError(
+            f"commentary placeholder {_shown(keys)}: show=\"better\" pairs the entries on the same (seed, sample) "
+            f"pairs, but {entry_a} holds {len(values_a)} and {entry_b} holds {len(values_b)} pairs, not the same ones "
+            "(different data sets, models' correctly classified samples or moved samples)"
+        )
+    if values_a.empty:
+        raise ValueError(f"commentary placeholder {_shown(keys)}: the entries {entry_a} and {entry_b} have no finite values")
+    higher = bool(a["higher_is_better"])
+    p = seedstats.paired_pvalue(values_a["value"].to_numpy(), values_b["value"].to_numpy(), higher)
+    seed_differences = (values_a["value"] - values_b["value"]).groupby(values_a["seed"]).mean()
+    difference = seed_differences.mean()
+    wins = int((seed_differences > 0).sum() if higher else (seed_differences < 0).sum())
+    shown_p = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    sign = "+" if difference >= 0 else "−"
+    return (
+        f"{'yes' if p < LEVEL else 'no'} ({sign}{abs(difference):.3f}, paired Wilcoxon {shown_p}; "
+        f"better in {wins}/{len(seed_differences)} seeds)"
+    )
+
+
+def _accuracy(keys: dict[str, str], show: str, accuracy: pd.DataFrame) -> str:
     extra = set(keys) - {"dataset", "model", "recipe"}
     if extra:
-        raise ValueError(f'commentary placeholder {_shown(keys)}: show="accuracy" takes only dataset, model, recipe keys')
-    return f"{_unique(keys, accuracy, 'models')['accuracy']:.3f}"
+        raise ValueError(f'commentary placeholder {_shown(keys)}: show="{show}" takes only dataset, model, recipe keys')
+    value = _unique(keys, accuracy, "models")[_ACCURACY_SHOWS[show]]
+    if pd.isna(value):
+        raise ValueError(
+            f'commentary placeholder {_shown(keys)}: show="{show}" is not recorded for every seed of this model '
+            "(models cached before balanced accuracy was recorded); rerun the suite from a fresh model cache"
+        )
+    return f"{value:.3f}"

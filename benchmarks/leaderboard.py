@@ -41,7 +41,7 @@ import html
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +61,7 @@ __all__ = [
     "seed_table",
     "clopper_pearson",
     "rejection_indicators",
+    "entry_values",
     "accuracy_table",
     "render",
     "html_body",
@@ -327,6 +328,29 @@ def _population(value: np.ndarray, seed: np.ndarray, sample: np.ndarray, signifi
     return {**out, "mean": float(means.mean()), "ci_low": low, "ci_high": high}
 
 
+def entry_values(labelled: pd.DataFrame, entry: Mapping[str, str]) -> pd.DataFrame:
+    """The values the leaderboard estimates one entry from, as columns ``seed``, ``sample`` and
+    ``value`` sorted by (seed, sample): the finite values of the entry's ranked population (see
+    :func:`summarize`: for an attacked entry whose attack is not a noise baseline, the samples
+    the attack moved; else all), a significance metric's p-values as rejection indicators
+    (:func:`rejection_indicators`).
+
+    ``labelled``: records with component labels (:func:`label_components`); ``entry``: the six
+    component labels of a :func:`summarize` row.
+    """
+    rows = labelled
+    for kind in COMPONENTS:
+        rows = rows[rows[kind] == entry[kind]]
+    if rows.empty:
+        raise ValueError(f"no records of the entry {dict(entry)}")
+    attack = str(entry["attack"]).split("(", 1)[0]  # the label's registered name
+    if attack != "none" and not is_baseline(attack):
+        rows = rows[rows["attack_success"].fillna(False).to_numpy(dtype=bool)]
+    values = rejection_indicators(rows)
+    out = pd.DataFrame({"seed": rows["seed"].astype("int64"), "sample": rows["sample"].astype("int64"), "value": values})
+    return out[out["value"].notna()].sort_values(["seed", "sample"], kind="stable").reset_index(drop=True)
+
+
 def _compare_with_best(table: pd.DataFrame, samples: list[_Sample], view: View) -> None:
     """Fill ``test``, ``p_vs_best`` (Holm within the view's tables) and ``mark`` of ``table`` (in place)."""
     position = {index: i for i, index in enumerate(table.index)}
@@ -441,26 +465,33 @@ def _category_order(category: pd.Series) -> pd.Series:
 
 def accuracy_table(records: pd.DataFrame) -> pd.DataFrame:
     """Clean test accuracy per (dataset, model, recipe): ``n_seeds``, ``accuracy`` (mean over the
-    seeds' trained models), ``accuracy_min`` and ``accuracy_max``; and ``layers``, the layers that
-    layer-reading explainers (Grad-CAM, CAM) explained, as "explainer: layer" pairs joined by
-    "; " (empty when none; ``layer="auto"`` resolved by the run)."""
+    seeds' trained models), ``accuracy_min`` and ``accuracy_max``; the same of the clean test
+    balanced accuracy (``clean_balanced_accuracy`` of the records: the mean per-class recall),
+    ``balanced_accuracy``, ``balanced_accuracy_min`` and ``balanced_accuracy_max``, NaN unless
+    every seed's model recorded it (models cached before it was recorded, records without the
+    column); and ``layers``, the layers that layer-reading explainers (Grad-CAM, CAM) explained,
+    as "explainer: layer" pairs joined by "; " (empty when none; ``layer="auto"`` resolved by the run)."""
     frame = label_components(records)
     missing = [c for c in ("model_key", "clean_accuracy") if c not in frame.columns]
     if missing:
         raise ValueError(f"records lack column(s) {missing}; expected the long format of salbench.store.read_records")
-    models = frame[[*_BENCH, "seed", "model_key", "clean_accuracy"]].drop_duplicates()
+    # records without the column (from before it was recorded) have none; null is missing (NaN)
+    balanced = frame["clean_balanced_accuracy"] if "clean_balanced_accuracy" in frame.columns else np.nan
+    frame["clean_balanced_accuracy"] = pd.Series(balanced, index=frame.index, dtype="float64")
+    models = frame[[*_BENCH, "seed", "model_key", "clean_accuracy", "clean_balanced_accuracy"]].drop_duplicates()
     clash = models.duplicated([*_BENCH, "seed"], keep=False)
     if clash.any():
         raise ValueError(
             "records give several models or accuracies for one (dataset, model, recipe, seed): "
             f"{models[clash].head(4).to_dict('records')}"
         )
-    out = models.groupby(list(_BENCH), sort=True).agg(
-        n_seeds=("seed", "count"),
-        accuracy=("clean_accuracy", "mean"),
-        accuracy_min=("clean_accuracy", "min"),
-        accuracy_max=("clean_accuracy", "max"),
-    )
+    grouped = models.groupby(list(_BENCH), sort=True)
+    out = grouped.agg(n_seeds=("seed", "count"))
+    for name, column in (("accuracy", "clean_accuracy"), ("balanced_accuracy", "clean_balanced_accuracy")):
+        values = grouped[column]
+        out[name], out[f"{name}_min"], out[f"{name}_max"] = values.mean(), values.min(), values.max()
+    incomplete = grouped["clean_balanced_accuracy"].count() < out["n_seeds"]
+    out.loc[incomplete, ["balanced_accuracy", "balanced_accuracy_min", "balanced_accuracy_max"]] = np.nan
     out["layers"] = _layers(frame).reindex(out.index).fillna("")
     return out.reset_index()
 
@@ -554,12 +585,16 @@ def _size_text(part: pd.DataFrame) -> str:
 
 
 def _row_accuracy(acc: pd.DataFrame | None, where: dict) -> str:
+    """'0.850 (0.800–0.900)': the row's clean accuracy (the range over seeds), then
+    ', bal. acc. 0.700 (0.650–0.750)' where the balanced accuracy was recorded; '—' without a model."""
     bench = tuple(where[k] for k in _BENCH)
     if acc is None or bench not in acc.index:
         return "—"
     row = acc.loc[bench]
-    spread = f" ({row['accuracy_min']:.3f}–{row['accuracy_max']:.3f})" if row["n_seeds"] > 1 else ""
-    return f"{row['accuracy']:.3f}{spread}"
+    text = _spread_text(row, "accuracy", " ({low}–{high})")
+    if pd.notna(row["balanced_accuracy"]):
+        text += ", bal. acc. " + _spread_text(row, "balanced_accuracy", " ({low}–{high})")
+    return text
 
 
 def _accuracy_text(acc: pd.DataFrame | None, bench: tuple) -> str:
@@ -568,8 +603,24 @@ def _accuracy_text(acc: pd.DataFrame | None, bench: tuple) -> str:
     row = acc.loc[bench]
     seeds = int(row["n_seeds"])
     spread = f", range {row['accuracy_min']:.3f}–{row['accuracy_max']:.3f}" if seeds > 1 else ""
+    balanced = (
+        "; bal. acc. " + _spread_text(row, "balanced_accuracy", " (range {low}–{high})")
+        if pd.notna(row["balanced_accuracy"]) else ""
+    )
     layers = f" Layers explained ('auto' resolved): {row['layers']}." if row.get("layers") else ""
-    return f"Clean test accuracy {row['accuracy']:.3f} (mean over {seeds} seed{'s' * (seeds > 1)}{spread}).{layers}"
+    return (
+        f"Clean test accuracy {row['accuracy']:.3f} (mean over {seeds} seed{'s' * (seeds > 1)}{spread}){balanced}."
+        f"{layers}"
+    )
+
+
+def _spread_text(row: pd.Series, name: str, spread: str) -> str:
+    """``row[name]`` to 3 decimals, followed by ``spread`` filled with its min and max over seeds
+    when there are several seeds."""
+    text = f"{row[name]:.3f}"
+    if row["n_seeds"] > 1:
+        text += spread.format(low=f"{row[f'{name}_min']:.3f}", high=f"{row[f'{name}_max']:.3f}")
+    return text
 
 
 def _decimals(x: float) -> int | None:
@@ -699,8 +750,11 @@ def _failure_fields(failure: dict) -> tuple[str, str, str]:
 
 
 def _csv(summary: pd.DataFrame, accuracy: pd.DataFrame, failures: list[dict], title: str, view: View) -> str:
-    acc = accuracy.rename(columns={"accuracy": "clean_accuracy", "n_seeds": "clean_accuracy_seeds"})
-    acc = acc[[*_BENCH, "clean_accuracy_seeds", "clean_accuracy"]]
+    acc = accuracy.rename(columns={
+        "accuracy": "clean_accuracy", "n_seeds": "clean_accuracy_seeds", "balanced_accuracy": "clean_balanced_accuracy",
+    })
+    balanced = ["clean_balanced_accuracy"] if acc["clean_balanced_accuracy"].notna().any() else []  # old stores: none
+    acc = acc[[*_BENCH, "clean_accuracy_seeds", "clean_accuracy", *balanced]]
     return summary.merge(acc, on=list(_BENCH), how="left").to_csv(index=False, lineterminator="\n")
 
 

@@ -55,7 +55,7 @@ from salbench.core.fingerprint import code_fingerprint
 from salbench.core.hashing import digest, versions
 from salbench.core.text import Vocabulary
 from salbench.core.validation import check_seed
-from salbench.recipes.base import evaluate
+from salbench.recipes.base import balanced_accuracy, evaluate
 from salbench.store import atomic_write_bytes
 from torch import nn
 
@@ -154,9 +154,13 @@ def trained_model(dataset: str, dataset_params: dict, model: str, model_params: 
     Returns the model (on ``device``, eval mode) and its meta: ``key``, :func:`model_inputs`,
     ``input_shape``, ``num_classes``, ``vocab_size`` (``len(data.vocabulary)`` for text data,
     which text architectures are built with; else None), ``val_accuracy``, ``test_accuracy``
-    (clean accuracy), ``training`` (the recipe's info), ``base_key``, ``versions``, ``train_seconds`` (this
+    (clean accuracy), ``test_balanced_accuracy`` (:func:`salbench.recipes.base.balanced_accuracy`),
+    ``training`` (the recipe's info), ``base_key``, ``versions``, ``train_seconds`` (this
     recipe's training only, not its base model's). The meta is the same dict (after a JSON
-    round trip) whether the model was trained now or loaded.
+    round trip) whether the model was trained now or loaded. An entry cached before balanced
+    accuracy was recorded has no ``test_balanced_accuracy``: it is returned as stored (missing,
+    never recomputed or filled in). Such entries are not reached by the current code anyway:
+    ``recipes/base.py`` is part of every recipe's code, so its change gave every model a new key.
 
     Training: ``torch.manual_seed(seed)`` (in a forked RNG state, so the caller's global RNG is
     untouched) before the model is built; ``recipe.check(model, data)`` (before any training,
@@ -223,6 +227,7 @@ def _train(key: str, inputs: dict[str, Any], directory: Path) -> tuple[nn.Module
         "vocabulary": list(data.vocabulary.words) if models.VOCABULARY_PARAM in models.harness_params(inputs["model"]) else None,
         "val_accuracy": evaluate(net, data.val)[0],
         "test_accuracy": evaluate(net, data.test)[0],
+        "test_balanced_accuracy": balanced_accuracy(net, data.test),
         "training": info,
         "base_key": base_key,
         "versions": versions(),

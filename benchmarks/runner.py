@@ -684,6 +684,8 @@ def _records(cell, settings, meta, chosen, labels, scorers, batches: list[_Batch
         "attack_params": cell.attack.params_json if attacked else "{}",
         "seed": cell.seed,
         "clean_accuracy": float(meta["test_accuracy"]),
+        # a model cached before balanced accuracy was recorded has none: missing (null), never a stand-in
+        "clean_balanced_accuracy": float(meta.get("test_balanced_accuracy", float("nan"))),
         "model_key": meta["key"],
         "elapsed_s": float("nan"),  # set by _run_cell once the cell is done
         "versions": _versions_json(),

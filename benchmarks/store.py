@@ -74,7 +74,10 @@ __all__ = [
     "store_dir",
 ]
 
-_NULLABLE = ("explainer_layer", "value", "curve", "note", "attack_iterations", "attack_success", "label_kept")
+_NULLABLE = (
+    "explainer_layer", "value", "curve", "note", "attack_iterations", "attack_success", "label_kept",
+    "clean_balanced_accuracy",
+)
 
 RECORD_SCHEMA = pa.schema(
     [
@@ -108,15 +111,17 @@ RECORD_SCHEMA = pa.schema(
             ("attack_success", pa.bool_()),
             ("label_kept", pa.bool_()),
             ("clean_accuracy", pa.float64()),  # the model's test accuracy
+            ("clean_balanced_accuracy", pa.float64()),  # its balanced accuracy; null for models cached before it
             ("model_key", pa.string()),
             ("elapsed_s", pa.float64()),  # wall-clock seconds of the whole cell
             ("versions", pa.string()),  # JSON of the package versions that computed the cell
         ]
     ]
 )
-"""Columns and types of the records; every cell file has exactly this schema. Only the curve, the
-note and the three attack columns may hold nulls. Stores written before the ``note`` column
-existed read back with a null note (pyarrow fills a missing nullable column)."""
+"""Columns and types of the records; every cell file has exactly this schema. Only the explainer
+layer, the value, the curve, the note, the three attack columns and the clean balanced accuracy
+may hold nulls. Stores written before the ``note`` or ``clean_balanced_accuracy`` column existed
+read back with a null note / balanced accuracy (pyarrow fills a missing nullable column)."""
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(RECORD_SCHEMA.names)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from salbench.datasets.base import DataBundle, Split
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["Recipe", "evaluate", "model_device"]
+__all__ = ["Recipe", "evaluate", "balanced_accuracy", "model_device"]
 
 
 class Recipe:
@@ -67,20 +68,50 @@ def model_device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
+def _logits(model: nn.Module, split: Split, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """(logits, labels) of ``split`` in batches, the model in eval mode; its mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    try:
+        for x, y in zip(split.x.split(batch_size), split.y.split(batch_size)):
+            yield model(x.to(device)), y.to(device)
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024) -> tuple[float, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``split``, in eval mode, in batches.
 
     The model's train/eval mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
     correct, loss = 0, 0.0
-    for x, y in zip(split.x.split(batch_size), split.y.split(batch_size)):
-        logits = model(x.to(device))
-        y = y.to(device)
+    for logits, y in _logits(model, split, batch_size):
         correct += int((logits.argmax(1) == y).sum())
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
-    model.train(was_training)
     return correct / len(split), loss / len(split)
+
+
+@torch.no_grad()
+def balanced_accuracy(model: nn.Module, split: Split, *, batch_size: int = 1024) -> float:
+    """Balanced accuracy of ``model`` on ``split``: the mean over classes of the per-class recall
+    (the share of the class's samples predicted as that class), in eval mode, in batches.
+
+    The mean is over the classes that occur in ``split``: a class without samples has no recall,
+    so it is excluded (as scikit-learn's ``balanced_accuracy_score`` does), not counted as 0 or 1.
+    On a split with every class equally often it equals the accuracy. The model's train/eval
+    mode is restored afterwards.
+
+    >>> from salbench.datasets.base import Split
+    >>> split = Split(torch.tensor([[1.0], [1.0], [1.0], [-1.0]]), torch.tensor([0, 0, 0, 1]))
+    >>> always_zero = nn.Linear(1, 2).requires_grad_(False)
+    >>> _ = always_zero.weight.zero_(), always_zero.bias.copy_(torch.tensor([1.0, 0.0]))
+    >>> evaluate(always_zero, split)[0], balanced_accuracy(always_zero, split)  # recalls 3/3 and 0/1
+    (0.75, 0.5)
+    """
+    labels, predicted = zip(*((y, logits.argmax(1)) for logits, y in _logits(model, split, batch_size)))
+    labels, predicted = torch.cat(labels), torch.cat(predicted)
+    classes = labels.unique()
+    recalls = [(predicted[labels == c] == c).double().mean() for c in classes]
+    return float(torch.stack(recalls).mean())

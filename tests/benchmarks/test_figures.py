@@ -46,7 +46,7 @@ def cell(explainer: str, attack: str, values: dict[str, list], dataset: str = "s
                 "metric_params": metric_params if metric in CURVES else "{}", "category": category,
                 "higher_is_better": higher, "value": float(np.mean(v)), "curve": curve, "note": None,
                 "attack_iterations": None, "attack_success": None if attack == "none" else True,
-                "label_kept": None if attack == "none" else True, "clean_accuracy": 0.95,
+                "label_kept": None if attack == "none" else True, "clean_accuracy": 0.95, "clean_balanced_accuracy": None,
                 "model_key": f"model{seed}", "elapsed_s": 0.5, "versions": '{"salbench":"0.1.0"}',
             })
     return cell_id, pd.DataFrame(rows)[list(RECORD_COLUMNS)]

@@ -9,9 +9,12 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from salbench.leaderboard import (
     accuracy_table,
+    entry_values,
     label_components,
     render,
     seed_table,
@@ -19,7 +22,7 @@ from salbench.leaderboard import (
 )
 from salbench.publish import write_leaderboards
 from salbench.results import build_results
-from salbench.store import RECORD_COLUMNS
+from salbench.store import RECORD_COLUMNS, RECORD_SCHEMA, read_records, write_cell
 from salbench.views import View
 from scipy import stats
 
@@ -44,7 +47,8 @@ def records(rows: list[dict]) -> pd.DataFrame:
             "explainer": "gradient", "explainer_params": "{}", "explainer_layer": None, "attack": "topk", "attack_params": '{"eps":0.1}',
             "seed": seed, "sample": i, "label": 0, "metric": metric, "metric_params": "{}",
             "category": category, "higher_is_better": higher, "curve": None, "note": None, "attack_iterations": None,
-            "attack_success": None, "label_kept": None, "clean_accuracy": 0.9, "model_key": f"key{seed}",
+            "attack_success": None, "label_kept": None, "clean_accuracy": 0.9, "clean_balanced_accuracy": None,
+            "model_key": f"key{seed}",
             "elapsed_s": 1.0, "versions": '{"torch":"2.x"}',
         }
         if row.get("attack", "topk") != "none":  # attacked: moved and label kept unless the row says otherwise
@@ -464,3 +468,64 @@ def test_write_leaderboards_writes_each_view_and_the_seed_table(tmp_path):
     assert len(seeds) == 4 and (seeds["n"] == 6).all()  # 2 recipes × 2 attacks, one seed
     assert "| wdbc | mlp | standard | gradient | mse | topk_intersection | moved | 0 | 6 | 0.525 |" in (
         tmp_path / "leaderboard_seeds.md").read_text()
+
+
+def test_entry_values_are_the_moved_samples_of_an_attacked_entry_in_seed_sample_order():
+    rows = [{"seed": 1, "sample": 4, "value": 0.4}, {"seed": 0, "sample": 7, "value": 0.7},
+            {"seed": 0, "sample": 2, "value": 0.2}, {"seed": 0, "sample": 3, "value": 0.9, "attack_success": False},
+            {"seed": 1, "sample": 5, "value": np.nan}]
+    frame = records(rows)
+    values = entry_values(label_components(frame), entry(summarize(frame), explainer="gradient"))
+    assert values.values.tolist() == [[0, 2, 0.2], [0, 7, 0.7], [1, 4, 0.4]]  # not moved and NaN left out
+    assert entry(summarize(frame), explainer="gradient")["n"] == len(values)  # what the leaderboard estimates from
+
+
+def test_entry_values_of_p_values_are_rejection_indicators():
+    frame = records([{"attack": "none", "sample": i, "value": p, "metric_params": '{"alpha":0.05}'}
+                     for i, p in enumerate((0.01, 0.05, 0.2))])
+    frame["category"] = "significance"
+    values = entry_values(label_components(frame), entry(summarize(frame), explainer="gradient"))
+    assert values["value"].tolist() == [1.0, 1.0, 0.0]  # p <= alpha
+
+
+def balanced_records(balanced: dict[int, float | None]) -> pd.DataFrame:
+    """One attack-free deletion value per seed, clean accuracy 0.9 / 0.8 and the given balanced accuracies."""
+    rows = [{"seed": s, "attack": "none", "metric": "deletion", "value": 0.5, "clean_accuracy": 0.9 - 0.1 * s,
+             "clean_balanced_accuracy": b} for s, b in balanced.items()]
+    return records(rows)
+
+
+def test_balanced_accuracy_is_shown_beside_the_accuracy_where_every_seed_has_it():
+    frame = balanced_records({0: 0.7, 1: 0.6})
+    accuracy = accuracy_table(frame).iloc[0]
+    assert accuracy["balanced_accuracy"] == pytest.approx(0.65)
+    assert (accuracy["balanced_accuracy_min"], accuracy["balanced_accuracy_max"]) == (0.6, 0.7)
+    text = render(summarize(frame), accuracy_table(frame), "markdown")
+    assert ("Clean test accuracy 0.850 (mean over 2 seeds, range 0.800–0.900); bal. acc. 0.650 "
+            "(range 0.600–0.700).") in text
+    csv = pd.read_csv(io.StringIO(render(summarize(frame), accuracy_table(frame), "csv")))
+    assert csv[["clean_accuracy", "clean_balanced_accuracy"]].values.tolist() == [pytest.approx([0.85, 0.65])]
+    rows = records([{"recipe": recipe, "attack": "none", "metric": "deletion", "model_key": recipe, "value": 0.5,
+                     "clean_balanced_accuracy": 0.75} for recipe in ("standard", "adversarial")])
+    in_rows = render(summarize(rows, DEFENCES), accuracy_table(rows), "markdown", view=DEFENCES)
+    assert "| standard | 0.900, bal. acc. 0.750 |" in in_rows
+    one_missing = accuracy_table(balanced_records({0: 0.7, 1: None})).iloc[0]
+    assert np.isnan(one_missing["balanced_accuracy"])  # not a mean over the seeds that happen to have it
+
+
+def test_an_old_store_without_balanced_accuracy_renders_its_tables_unchanged(tmp_path):
+    frame = balanced_records({0: None, 1: None})
+    old = pa.schema([f for f in RECORD_SCHEMA if f.name != "clean_balanced_accuracy"])
+    for cell_id, cell in frame.assign(cell_id=["a0", "a1"]).groupby("cell_id"):
+        table = pa.Table.from_pandas(cell[old.names], schema=old, preserve_index=False)
+        (tmp_path / "store" / "cells").mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp_path / "store" / "cells" / f"{cell_id}.parquet")
+    stored = read_records(tmp_path)
+    assert stored["clean_balanced_accuracy"].isna().all()
+    accuracy = accuracy_table(stored)
+    text = render(summarize(stored), accuracy, "markdown")
+    assert "Clean test accuracy 0.850 (mean over 2 seeds, range 0.800–0.900). n = " in text and "bal. acc." not in text
+    assert "clean_balanced_accuracy" not in render(summarize(stored), accuracy, "csv").splitlines()[0]
+    write_cell(tmp_path, "b0", frame.iloc[[0]].assign(cell_id="b0", seed=2, model_key="key2", clean_balanced_accuracy=0.5))
+    assert "bal. acc." not in render(summarize(read_records(tmp_path)), accuracy_table(read_records(tmp_path)),
+                                     "markdown")  # one seed recorded it, two did not: not shown

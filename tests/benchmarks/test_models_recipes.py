@@ -10,7 +10,8 @@ import torch
 from salbench import models, recipes
 from salbench.core.registry import ParameterError
 from salbench.datasets import load_dataset
-from salbench.recipes.base import evaluate
+from salbench.datasets.base import Split
+from salbench.recipes.base import balanced_accuracy, evaluate
 from torch import nn
 
 
@@ -196,6 +197,30 @@ def test_evaluate_matches_a_direct_computation_and_restores_the_mode():
     assert accuracy == (logits.argmax(1) == data.test.y).sum().item() / len(data.test)
     assert loss == pytest.approx(nn.functional.cross_entropy(logits, data.test.y).item(), rel=1e-5)
     assert net.training
+
+
+def sign_classifier() -> nn.Module:
+    """Logits (−x, x) of a single feature: predicts class 1 exactly where x > 0."""
+    net = nn.Linear(1, 2)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+        net.bias.zero_()
+    return net
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_an_imbalanced_split():
+    # class 0: x = −1, −2, 3 -> predicted 0, 0, 1 (recall 2/3); class 1: x = 4, −5 -> 1, 0 (recall 1/2)
+    split = Split(torch.tensor([[-1.0], [-2.0], [3.0], [4.0], [-5.0]]), torch.tensor([0, 0, 0, 1, 1]))
+    net = sign_classifier().train()
+    assert balanced_accuracy(net, split, batch_size=2) == pytest.approx((2 / 3 + 1 / 2) / 2)  # 7/12
+    assert evaluate(net, split)[0] == pytest.approx(3 / 5)  # plain accuracy weighs class 0 by its 3 samples
+    assert net.training
+
+
+def test_balanced_accuracy_excludes_a_class_absent_from_the_split():
+    # only class 1 occurs (recall 1/2): class 0 has no samples, so no recall, and is not averaged in
+    split = Split(torch.tensor([[4.0], [-5.0]]), torch.tensor([1, 1]))
+    assert balanced_accuracy(sign_classifier(), split) == pytest.approx(0.5)
 
 
 # -- standard recipe -----------------------------------------------------------------------------

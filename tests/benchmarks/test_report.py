@@ -15,7 +15,7 @@ BASE = {
     "model": "small_cnn", "model_params": "{}", "recipe": "standard", "recipe_params": "{}",
     "explainer": "gradient", "explainer_params": "{}", "explainer_layer": None, "attack_params": "{}", "seed": 0, "label": 1,
     "metric_params": "{}", "note": None, "attack_iterations": None, "attack_success": None, "label_kept": None,
-    "clean_accuracy": 0.875, "model_key": "m0", "elapsed_s": 0.1, "versions": '{"numpy":"2.x","torch":"2.y"}',
+    "clean_accuracy": 0.875, "clean_balanced_accuracy": None, "model_key": "m0", "elapsed_s": 0.1, "versions": '{"numpy":"2.x","torch":"2.y"}',
 }
 
 

@@ -25,6 +25,7 @@ from salbench.core import fingerprint
 from salbench.datasets import Split, load_dataset
 from salbench.leaderboard import accuracy_table, render, summarize
 from salbench.model_cache import trained_model
+from salbench.recipes.base import balanced_accuracy
 from salbench.runner import RunSummary, StaleStoreError, run_suite, select_samples
 from salbench.store import (
     comparable,
@@ -118,6 +119,8 @@ def test_evaluation_samples_are_correctly_classified_and_shared(tiny, reference)
         by_sample = rows.drop_duplicates("sample").set_index("sample")
         assert by_sample.loc[samples.tolist(), "label"].tolist() == test.y[samples].tolist()
         assert (rows.clean_accuracy == meta["test_accuracy"]).all() and (rows.model_key == meta["key"]).all()
+        assert (rows.clean_balanced_accuracy == balanced_accuracy(model, test)).all()
+        assert meta["test_balanced_accuracy"] == balanced_accuracy(model, test)
 
 
 def _by_hand(model, bundle, samples, batch_size, explainer, attack, deletion, intersection):

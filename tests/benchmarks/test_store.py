@@ -39,7 +39,8 @@ def _records(cell_id: str, attacked: bool, samples=(3, 1), metrics=("spearman", 
                 "value": 0.5 + sample, "curve": [1.0, 0.5, float(sample)] if metric == "deletion" else None,
                 "note": "no value" if metric == "spearman" and sample == 3 else None,
                 "attack_iterations": 7 if attacked else None, "attack_success": True if attacked else None,
-                "label_kept": True if attacked else None, "clean_accuracy": 0.95, "model_key": "k" * 64,
+                "label_kept": True if attacked else None, "clean_accuracy": 0.95,
+                "clean_balanced_accuracy": 0.75 if attacked else None, "model_key": "k" * 64,
                 "elapsed_s": 1.25, "versions": "{}",
             })
     return pd.DataFrame(rows)
@@ -84,6 +85,7 @@ def test_cells_round_trip_with_nullable_columns_and_curves(tmp_path):
     deletion = records[records.metric == "deletion"]
     assert [list(c) for c in deletion.curve] == [[1.0, 0.5, 1.0], [1.0, 0.5, 3.0]] * 2
     assert records[records.metric == "spearman"].curve.isna().all()
+    assert free.clean_balanced_accuracy.isna().all() and (attacked.clean_balanced_accuracy == 0.75).all()
 
 
 def test_read_records_order_is_deterministic(tmp_path):
