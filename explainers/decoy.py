@@ -54,9 +54,11 @@ class DecoyEnhanced(Explainer):
     model under which the paper reports robustness; every metric is computed on the decoy maps.
 
     Randomness: decoy generation is deterministic; a random base explainer (SmoothGrad)
-    takes its seed in ``base_params``. Such an explainer restarts its seed at every call and
-    draws noise per row, so different decoys see different noise (and the range then also
-    holds the base's Monte-Carlo spread), and its noise depends on ``batch_size``.
+    takes its seed in ``base_params`` (the suite's cell seed does not reach it). SmoothGrad
+    restarts its seed at every call and gives every row of a call the same noise draws ε_j
+    (scaled by the row's own σ), so every decoy of every sample is smoothed with the same
+    ε_1 … ε_n, whatever ``batch_size`` (common random numbers: the range measures how the
+    decoys differ, not Monte-Carlo spread), and an attacked x′ sees the same noise as x.
 
     Args:
         base: name of the registered base explainer E.

@@ -344,3 +344,21 @@ def test_attacks_on_decoy_maps_optimise_against_the_base_explainer():
     Spy()(torch.nn.Linear(4, 2), decoy, torch.zeros(2, 4), 0)
     assert seen == [decoy.attack_proxy] and seen[0] is not decoy
     assert explainers.get("gradient").attack_proxy.__class__.__name__ == "Gradient"
+
+
+def test_smoothgrad_base_smooths_every_decoy_with_the_same_noise_whatever_the_batch(model, x):
+    """The range equals SmoothGrad applied to each kept decoy alone (one call per decoy), for any batch_size."""
+    params = dict(n_samples=3, noise=0.2, seed=7)
+    plain = dict(channel_max=False, winsorize=False, normalize=False, layer="3", eps=0.05, **FAST)
+    whole = explainers.get("decoy", base="smoothgrad", base_params=params, **plain)
+    chunked = explainers.get("decoy", base="smoothgrad", base_params=params, batch_size=5, **plain)
+    decoys = whole.decoys(model, x)
+    single = explainers.get("smoothgrad", **params)
+    expected = []
+    for i in range(x.shape[0]):
+        maps = torch.cat([single(model, d[None], 2) for d in decoys.inputs[i][decoys.kept[i]]])
+        expected.append(maps.amax(0) - maps.amin(0))
+    expected = torch.stack(expected)
+    assert expected.abs().amax() > 0
+    torch.testing.assert_close(whole(model, x, 2), expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(chunked(model, x, 2), expected, rtol=0, atol=1e-10)
