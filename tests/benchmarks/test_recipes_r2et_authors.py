@@ -140,3 +140,18 @@ def test_softplus_finetuning_needs_relu_modules():
     smooth = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 2))
     with pytest.raises(ValueError, match="nn.ReLU"):
         recipes.get("r2et", k=1, softplus=0.5).prepare(smooth)
+
+
+def test_attacks_take_a_softplus_finetuned_model_as_its_own_surrogate():
+    """The suite attacks softplus models with the default surrogate_beta: no ReLU to replace, so
+    the attack runs on the model itself, exactly as with surrogate_beta=None."""
+    from salbench import attacks, explainers
+
+    data = load_dataset("wdbc", {})
+    model = recipes.get("r2et", k=8, softplus=0.5).prepare(relu_mlp().float()).eval()
+    x = data.test.x[:4]
+    y = model(x).argmax(1)
+    runs = [attacks.get("er_attack", k=8, steps=5, **extra)(model, explainers.get("gradient"), x, y)
+            for extra in ({}, {"surrogate_beta": None})]
+    assert runs[0].success.any()
+    assert torch.equal(runs[0].x_adv, runs[1].x_adv)
