@@ -42,6 +42,7 @@ from salbench.recipes import (  # noqa: E402,F401  (registers the built-in recip
     as_given,
     est_hessian,
     far,
+    finetune,
     idexpo,
     r2et,
     softplus,

@@ -30,8 +30,8 @@ class EstHessian(FineTuning):
     authors' adaptive weight (``adaptive=False``: λ_eff = λ). Fine-tunes the cached
     ``standard`` model (see :class:`~salbench.recipes.finetuning.FineTuning`).
 
-    Departures: per-sample norms averaged (see ``hessian_norm``); Adam with lr 1e-3 for the
-    few epochs a CPU benchmark affords (the authors: lr 1e-5, 10 epochs on CIFAR-10).
+    Departures: per-sample norms averaged (see ``hessian_norm``); the default schedule is Adam
+    with lr 1e-3 for a few epochs (the authors': ``epochs=10, lr=1e-5``, on CIFAR-10).
 
     Args:
         lam: λ (>= 0; 0 is plain fine-tuning on CE).
@@ -42,6 +42,8 @@ class EstHessian(FineTuning):
         epochs: fine-tuning epochs (all run; the last weights are kept).
         lr: Adam learning rate.
         batch_size: mini-batch size.
+        softplus: β of the softplus swapped for every ReLU before fine-tuning (None: keep
+            ReLU); see :class:`~salbench.recipes.finetuning.FineTuning`.
 
     Example:
         >>> from salbench import recipes

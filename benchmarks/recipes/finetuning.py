@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from salbench import recipes
+from salbench.core.validation import check_positive
+from salbench.recipes.softplus import with_softplus
 from salbench.recipes.standard import Standard
+from torch import nn
 
 __all__ = ["FineTuning"]
 
@@ -31,23 +34,47 @@ class FineTuning(Standard):
     select on validation accuracy plus insertion/deletion (ID-ExpO). The clean accuracy of the
     result is reported with every leaderboard.
 
+    With ``softplus=β`` every ReLU of the base model is swapped for softplus_β before
+    fine-tuning, and the model is used so afterwards (:meth:`prepare`, the swap of the
+    ``softplus`` recipe): R2ET's "SP" (authors' ``replace_relu_to_sp`` on the pretrained model,
+    mode ``sp0.5``), which their shipped run ``sp0.5,est_norm,tx`` combines with Est-H and the
+    ranking regulariser (``r2et`` with ``softplus=0.5``). The authors fine-tune every model
+    with Adam at lr 1e-5 for 10 epochs (``batch_retrain.py``: ``retrain_epoch = 10``,
+    ``optim.Adam(..., lr=1e-5)``): pass ``epochs=10, lr=1e-5`` for their schedule.
+
     Args (every subclass takes them as ``**finetuning``):
         base: parameters of the base recipe (None: its defaults).
         epochs: fine-tuning epochs (all run; the last weights are kept); default 5.
         lr: Adam learning rate; default 1e-3.
         batch_size: mini-batch size; default 64.
+        softplus: β (> 0) of the softplus that replaces every ReLU before fine-tuning; None keeps
+            the base model's activations.
     """
 
     base_recipe: ClassVar[str] = "standard"
 
-    def __init__(self, base: dict | None = None, epochs: int = 5, lr: float = 1e-3, batch_size: int = 64):
+    def __init__(
+        self,
+        base: dict | None = None,
+        epochs: int = 5,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        softplus: float | None = None,
+    ):
         """Check and store the base recipe's parameters and the loop's settings (subclasses take them as
         ``**finetuning``)."""
         if base is not None and not isinstance(base, dict):
             raise ValueError(f"base must be a table of {self.base_recipe!r} recipe parameters or None, got {base!r}")
         self.base = recipes.validate_params(self.base_recipe, base)
         recipes.get(self.base_recipe, **self.base)  # the base recipe checks its values (e.g. epochs >= 1)
+        if softplus is not None:
+            check_positive(softplus, "softplus")
+        self.softplus = None if softplus is None else float(softplus)
         self._set_loop(epochs, lr, batch_size, 0.0, None)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """The model with softplus_β for every ReLU when ``softplus`` is set (else unchanged)."""
+        return model if self.softplus is None else with_softplus(model, self.softplus, f"{self._name()}(softplus=...)")
 
     @property
     def base_params(self) -> dict[str, Any]:

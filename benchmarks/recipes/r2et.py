@@ -29,11 +29,12 @@ def explained_features(input_shape: tuple[int, ...]) -> int:
     return math.prod(input_shape[1:]) if len(input_shape) > 1 else input_shape[0]
 
 
-def ranking_regulariser(mass: Tensor, k: int, mm_terms: int | None = None) -> Tensor:
+def ranking_regulariser(mass: Tensor, k: int, mm_terms: int | None = None, order: Tensor | None = None) -> Tensor:
     """R per sample (N,): Σ over pairs (upper, lower) of the current ranking of (I_lower − I_upper).
 
     The ranking is that of ``mass`` itself (detached: which features form the pairs is a
-    constant for autograd, their values are not). Pairs of ranks (0-based):
+    constant for autograd, their values are not), or ``order`` (N, F), feature indices by
+    decreasing rank, when given (an attack keeps the clean input's ranking). Pairs of ranks (0-based):
 
     - ``mm_terms=None`` (R2ET): {(i, k−1) : i < k−1} ∪ {(k−1, k+j) : j < k}
       (:func:`salbench.attacks.r2et.ranking_pairs`, the authors' ``topk_pair``), so
@@ -45,7 +46,8 @@ def ranking_regulariser(mass: Tensor, k: int, mm_terms: int | None = None) -> Te
     R ≤ 0; minimising it widens the gaps around the k-th feature, which is what keeps the
     top k in place under a perturbation ("thickness").
     """
-    order = mass.detach().sort(dim=1, descending=True, stable=True).indices
+    if order is None:
+        order = mass.detach().sort(dim=1, descending=True, stable=True).indices
     if mm_terms is None:
         upper, lower = ranking_pairs(k, mass.device)
     else:
@@ -71,7 +73,12 @@ class R2ET(FineTuning):
     weight λ_R = |λ (CE + 1) / mean R|, λ_H = |λ (CE + 1) / mean ‖Ĥ‖| (constants for autograd;
     ``adaptive=False``: both λ), with one λ for both terms as in the authors' script. The
     variants of the paper: R2ET (defaults), R2ET-mm (``mm_terms=n``), R2ET\\H (``hessian=False``),
-    R2ET-mm\\H (both). Fine-tunes the cached ``standard`` model
+    R2ET-mm\\H (both). The authors' shipped run (``MODES = ['sp0.5,est_norm,tx']``) is
+    ``softplus=0.5`` with the defaults: the ReLUs of the pretrained model swapped for
+    softplus_0.5 (:class:`~salbench.recipes.finetuning.FineTuning`'s ``softplus``), then CE +
+    the Est-H term + the ranking term, each with its own adaptive weight from the one λ
+    (``weights[mode] = weight`` for every mode); its parts alone are ``finetune`` with
+    ``softplus=0.5``, ``est_hessian`` and ``r2et`` with ``hessian=False``. Fine-tunes the cached ``standard`` model
     (:class:`~salbench.recipes.finetuning.FineTuning`). With the adaptive weights each term's
     value is ±λ(CE + 1) by construction, so the reported ``last_train_loss`` says little; the
     terms act through their gradients, λ(CE + 1)·∇R/|R|.
@@ -79,8 +86,8 @@ class R2ET(FineTuning):
     Departures: (1) the -mm form follows the paper and METHODS.md (n largest values below the
     top k minus n smallest in it, per sample); the authors' ``tx_mm`` code gathers the *sorted*
     values at feature indices and slices the batch dimension, which we read as a bug. (2)
-    Hessian norms per sample, averaged (see ``hessian_norm``). (3) Adam with lr 1e-3 for a few
-    epochs (authors: lr 1e-5, 10 epochs). (4) The explanation regularised is the loss gradient,
+    Hessian norms per sample, averaged (see ``hessian_norm``). (3) The default schedule is Adam
+    with lr 1e-3 for a few epochs; the authors' is ``epochs=10, lr=1e-5``. (4) The explanation regularised is the loss gradient,
     as in the paper; a benchmark that attacks the logit gradient (``gradient`` explainer)
     measures a related but not identical map (for two classes, ∇L ∝ ∇(f_other − f_y)).
 
@@ -93,7 +100,7 @@ class R2ET(FineTuning):
         hessian: add the Hessian-norm term (False: the "\\H" variants).
         h: finite-difference step of the Hessian term (> 0; used only with ``hessian``).
         adaptive: use the adaptive weights.
-        base, epochs, lr, batch_size: see :class:`~salbench.recipes.est_hessian.EstHessian`.
+        base, epochs, lr, batch_size, softplus: see :class:`~salbench.recipes.finetuning.FineTuning`.
 
     Example:
         >>> import torch

@@ -8,7 +8,18 @@ from salbench.recipes import register
 from salbench.recipes.standard import Standard
 from torch import nn
 
-__all__ = ["Softplus"]
+__all__ = ["Softplus", "with_softplus"]
+
+
+def with_softplus(model: nn.Module, beta: float, recipe: str) -> nn.Module:
+    """A trainable copy of ``model`` with softplus_β for every ReLU (same state_dict keys): the swap of
+    the ``softplus`` recipe and of a fine-tuning recipe's ``softplus`` option, named ``recipe`` in errors."""
+    if not any(isinstance(m, (nn.ReLU, nn.LeakyReLU)) for m in model.modules()):
+        raise ValueError(
+            f"recipe {recipe} replaces nn.ReLU modules, but {type(model).__name__} has none "
+            "(functional relu calls cannot be replaced); build the network from nn.ReLU modules"
+        )
+    return softplus_surrogate(model, beta).requires_grad_(True)
 
 
 @register("softplus")
@@ -30,11 +41,12 @@ class Softplus(Standard):
     Departures: the authors swap the activations of the pretrained ReLU model and fine-tune
     it; here the softplus network is trained from initialisation (the swap alone shifts every
     activation by up to log 2/β, which a short fine-tuning at lr 1e-5 has to repair). β = 0.5
-    is the value in the authors' retraining script (mode ``sp0.5``).
+    is the value in the authors' retraining script (mode ``sp0.5``). The authors' form is the
+    ``finetune`` recipe with ``softplus=β`` (every fine-tuning recipe takes that option).
 
-    Note: an attack with a softplus surrogate (``surrogate_beta``) looks for ReLU modules to
-    replace; this model has none (it is already smooth), so attack it with
-    ``surrogate_beta=None``.
+    Attacks with a softplus surrogate (``surrogate_beta``) accept this model as it is: it has
+    no ReLU to replace and is already smooth, so it is its own surrogate
+    (:func:`salbench.attacks.surrogate.softplus_surrogate`).
 
     Args:
         beta: softplus β (> 0).
@@ -55,9 +67,4 @@ class Softplus(Standard):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """A copy of ``model`` with softplus_β for every ReLU (trainable, same state_dict keys)."""
-        if not any(isinstance(m, (nn.ReLU, nn.LeakyReLU)) for m in model.modules()):
-            raise ValueError(
-                f"recipe softplus replaces nn.ReLU modules, but {type(model).__name__} has none "
-                "(functional relu calls cannot be replaced); build the network from nn.ReLU modules"
-            )
-        return softplus_surrogate(model, self.beta).requires_grad_(True)
+        return with_softplus(model, self.beta, "softplus")

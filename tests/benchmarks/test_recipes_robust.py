@@ -69,6 +69,9 @@ LOSS_CASES = [
     ("adversarial", {"eps": 1.0, "norm": "l2", "steps": 3, "random_start": False}),
     ("r2et", {"k": 8, "lam": 0.1, "adaptive": False}),
     ("r2et", {"k": 8, "lam": 0.1, "mm_terms": 2, "hessian": False, "adaptive": False}),
+    ("r2et", {"k": 8, "lam": 0.1, "softplus": 0.5, "adaptive": False}),
+    ("finetune", {"softplus": 0.5}),
+    ("adversarial", {"target": "explanation", "k": 8, "eps": 1.0, "norm": "l2", "steps": 1, "random_start": False}),
     ("idexpo", {"explainer": "gradcam", "lam_insdel": 1.0, "steps": 8}),
     ("idexpo", {"explainer": "gradient", "lam_insdel": 1.0, "lam_norm": 1.0, "steps": 8}),
 ]
@@ -233,11 +236,12 @@ DETERMINISM_CASES = [
     ("est_hessian", {"epochs": 2, "batch_size": 16}),
     ("adversarial", {"epochs": 2, "batch_size": 16, "eps": 0.3, "steps": 2}),
     ("r2et", {"k": 8, "epochs": 2, "batch_size": 16, "lam": 0.1}),
+    ("adversarial", {"epochs": 2, "batch_size": 16, "eps": 0.3, "steps": 2, "target": "explanation", "k": 8}),
     ("idexpo", {"epochs": 1, "batch_size": 16, "steps": 4}),
 ]
 
 
-@pytest.mark.parametrize("name, params", DETERMINISM_CASES, ids=[c[0] for c in DETERMINISM_CASES])
+@pytest.mark.parametrize("name, params", DETERMINISM_CASES, ids=lambda v: v if isinstance(v, str) else None)
 def test_recipes_are_deterministic_under_a_seed(name, params):
     data = blocks()
 
