@@ -39,6 +39,7 @@ from salbench.metrics import (  # noqa: E402,F401  (registers the built-in metri
     relative_stability,
     road,
     selective_pvalue,
+    selective_permutation,
     sensitivity,
     topk_intersection,
     yeh_sensitivity,

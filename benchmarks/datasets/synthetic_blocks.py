@@ -60,9 +60,10 @@ class SyntheticBlocks(Dataset):
 
     Departures from the authors' code (``data.py`` of takeuchi-lab/selective_inference_dnn_salient_region):
     they add the signal by redrawing the block from N(Δ, 1), which has the same law as adding Δ
-    to N(0, 1) noise; they train their classifier with blocks of side d/4 and test with d/2,
-    here one ``block`` side serves all splits (default d/2, the tested setting of METHODS.md
-    §1; set ``block=size // 4`` for their training data).
+    to N(0, 1) noise. They train their classifier with blocks of side d/4 and test with d/2:
+    ``train_block`` sets the side of the training and validation splits' blocks (None: ``block``,
+    one side for all splits), so ``block=size // 2, train_block=size // 4`` is their data (their
+    training corners range over d − d/4 positions per axis, one fewer than here).
 
     Args:
         size: image side d (>= 4); the paper uses 8, 16, 32, 64.
@@ -70,6 +71,8 @@ class SyntheticBlocks(Dataset):
         delta: mean shift of the block (>= 0); 0 gives null data.
         block: side of the block, in [1, size] ([1, size // 2] with task="position"); None means
             size // 2 (size // 4 with task="position", so that the block moves inside its half).
+        train_block: side of the block in the training and validation splits (same range as
+            ``block``); None means ``block``.
         location: "random" (uniform per sample) or "fixed" (centred).
         n_train, n_val, n_test: split sizes (each >= 2, so both classes occur).
         seed: seed of the generators.
@@ -95,6 +98,7 @@ class SyntheticBlocks(Dataset):
         channels: int = 1,
         delta: float = 2.0,
         block: int | None = None,
+        train_block: int | None = None,
         location: Literal["random", "fixed"] = "random",
         n_train: int = 2000,
         n_val: int = 500,
@@ -110,10 +114,11 @@ class SyntheticBlocks(Dataset):
             raise ValueError(f"size must be an integer >= 4 (the image side d), got {size!r}")
         check_positive_int(channels, "channels")
         check_positive(delta, "delta", allow_zero=True)
-        if block is not None:
-            check_positive_int(block, "block")
-            if block > size:
-                raise ValueError(f"block must lie in [1, size={size}] (or None for size // 2), got {block!r}")
+        for name, side in (("block", block), ("train_block", train_block)):
+            if side is not None:
+                check_positive_int(side, name)
+                if side > size:
+                    raise ValueError(f"{name} must lie in [1, size={size}] (or None for its default), got {side!r}")
         if location not in ("random", "fixed"):
             raise ValueError(f"location must be 'random' or 'fixed', got {location!r}")
         for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
@@ -129,13 +134,15 @@ class SyntheticBlocks(Dataset):
             raise ValueError(f"test_labels must be 'balanced' or 'positive', got {test_labels!r}")
         if task not in ("presence", "position"):
             raise ValueError(f"task must be 'presence' or 'position', got {task!r}")
-        if task == "position" and block is not None and block > size // 2:
-            raise ValueError(
-                f"with task='position' the block must fit in half the last axis: block in [1, {size // 2}], got {block!r}"
-            )
+        for name, side in (("block", block), ("train_block", train_block)):
+            if task == "position" and side is not None and side > size // 2:
+                raise ValueError(
+                    f"with task='position' the block must fit in half the last axis: {name} in [1, {size // 2}], got {side!r}"
+                )
         self.size, self.channels, self.delta = size, channels, float(delta)
         self.task = task
         self.block = (size // 4 if task == "position" else size // 2) if block is None else block
+        self.train_block = self.block if train_block is None else train_block
         self.location = location
         self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
         self.seed = seed
@@ -144,10 +151,10 @@ class SyntheticBlocks(Dataset):
         self.test_labels = test_labels
 
     def load(self) -> DataBundle:
-        train = self._split(self.n_train, 3 * self.seed, self.delta)
-        val = self._split(self.n_val, 3 * self.seed + 1, self.delta)
+        train = self._split(self.n_train, 3 * self.seed, self.delta, self.train_block)
+        val = self._split(self.n_val, 3 * self.seed + 1, self.delta, self.train_block)
         test_delta = self.delta if self.test_delta is None else self.test_delta
-        test = self._split(self.n_test, 3 * self.seed + 2, test_delta, self.test_labels == "positive")
+        test = self._split(self.n_test, 3 * self.seed + 2, test_delta, self.block, self.test_labels == "positive")
         if self.references:
             gen = torch.Generator().manual_seed(2**40 + 3 * self.seed + 2)
             shape = (self.n_test, self.references, self.channels, *self._spatial)
@@ -158,26 +165,26 @@ class SyntheticBlocks(Dataset):
     def _spatial(self) -> tuple[int, ...]:
         return (self.size,) * self.spatial_dims
 
-    def _split(self, n: int, stream: int, delta: float, positive: bool = False) -> Split:
+    def _split(self, n: int, stream: int, delta: float, block: int, positive: bool = False) -> Split:
         gen = torch.Generator().manual_seed(stream)
         y = (torch.arange(n) % 2)[torch.randperm(n, generator=gen)]
         if positive:
             y = torch.ones_like(y)
         noise = torch.randn(n, self.channels, *self._spatial, generator=gen)
-        corners, carries = self._blocks(y, gen)
-        planted = block_masks(corners, self.block, self.size) & carries.view(-1, *[1] * self.spatial_dims)
+        corners, carries = self._blocks(y, block, gen)
+        planted = block_masks(corners, block, self.size) & carries.view(-1, *[1] * self.spatial_dims)
         mask = planted[:, None].expand(-1, self.channels, *self._spatial) & (delta > 0)
         x = noise + delta * mask.float()
         return Split(x=x, y=y, mask=mask.contiguous())
 
-    def _blocks(self, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """First corners (n, d) of the samples' blocks and which samples carry theirs, drawn from ``gen``."""
+    def _blocks(self, y: Tensor, block: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """First corners (n, d) of the samples' ``block``-sided blocks and which samples carry theirs, drawn from ``gen``."""
         n, d = len(y), self.spatial_dims
-        corners = self._starts(self.size - self.block + 1, (n, d), gen)
+        corners = self._starts(self.size - block + 1, (n, d), gen)
         if self.task == "presence":
             return corners, y == 1
         half = self.size // 2
-        corners[:, -1] = self._starts(half - self.block + 1, (n,), gen) + y * half
+        corners[:, -1] = self._starts(half - block + 1, (n,), gen) + y * half
         return corners, torch.ones_like(y, dtype=torch.bool)
 
     def _starts(self, span: int, shape: tuple[int, ...], gen: torch.Generator) -> Tensor:
@@ -222,7 +229,7 @@ class SyntheticVolumes(SyntheticBlocks):
     Args:
         size: volume side d (>= 4); default 16 (4096 voxels per channel, MedMNIST3D's 28 is
             the next size up).
-        **common: channels, delta, block, location, n_train, n_val, n_test, seed, references,
+        **common: channels, delta, block, train_block, location, n_train, n_val, n_test, seed, references,
             test_delta, test_labels, task: as for :class:`SyntheticBlocks`.
 
     Example:
@@ -252,7 +259,7 @@ class SyntheticSignals(SyntheticBlocks):
 
     Args:
         size: signal length L (>= 4); default 128.
-        **common: channels, delta, block, location, n_train, n_val, n_test, seed, references,
+        **common: channels, delta, block, train_block, location, n_train, n_val, n_test, seed, references,
             test_delta, test_labels, task: as for :class:`SyntheticBlocks`.
 
     Example:

@@ -286,6 +286,10 @@ fraction = 0.5
 name = "selective_pvalue"
 
 [[metrics]]
+name = "permutation_pvalue"
+permutations = 9
+
+[[metrics]]
 name = "max_sensitivity"
 n_samples = 2
 

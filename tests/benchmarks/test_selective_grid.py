@@ -4,6 +4,7 @@ rejection-rate leaderboards and figures, and the miwa2023 suite."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -244,19 +245,44 @@ def test_significance_figures_are_drawn(run):
     assert {"rejection_test-delta.png", "qq_pvalues.png"} <= names
 
 
+def _shrunk(name: str) -> str:
+    """The suite's text with 3 images per cell, 40 training images and 1 epoch."""
+    text = re.sub(r"(?m)^samples = \d+", "samples = 3", (SUITES_DIR / f"{name}.toml").read_text())
+    text = re.sub(r"n_train = \d+", "n_train = 40", text)
+    return re.sub(r"epochs = \d+", "epochs = 1", text)
+
+
 def test_miwa2023_suite_loads_and_one_small_cell_runs(tmp_path):
     suite = load_suite("miwa2023")
-    assert suite.select == "all" and len(suite.cells) == 8
-    sizes = {(c.dataset.params["size"], c.dataset.params["test_delta"]): c.samples for c in suite.cells}
-    assert sizes[(64, 0.0)] == 100 and sizes[(16, 3.0)] == 1000
+    assert suite.select == "all" and len(suite.cells) == 20
+    settings = {
+        (c.dataset.params["size"], c.dataset.params["test_delta"], c.dataset.params["references"], c.model.params["output"]): c
+        for c in suite.cells
+    }
+    assert len(settings) == 20
+    assert settings[(64, 0.0, 1, "softmax")].samples == 500 and settings[(16, 3.0, 1, "softmax")].samples == 1000
+    assert {r for (_, _, r, _) in settings} == {1, 2}  # one reference and the authors' m = 2
+    authors = [c for (*_, output), c in settings.items() if output == "sigmoid"]
+    assert len(authors) == 5 and all(c.dataset.params["train_block"] == 4 and c.recipe.params["epochs"] == 100 for c in authors)
     assert all(c.dataset.params["n_test"] >= c.samples for c in suite.cells)
-    text = (SUITES_DIR / "miwa2023.toml").read_text().replace("samples = 1000", "samples = 3").replace("samples = 2000", "samples = 3")
-    text = text.replace("n_train = 1000", "n_train = 40").replace("epochs = 10", "epochs = 1")
-    small = parse_suite(text)
+    small = parse_suite(_shrunk("miwa2023"))
     summary = run_suite(small, tmp_path, backend="sequential", limit=1, progress=False)
     assert (summary.run, summary.failed) == (1, 0)
     records = read_records(tmp_path)
     assert len(records) == 2 * 4 * 3 and records["value"].notna().any()
+
+
+def test_miwa2023_permutation_suite_runs_the_four_permutation_tests_small(tmp_path):
+    suite = load_suite("miwa2023_permutation")
+    assert len(suite.cells) == 6 and {len(c.metrics) for c in suite.cells} == {4}
+    assert {m.params["permutations"] for c in suite.cells for m in c.metrics} == {1000}
+    small = parse_suite(_shrunk("miwa2023_permutation").replace("permutations = 1000", "permutations = 19"))
+    summary = run_suite(small, tmp_path, backend="sequential", limit=1, progress=False)
+    assert (summary.run, summary.failed) == (1, 0)
+    records = read_records(tmp_path)
+    assert len(records) == 4 * 3 and set(records["metric"]) == {"permutation_pvalue"}
+    tested = records.dropna(subset=["value"])["value"]
+    assert (((tested * 20) % 1) < 1e-9).all() and tested.between(0.05, 1).all()
 
 
 def test_selective_architectures_suite_runs_small_and_fills_its_commentary(tmp_path):
