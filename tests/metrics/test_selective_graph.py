@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from salbench.metrics.selective import LinePropagator, UnsupportedModuleError, salient_region_test
 from salbench.metrics.selective.region_test import _PRUNE_SEGMENTS
+from salbench.models.miwa_cnn import MiwaCNN
 from salbench.models.resnet import ResNet
 from torch import nn
 
@@ -140,6 +141,14 @@ def volume_map() -> nn.Module:
     )  # fmt: skip
 
 
+def miwa_cam() -> nn.Module:
+    """The class-1 CAM of Miwa et al.'s 4-channel CNN (``miwa_cnn``, PyTorch's initialisation, seed 0)."""
+    from salbench.metrics.selective import cam_saliency
+
+    torch.manual_seed(0)
+    return cam_saliency(MiwaCNN((1, 16, 16), 2), 1, (1, 16, 16))
+
+
 def resnet_gradcam() -> nn.Module:
     """Grad-CAM of a TinyResNet at ``layer1``: the head (layer2, pool, fc) is itself piecewise linear."""
     from salbench.metrics.selective import gradcam_saliency
@@ -158,6 +167,7 @@ NETWORKS = {  # builder, input shape (C, ...), seed, decisions all visible to ho
     "signal_map": (signal_map, (2, 48), 7, True),
     "volume_map": (volume_map, (1, 6, 6, 6), 8, True),
     "resnet_gradcam": (resnet_gradcam, (1, 16, 16), None, False),
+    "miwa_cam": (miwa_cam, (1, 16, 16), None, True),
 }
 
 
@@ -233,7 +243,8 @@ def test_interval_bounds_are_refused_where_a_step_has_none():
 @pytest.mark.parametrize(
     "name,statistic,normalize,fewer",
     [("unet", "back", True, True), ("unet", "mean", False, True), ("resnet_cam", "abs", True, False),
-     ("signal_map", "back", True, True), ("volume_map", "mean", True, True), ("functional", "back", False, True)],
+     ("signal_map", "back", True, True), ("volume_map", "mean", True, True), ("functional", "back", False, True),
+     ("miwa_cam", "mean", False, False), ("miwa_cam", "abs", False, False)],
 )  # fmt: skip
 def test_interval_pruning_keeps_the_truncation_sets_of_the_full_walk(name, statistic, normalize, fewer, monkeypatch):
     """The scan that settles segments by interval bounds finds the same truncation sets (to 1e-9)
