@@ -18,7 +18,7 @@ from salbench.datasets.text import (
     stratified_holdout,
 )
 
-__all__ = ["DrugReviews", "RATINGS", "MEMBERS", "read_reviews"]
+__all__ = ["DrugReviews", "RATINGS", "MEMBERS", "read_reviews", "without_neutral"]
 
 FILE = "drugsCom.zip"
 MEMBERS = {"train": "drugsComTrain.tsv", "test": "drugsComTest.tsv"}
@@ -46,7 +46,14 @@ class DrugReviews(Dataset):
     is an error. Nothing is dropped: a review without a word is an error.
 
     Class balance: train file 161 / 54 / 385 (negative / neutral / positive), test file
-    95 / 36 / 248. Splits: test is the test file; val is ``val_fraction`` of the train file,
+    95 / 36 / 248.
+
+    Binary task (``drop_neutral=True``): the neutral reviews are removed from both files before
+    the splits and the labels become negative (0) / positive (1) (:func:`without_neutral`), as a
+    sentiment task without the middle class: 546 / 343 reviews (train / test file), test
+    majority class "positive" 248 / 343 = 0.723. The three-class task's neutral class (5-6
+    stars) is small (9 % of the train file) and hard to tell from its neighbours, and a
+    classifier trained from scratch on a few hundred reviews learns to predict "positive". Splits: test is the test file; val is ``val_fraction`` of the train file,
     stratified by label (``sklearn.model_selection.train_test_split``, ``random_state=seed``),
     train the rest: 480 / 120 / 379 at the defaults. The vocabulary is built from the train
     split (:func:`~salbench.datasets.text.build_text_bundle`; 2,132 words, PAD and UNK
@@ -66,6 +73,7 @@ class DrugReviews(Dataset):
         min_freq: minimum number of occurrences in the train split of a vocabulary word.
         val_fraction: fraction of the train file in the val split.
         seed: random_state of the stratified val split.
+        drop_neutral: remove the neutral reviews and classify negative (0) vs positive (1).
 
     Example:
         >>> bundle = DrugReviews().load()  # doctest: +SKIP
@@ -83,18 +91,24 @@ class DrugReviews(Dataset):
         min_freq: int = 2,
         val_fraction: float = 0.2,
         seed: int = 0,
+        drop_neutral: bool = False,
     ):
         if not isinstance(file, str) or not file:
             raise ValueError(f"file must be a non-empty file name or path of a .zip archive, got {file!r}")
         check_text_params(max_len, min_freq, seed, val_fraction=val_fraction)
+        if not isinstance(drop_neutral, bool):
+            raise ValueError(f"drop_neutral must be true or false, got {drop_neutral!r}")
         self.file, self.data_dir = file, data_dir
         self.max_len, self.min_freq, self.val_fraction, self.seed = max_len, min_freq, float(val_fraction), seed
+        self.drop_neutral = drop_neutral
 
     def data_files(self) -> dict[str, Path]:
         return {"data": find_data_file(self.file, self.data_dir, how_to_get=_HOW_TO_GET)}
 
     def load(self) -> DataBundle:
         reviews = read_reviews(self.data_files()["data"])
+        if self.drop_neutral:
+            reviews = {split: without_neutral(*texts_labels) for split, texts_labels in reviews.items()}
         texts, labels = reviews["train"]
         train, val = stratified_holdout(labels, self.val_fraction, self.seed)
         splits = {
@@ -102,7 +116,19 @@ class DrugReviews(Dataset):
             "val": ([texts[i] for i in val], [labels[i] for i in val]),
             "test": reviews["test"],
         }
-        return build_text_bundle(splits, num_classes=len(RATINGS), max_len=self.max_len, min_freq=self.min_freq)
+        num_classes = len(RATINGS) - 1 if self.drop_neutral else len(RATINGS)
+        return build_text_bundle(splits, num_classes=num_classes, max_len=self.max_len, min_freq=self.min_freq)
+
+
+def without_neutral(texts: list[str], labels: list[int]) -> tuple[list[str], list[int]]:
+    """The reviews not rated neutral, in order, labelled negative (0) / positive (1).
+
+    Example:
+        >>> without_neutral(["bad", "ok", "good", "awful"], [0, 1, 2, 0])
+        (['bad', 'good', 'awful'], [0, 1, 0])
+    """
+    kept = [(text, int(label == RATINGS["positive"])) for text, label in zip(texts, labels) if label != RATINGS["neutral"]]
+    return [text for text, _ in kept], [label for _, label in kept]
 
 
 def read_reviews(path: str | Path) -> dict[str, tuple[list[str], list[int]]]:

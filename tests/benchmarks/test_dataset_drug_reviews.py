@@ -138,7 +138,18 @@ def test_reading_leaves_the_huggingface_cache_untouched(tiny):
     assert (sorted(cache.rglob("*")) if cache.exists() else None) == before
 
 
-@pytest.mark.parametrize("params, match", [({"max_len": 0}, "max_len"), ({"val_fraction": 1.0}, "val_fraction"), ({"min_freq": 0}, "min_freq")])
+def test_drop_neutral_removes_the_neutral_reviews_and_relabels_positive_as_one(tmp_path):
+    path = write_zip(tmp_path / "r.zip", {"drugsComTrain.tsv": tsv(balanced_rows(3)), "drugsComTest.tsv": tsv(TRAIN_ROWS)})
+    bundle = load_dataset("drug_reviews", {"file": str(path), "max_len": 5, "drop_neutral": True})
+    assert bundle.num_classes == 2 and (len(bundle.train), len(bundle.val)) == (4, 2)
+    assert torch.bincount(bundle.train.y).tolist() == [2, 2] and sorted(bundle.val.y.tolist()) == [0, 1]
+    first = {"awful": 0, "great": 1}  # "fine" (neutral) is gone from every split
+    for split in (bundle.train, bundle.val):
+        assert [first[t.split()[0]] for t in bundle.vocabulary.decode(split.x)] == split.y.tolist()
+    assert bundle.test.y.tolist() == [0, 1]  # TRAIN_ROWS as the test file: negative, positive; two neutral dropped
+
+
+@pytest.mark.parametrize("params, match", [({"max_len": 0}, "max_len"), ({"val_fraction": 1.0}, "val_fraction"), ({"min_freq": 0}, "min_freq"), ({"drop_neutral": 1}, "drop_neutral")])
 def test_bad_parameters_are_named(params, match):
     with pytest.raises(ValueError, match=match):
         load_dataset("drug_reviews", params)
@@ -157,3 +168,6 @@ def test_real_reviews_counts_and_label_balance():
         [129, 43, 308], [32, 11, 77], [95, 36, 248]
     ]
     assert bundle.input_shape == (2, 160) and len(bundle.vocabulary) == 2132
+    datasets._cache.clear()
+    binary = load_dataset("drug_reviews", {"data_dir": str(SHARED), "drop_neutral": True})
+    assert [torch.bincount(s.y).tolist() for s in (binary.train, binary.val, binary.test)] == [[129, 307], [32, 78], [95, 248]]
