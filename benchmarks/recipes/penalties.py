@@ -46,19 +46,21 @@ def exact_hessian_norm(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """‖∇²ₓ CE(f(x_i), y_i)‖_F per sample (N,), computed exactly: one Hessian row per input feature.
 
     Row j of sample i's Hessian is ∂(∇L)_ij/∂x_i; since samples are independent, one backward
-    pass of Σ_i (∇L)_ij gives row j of every sample at once, and the d rows (d features per
-    sample) are taken together as a batch of d vector-Jacobian products
-    (``is_grads_batched``: d times the memory of one double backward). Exact for any
+    pass of Σ_i (∇L)_ij gives row j of every sample at once: d double-backward passes in all
+    (d features per sample), their squared norms summed as they come. Exact for any
     twice-differentiable model (a ReLU network: the Hessian where it exists, that of the
     softmax through the piecewise-linear logits). Keeps the graph (parameters' gradients).
+    A loop rather than one ``is_grads_batched`` pass: on a small CNN with 784 inputs the
+    batched form's parameter gradient was about 60 times slower (measured).
     """
     with torch.enable_grad():
         inputs = x.detach().requires_grad_(True)
         grad = loss_gradient(model, inputs, y, create_graph=True).flatten(1)
-        features = grad.shape[1]
-        basis = torch.eye(features, dtype=grad.dtype, device=grad.device)[:, None, :].expand(-1, len(x), -1)
-        (rows,) = torch.autograd.grad(grad, inputs, grad_outputs=basis, is_grads_batched=True, create_graph=True)
-    return rows.flatten(2).pow(2).sum(dim=(0, 2)).sqrt()
+        squares = torch.zeros(len(x), dtype=grad.dtype, device=grad.device)
+        for j in range(grad.shape[1]):
+            (row,) = torch.autograd.grad(grad[:, j].sum(), inputs, retain_graph=True, create_graph=True)
+            squares = squares + row.flatten(1).pow(2).sum(dim=1)
+    return squares.sqrt()
 
 
 def hessian_top_eigenvalue(model: nn.Module, x: Tensor) -> Tensor:
