@@ -29,6 +29,7 @@ from salbench.explainers import (  # noqa: E402,F401  (registers the built-in ex
     hirescam,
     integrated_gradients,
     layercam,
+    loss_gradient,
     lrp,
     occlusion,
     random_control,

@@ -66,6 +66,7 @@ def load_dataset(name: str, params: dict[str, Any] | None = None) -> DataBundle:
 
 from salbench.datasets import (  # noqa: E402,F401  (registers the built-ins)
     arrays,
+    diabetes,
     drug_reviews,
     image_folder,
     iu_xray_reports,

@@ -8,8 +8,9 @@ from salbench.datasets import register
 from salbench.datasets.base import DataBundle, Dataset, Split
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
+from torch import Tensor
 
-__all__ = ["WDBC"]
+__all__ = ["WDBC", "standardised_table"]
 
 
 @register("wdbc")
@@ -57,21 +58,28 @@ class WDBC(Dataset):
 
     def load(self) -> DataBundle:
         raw = load_breast_cancer()
-        x = torch.from_numpy(raw.data)
         y = torch.from_numpy(raw.target).long()
-        index = torch.arange(len(y))
-        rest, test = train_test_split(index, test_size=self.test_fraction, stratify=y, random_state=self.seed)
+        return standardised_table(torch.from_numpy(raw.data), y, self.split_indices(y), raw.feature_names)
+
+    def split_indices(self, strata: Tensor) -> dict[str, Tensor]:
+        """Indices of the train, val and test splits, stratified by ``strata`` (one label per sample)."""
+        index = torch.arange(len(strata))
+        rest, test = train_test_split(index, test_size=self.test_fraction, stratify=strata, random_state=self.seed)
         train, val = train_test_split(
-            rest, test_size=self.val_fraction / (1 - self.test_fraction), stratify=y[rest], random_state=self.seed
+            rest, test_size=self.val_fraction / (1 - self.test_fraction), stratify=strata[rest], random_state=self.seed
         )
-        mean, std = x[train].mean(0), x[train].std(0, correction=0)
-        z = ((x - mean) / std).float()
-        split = {name: Split(x=z[i], y=y[i]) for name, i in (("train", train), ("val", val), ("test", test))}
-        bounds = (z.amin(0), z.amax(0))
-        return DataBundle(
-            **split,
-            num_classes=2,
-            modality="tabular",
-            bounds=bounds,
-            feature_names=tuple(str(n) for n in raw.feature_names),
-        )
+        return {"train": train, "val": val, "test": test}
+
+
+def standardised_table(x: Tensor, y: Tensor, indices: dict[str, Tensor], feature_names) -> DataBundle:
+    """A two-class tabular bundle of ``x`` standardised with the train split's statistics, bounded by every split's range."""
+    mean, std = x[indices["train"]].mean(0), x[indices["train"]].std(0, correction=0)
+    z = ((x - mean) / std).float()
+    split = {name: Split(x=z[i], y=y[i]) for name, i in indices.items()}
+    return DataBundle(
+        **split,
+        num_classes=2,
+        modality="tabular",
+        bounds=(z.amin(0), z.amax(0)),
+        feature_names=tuple(str(n) for n in feature_names),
+    )

@@ -59,9 +59,9 @@ SPATIAL_ONLY = {"cam", "gradcam", "decoy"}  # read a conv layer or the GAP head:
 LINEAR = {"cam", "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "occlusion"}
 SCALE_FREE = {"decoy", "random", "eigencam"}  # decoy normalises the map; random and Eigen-CAM ignore the target
 # scores that are not homogeneous in the logit (Grad-CAM++'s α, LIME's penalised fit) or that are
-# softmax probabilities (RISE, Score-CAM; a one-output model's own softmax is 1): compared with
-# the same method on the explicit two-logit network (−z/2, z/2), the meaning of the target
-NONLINEAR = {"gradcam_plusplus", "lime", "rise", "scorecam"}
+# softmax probabilities (RISE, Score-CAM, the loss gradient; a one-output model's own softmax is 1):
+# compared with the same method on the explicit two-logit network (−z/2, z/2), the meaning of the target
+NONLINEAR = {"gradcam_plusplus", "lime", "rise", "scorecam", "loss_gradient"}
 CHEAP = {"captum": {"method": "Saliency"}, "zennit": {"composite": "EpsilonPlus"}, "integrated_gradients": {"steps": 16}, "smoothgrad": {"n_samples": 4},
          "decoy": {"steps": 3}, "gradcam": {"relu": True}}
 
@@ -217,6 +217,9 @@ name = "scorecam"
 
 [[explainers]]
 name = "eigencam"
+
+[[explainers]]
+name = "loss_gradient"
 
 [[attacks]]
 name = "topk"
@@ -377,6 +380,8 @@ RECIPES_EVERY = '''[
     { name = "weight_decay", weight_decay = 0.001, epochs = 1 },
     { name = "adversarial", epochs = 1, steps = 2 },
     { name = "est_hessian", epochs = 1 },
+    { name = "exact_hessian", epochs = 1 },
+    { name = "ssr", epochs = 1 },
     { name = "r2et", k = 8, epochs = 1 },
     { name = "idexpo", epochs = 1, steps = 4 },
 ]'''
