@@ -26,16 +26,18 @@ quotes, ``explainer='decoy(base_params={"steps":8})'``) and ``show``:
 - ``better``, with one or more keys ``than_<component>="<label>"`` (only there), e.g.
   ``than_recipe="standard"``: whether the unique entry A named by the keys beats the entry B
   that differs from A only in those components (B = A's components with the ``than_*`` labels
-  in place; it must exist). They are paired on their (seed, sample) pairs, which must be the
-  same (else an error naming both entries, e.g. for different data sets): the values the
-  leaderboard estimates them from (:func:`salbench.leaderboard.entry_values`: an attacked
-  entry's moved samples, a p-value metric's rejection indicators). Renders
-  ``yes (+0.052, paired Wilcoxon p = 0.003; better in 5/5 seeds)`` when the one-sided Wilcoxon
-  signed-rank p-value in the metric's direction (``higher_is_better``;
+  in place; it must exist; ``than_dataset`` is refused, since two data sets share no sample).
+  They are paired on the (seed, sample) pairs both hold (a sample is a test-split index, so
+  two models' entries share the samples both classify correctly, two attacks' entries the
+  samples both moved): the values the leaderboard estimates them from
+  (:func:`salbench.leaderboard.entry_values`: an attacked entry's moved samples, a p-value
+  metric's rejection indicators); no shared pair is an error naming both entries. Renders
+  ``yes (+0.052, paired Wilcoxon p = 0.003 on 160 pairs; better in 5/5 seeds)`` when the
+  one-sided Wilcoxon signed-rank p-value in the metric's direction (``higher_is_better``;
   :func:`salbench.seedstats.paired_pvalue`) is below 0.05, else ``no (−0.010, paired Wilcoxon
-  p = 0.710; better in 2/5 seeds)``: the mean difference A − B (the mean over seeds of the
-  per-seed mean differences), the p-value (``p < 0.001`` below that) and the seeds whose mean
-  is better for A. For a p-value metric the direction is the leaderboard's (its
+  p = 0.710 on 160 pairs; better in 2/5 seeds)``: the mean difference A − B over the shared
+  pairs (the mean over seeds of the per-seed mean differences), the p-value (``p < 0.001``
+  below that), the number of shared pairs and the seeds whose mean is better for A. For a p-value metric the direction is the leaderboard's (its
   ``higher_is_better`` is false): "better" means rejecting less often, the validity reading on
   null data; on signal data (power) read the sign of the difference, or swap A and B.
 - ``accuracy``: the clean test accuracy (mean over seeds) of the unique model matched by the
@@ -337,30 +339,32 @@ def _verdict(keys: dict[str, str], published: str, row: pd.Series) -> str:
 
 def _better(keys: dict[str, str], summary: pd.DataFrame, labelled: pd.DataFrame) -> str:
     """Whether entry A (the keys) beats entry B (A's components with the ``than_*`` ones replaced)
-    on the same (seed, sample) pairs: 'yes (+0.052, paired Wilcoxon p = 0.003; better in 5/5 seeds)'."""
+    on the (seed, sample) pairs both hold: 'yes (+0.052, paired Wilcoxon p = 0.003 on 160 pairs; better in 5/5 seeds)'."""
     than = {k.removeprefix("than_"): keys.pop(k) for k in _THAN if k in keys}
+    if "dataset" in than:
+        raise ValueError(f"commentary placeholder {_shown(keys)}: show=\"better\" compares entries of one data set "
+                         "(two data sets share no sample); than_dataset is not allowed")
     a = _unique(keys, summary, "leaderboard entries")
     entry_a = {k: a[k] for k in COMPONENTS}
     entry_b = {k: than.get(k, a[k]) for k in COMPONENTS}
-    b = _unique(entry_b, summary, "leaderboard entries (the compared entry: the keys with than_* in place)")
-    values_a, values_b = entry_values(labelled, entry_a), entry_values(labelled, entry_b)
-    if not values_a[["seed", "sample"]].equals(values_b[["seed", "sample"]]):
+    _unique(entry_b, summary, "leaderboard entries (the compared entry: the keys with than_* in place)")
+    pairs = entry_values(labelled, entry_a).merge(
+        entry_values(labelled, entry_b), on=["seed", "sample"], suffixes=("_a", "_b"), validate="one_to_one"
+    )
+    if pairs.empty:
         raise ValueError(
-            f"commentary placeholder {_shown(keys)}: show=\"better\" pairs the entries on the same (seed, sample) "
-            f"pairs, but {entry_a} holds {len(values_a)} and {entry_b} holds {len(values_b)} pairs, not the same ones "
-            "(different data sets, models' correctly classified samples or moved samples)"
+            f"commentary placeholder {_shown(keys)}: show=\"better\" pairs the entries on the (seed, sample) pairs "
+            f"both hold, but {entry_a} and {entry_b} share none (no sample classified correctly, or moved, by both)"
         )
-    if values_a.empty:
-        raise ValueError(f"commentary placeholder {_shown(keys)}: the entries {entry_a} and {entry_b} have no finite values")
     higher = bool(a["higher_is_better"])
-    p = seedstats.paired_pvalue(values_a["value"].to_numpy(), values_b["value"].to_numpy(), higher)
-    seed_differences = (values_a["value"] - values_b["value"]).groupby(values_a["seed"]).mean()
+    p = seedstats.paired_pvalue(pairs["value_a"].to_numpy(), pairs["value_b"].to_numpy(), higher)
+    seed_differences = (pairs["value_a"] - pairs["value_b"]).groupby(pairs["seed"]).mean()
     difference = seed_differences.mean()
     wins = int((seed_differences > 0).sum() if higher else (seed_differences < 0).sum())
     shown_p = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
     sign = "+" if difference >= 0 else "−"
     return (
-        f"{'yes' if p < LEVEL else 'no'} ({sign}{abs(difference):.3f}, paired Wilcoxon {shown_p}; "
+        f"{'yes' if p < LEVEL else 'no'} ({sign}{abs(difference):.3f}, paired Wilcoxon {shown_p} on {len(pairs)} pairs; "
         f"better in {wins}/{len(seed_differences)} seeds)"
     )
 

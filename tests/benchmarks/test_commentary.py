@@ -235,16 +235,16 @@ def test_better_is_a_paired_one_sided_wilcoxon_test():
     # differences 0.01…0.05, all positive: exact p = P(W+ = 15) = 1/32 = 0.031; mean 0.03; 5 of 5 seeds
     results = build_results(paired_records([0.01, 0.02, 0.03, 0.04, 0.05]))
     text = '{{ explainer="gradient" recipe="standard" show="better" than_explainer="smoothgrad" }}'
-    assert fill(text, results, "x.md") == "yes (+0.030, paired Wilcoxon p = 0.031; better in 5/5 seeds)"
+    assert fill(text, results, "x.md") == "yes (+0.030, paired Wilcoxon p = 0.031 on 5 pairs; better in 5/5 seeds)"
 
 
 def test_better_replaces_only_the_than_components():
     results = build_results(paired_records([0.01, 0.02, 0.03, 0.04, 0.05]))
     both = '{{ explainer="gradient" recipe="robust" show="better" than_explainer="smoothgrad" than_recipe="standard" }}'
-    assert fill(both, results, "x.md") == "yes (+0.030, paired Wilcoxon p = 0.031; better in 5/5 seeds)"
+    assert fill(both, results, "x.md") == "yes (+0.030, paired Wilcoxon p = 0.031 on 5 pairs; better in 5/5 seeds)"
     # smoothgrad under robust is 1 higher: differences 0.01 − 1 … 0.05 − 1, all negative: p = 1
     one = '{{ explainer="gradient" recipe="robust" show="better" than_explainer="smoothgrad" }}'
-    assert fill(one, results, "x.md") == "no (−0.970, paired Wilcoxon p = 1.000; better in 0/5 seeds)"
+    assert fill(one, results, "x.md") == "no (−0.970, paired Wilcoxon p = 1.000 on 5 pairs; better in 0/5 seeds)"
 
 
 def test_better_follows_the_metrics_direction_and_says_no():
@@ -253,14 +253,23 @@ def test_better_follows_the_metrics_direction_and_says_no():
     # lower than B in 3 of 5 seeds
     results = build_results(paired_records([-0.01, 0.02, -0.03, 0.04, -0.05], metric="sensitivity", higher=False))
     text = '{{ explainer="gradient" recipe="standard" show="better" than_explainer="smoothgrad" }}'
-    assert fill(text, results, "x.md") == "no (−0.006, paired Wilcoxon p = 0.406; better in 3/5 seeds)"
+    assert fill(text, results, "x.md") == "no (−0.006, paired Wilcoxon p = 0.406 on 5 pairs; better in 3/5 seeds)"
 
 
-def test_better_on_different_pairs_names_both_entries():
+def test_better_pairs_only_the_shared_samples_and_names_both_entries_when_none_is_shared():
     results = build_results(paired_records([0.01, 0.02, 0.03, 0.04, 0.05]))
     text = '{{ explainer="gradient" recipe="standard" show="better" than_explainer="lime" }}'
-    with pytest.raises(ValueError, match=r"'explainer': 'gradient'.*'explainer': 'lime'.*not the same ones"):
+    with pytest.raises(ValueError, match=r"'explainer': 'gradient'.*'explainer': 'lime'.*share none"):
         fill(text, results, "x.md")
+    # seeds 0-2 of smoothgrad also hold sample 1 (value 0.2), which gradient lacks: only the five
+    # shared sample-0 pairs count, so the answer equals the fully paired case
+    frame = paired_records([0.01, 0.02, 0.03, 0.04, 0.05])
+    extra = frame[(frame["explainer"] == "smoothgrad") & (frame["recipe"] == "standard") & (frame["seed"] < 3)]
+    results = build_results(pd.concat([frame, extra.assign(sample=1, value=0.2)], ignore_index=True))
+    text = '{{ explainer="gradient" recipe="standard" show="better" than_explainer="smoothgrad" }}'
+    assert fill(text, results, "x.md") == "yes (+0.030, paired Wilcoxon p = 0.031 on 5 pairs; better in 5/5 seeds)"
+    with pytest.raises(ValueError, match="than_dataset is not allowed"):
+        fill('{{ explainer="gradient" recipe="standard" show="better" than_dataset="x" }}', results, "x.md")
 
 
 def test_better_of_p_values_pairs_rejection_indicators_in_the_leaderboards_direction():
@@ -272,9 +281,9 @@ def test_better_of_p_values_pairs_rejection_indicators_in_the_leaderboards_direc
     ], ignore_index=True)
     results = build_results(frame)
     assert fill('{{ explainer="a" show="better" than_explainer="b" }}', results, "x.md") == (
-        "no (+1.000, paired Wilcoxon p = 1.000; better in 0/5 seeds)")
+        "no (+1.000, paired Wilcoxon p = 1.000 on 5 pairs; better in 0/5 seeds)")
     assert fill('{{ explainer="b" show="better" than_explainer="a" }}', results, "x.md") == (
-        "yes (−1.000, paired Wilcoxon p = 0.031; better in 5/5 seeds)")
+        "yes (−1.000, paired Wilcoxon p = 0.031 on 5 pairs; better in 5/5 seeds)")
 
 
 # -- balanced accuracy ---------------------------------------------------------------------------
