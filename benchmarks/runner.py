@@ -503,10 +503,14 @@ def select_samples(
 
     ``select="correct"`` draws without replacement from the samples that ``model`` classifies
     correctly, ``select="all"`` from every test sample (the selective tests of Miwa et al.
-    test every drawn image, whatever the prediction), with a ``torch.Generator`` seeded by
-    ``seed``, so every cell with the same data set, model, recipe and seed evaluates the same
-    samples. Fewer candidates than ``samples`` is an error (the cell fails rather than run on
-    fewer).
+    test every drawn image, whatever the prediction). The draw is coupled across models: the
+    whole split is put in one random order by a ``torch.Generator`` seeded by ``seed`` alone,
+    and the first ``samples`` candidates in that order are taken. So every cell with the same
+    data set, model, recipe and seed evaluates the same samples, and two models of the same
+    data set and seed (a standard and a fine-tuned one) share every drawn sample that both
+    classify correctly, which is what makes their comparison paired (an independent draw from
+    each model's own candidates would share only a few). Fewer candidates than ``samples`` is
+    an error (the cell fails rather than run on fewer).
     """
     if select == "all":
         candidates = torch.arange(len(split))
@@ -524,9 +528,10 @@ def select_samples(
             f"fewer than samples={samples}; lower [suite] samples"
             + (" or train a better model" if select == "correct" else " or raise the data set's n_test")
         )
-    generator = torch.Generator().manual_seed(seed)
-    chosen = candidates[torch.randperm(len(candidates), generator=generator)[:samples]]
-    return chosen.sort().values
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    is_candidate = torch.zeros(len(split), dtype=torch.bool)
+    is_candidate[candidates] = True
+    return order[is_candidate[order]][:samples].sort().values
 
 
 @dataclasses.dataclass

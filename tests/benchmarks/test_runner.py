@@ -325,6 +325,30 @@ def test_select_samples_draws_correct_samples_by_seed():
         select_samples(_ConstantModel(), split, 6, 0, batch_size=8)
 
 
+class _PredictsLabels(nn.Module):
+    """Predicts the label stored in the input's first feature."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x[:, 0].long(), 2).float()
+
+
+def test_two_models_draws_share_every_sample_both_classify_correctly():
+    # a coupled draw: one seeded order of the split, the first candidates in it. Model B is wrong
+    # on ten samples model A gets right; B's draw is A's with those replaced, so the overlap is
+    # |A ∩ B-candidates| among A's draw (independent draws from 40 and 30 candidates would share ~ 10 of 20)
+    y = torch.arange(40) % 2
+    right = torch.stack([y.float(), torch.zeros(40)], 1)
+    wrong = right.clone()
+    wrong[:10, 0] = 1 - wrong[:10, 0]
+    for seed in range(5):
+        a = set(select_samples(_PredictsLabels(), Split(x=right, y=y), 20, seed, batch_size=7).tolist())
+        b = set(select_samples(_PredictsLabels(), Split(x=wrong, y=y), 20, seed, batch_size=7).tolist())
+        order = torch.randperm(40, generator=torch.Generator().manual_seed(seed)).tolist()
+        assert a == set(order[:20])
+        assert b == set([i for i in order if i >= 10][:20])
+        assert a - b <= set(range(10)) and len(a & b) == len([i for i in order[:20] if i >= 10])
+
+
 # -- arguments ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, message",
