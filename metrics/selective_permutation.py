@@ -37,7 +37,7 @@ class PermutationPValue(SelectivePValue):
         scheme: "pixels" or "pooled".
         permutations: B >= 1 permutations per image (the authors use 1000).
         seed: seed of the permutations.
-        statistic, neighborhood, threshold, normalize, alpha, upsample, region, layer: as for
+        statistic, neighborhood, threshold, normalize, comparison, alpha, upsample, region, layer: as for
             :class:`~salbench.metrics.selective_pvalue.SelectivePValue`.
 
     Example:
@@ -63,13 +63,14 @@ class PermutationPValue(SelectivePValue):
         neighborhood: int = 1,
         threshold: float = 0.0,
         normalize: bool = False,
+        comparison: Literal[">", ">="] = ">",
         alpha: float = 0.05,
         upsample: Literal["bilinear", "nearest"] = "bilinear",
         region: Literal["cam", "gradcam"] = "cam",
         layer: str = "auto",
     ):
         super().__init__(
-            statistic=statistic, neighborhood=neighborhood, threshold=threshold, normalize=normalize, alpha=alpha,
+            statistic=statistic, neighborhood=neighborhood, threshold=threshold, normalize=normalize, comparison=comparison, alpha=alpha,
             upsample=upsample, region=region, layer=layer,
         )
         if scheme not in SCHEMES:
@@ -91,7 +92,7 @@ class PermutationPValue(SelectivePValue):
             results = permutation_test(
                 self._saliency(case.model, int(c), x), x[rows], x_ref=None if reference is None else reference[rows],
                 threshold=self.threshold, statistic=self.statistic, normalize=self.normalize,
-                neighborhood=self.neighborhood, scheme=self.scheme, permutations=self.permutations, seed=self.seed,
+                inclusive=self.comparison == ">=", neighborhood=self.neighborhood, scheme=self.scheme, permutations=self.permutations, seed=self.seed,
             )
             for row, result in zip(rows.tolist(), results):
                 values[row] = result.p_value

@@ -20,6 +20,7 @@ _STATISTICS = ("back", "neighbor", "mean", "abs")
 _MODES = ("parametric", "oc")
 _UPSAMPLE = ("bilinear", "nearest")
 _REGIONS = ("cam", "gradcam")
+_COMPARISONS = (">", ">=")
 
 
 @register("selective_pvalue")
@@ -28,8 +29,9 @@ class SelectivePValue(Metric):
 
     Miwa, Duy, Takeuchi, "Valid P-Value for Deep Learning-driven Salient Region", ICLR 2023
     (authors' code: takeuchi-lab/selective_inference_dnn_salient_region). For each sample x
-    with target class c the region is S(x) = {i : CAM_c(x)_i > threshold} (after min-max
-    normalisation if ``normalize``) and the test of T = ηᵀY ("back": mean over S minus mean
+    with target class c the region is S(x) = {i : CAM_c(x)_i > threshold}, or
+    {i : CAM_c(x)_i >= threshold} with ``comparison=">="`` (after min-max normalisation if
+    ``normalize``), and the test of T = ηᵀY ("back": mean over S minus mean
     over the complement; "neighbor": minus the mean over the pixels within ``neighborhood`` of S;
     "mean": mean over S of x − x_ref; "abs": mean over S of |x − x_ref|)
     conditions on the selection: see :func:`salbench.metrics.selective.salient_region_test`, which this
@@ -58,8 +60,10 @@ class SelectivePValue(Metric):
     m is used). A sample without a valid region (empty, or for "back" the whole image) gets NaN
     in every output and the reason as its note.
 
-    Departures: as in :mod:`salbench.metrics.selective.region_test` (region {> τ} rather than {>= τ};
-    the reference variance in the naive test). ``alpha`` does not change the p-values; it is
+    Departures: as in :mod:`salbench.metrics.selective.region_test` (by default the region
+    {> τ}; the authors' code, takeuchi-lab/selective_inference_dnn_salient_region, selects
+    {>= τ}: ``comparison=">="``, which on a ReLU CAM with τ = 0 adds the pixels where every
+    feature is dead; the reference variance in the naive test). ``alpha`` does not change the p-values; it is
     recorded with them for the leaderboard.
 
     Args:
@@ -70,6 +74,8 @@ class SelectivePValue(Metric):
         mode: "parametric" or "oc": which p-value the ``selective`` output holds.
         threshold: τ on the (optionally normalised) CAM; Miwa et al. use 0 on the raw map.
         normalize: min-max normalise each map before thresholding.
+        comparison: ">" (the region is {CAM > threshold}) or ">=" ({CAM >= threshold}, the
+            authors' code's rule).
         alpha: significance level of the reported rejection rate, in (0, 1).
         sigma2: the known noise variance σ² > 0.
         upsample: "bilinear" or "nearest" interpolation of the map to the input size.
@@ -105,6 +111,7 @@ class SelectivePValue(Metric):
         neighborhood: int = 1,
         threshold: float = 0.0,
         normalize: bool = False,
+        comparison: Literal[">", ">="] = ">",
         alpha: float = 0.05,
         sigma2: float = 1.0,
         upsample: Literal["bilinear", "nearest"] = "bilinear",
@@ -122,6 +129,8 @@ class SelectivePValue(Metric):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+        if comparison not in _COMPARISONS:
+            raise ValueError(f"comparison must be one of {_COMPARISONS}, got {comparison!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
         check_positive(sigma2, "sigma2")
@@ -133,7 +142,7 @@ class SelectivePValue(Metric):
             raise ValueError(f"layer must be a submodule name or 'auto', got {layer!r}")
         if region == "cam" and layer != "auto":
             raise ValueError(f"layer applies to region='gradcam' only (CAM uses the features before the pooled head); got layer={layer!r}")
-        self.region, self.layer = region, layer
+        self.region, self.layer, self.comparison = region, layer, comparison
         self.statistic, self.mode, self.threshold, self.normalize = statistic, mode, float(threshold), normalize
         self.alpha, self.sigma2, self.upsample = float(alpha), float(sigma2), upsample
         self.alternative, self.neighborhood = alternative, neighborhood
@@ -150,7 +159,7 @@ class SelectivePValue(Metric):
             results = salient_region_test(
                 saliency, x[rows], x_ref=None if reference is None else reference[rows],
                 threshold=self.threshold, statistic=self.statistic, normalize=self.normalize,
-                sigma2=self.sigma2, mode=self.mode, alternative=self.alternative, neighborhood=self.neighborhood,
+                inclusive=self.comparison == ">=", sigma2=self.sigma2, mode=self.mode, alternative=self.alternative, neighborhood=self.neighborhood,
                 on_invalid="record",
             )
             for row, result in zip(rows.tolist(), results):

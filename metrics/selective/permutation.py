@@ -55,8 +55,8 @@ from salbench.metrics.selective.region_test import (
     _lines,
     _observed_region,
     _reference,
+    _region_event,
     _RegionEvent,
-    _score_threshold,
 )
 from torch import Tensor, nn
 
@@ -85,6 +85,7 @@ def permutation_test(
     threshold: float,
     statistic: Literal["back", "neighbor", "mean", "abs"] = "back",
     normalize: bool = False,
+    inclusive: bool = False,
     neighborhood: int = 1,
     scheme: Literal["pixels", "pooled"] = "pixels",
     permutations: int = 1000,
@@ -93,7 +94,7 @@ def permutation_test(
     """Permutation p-values of the salient regions of a batch of inputs (see the module docstring).
 
     Args:
-        saliency_model, x, x_ref, threshold, statistic, normalize, neighborhood: as for
+        saliency_model, x, x_ref, threshold, statistic, normalize, inclusive, neighborhood: as for
             :func:`~salbench.metrics.selective.salient_region_test` (the same region and statistic).
         scheme: "pixels" (permute positions) or "pooled" (redeal x's and the references' values).
         permutations: B >= 1 permutations per image.
@@ -110,7 +111,7 @@ def permutation_test(
     if scheme == "pooled" and statistic not in ("mean", "abs"):
         raise ValueError(f"scheme='pooled' redeals x and its references, so it needs statistic 'mean' or 'abs', got {statistic!r}")
     propagator = LinePropagator(saliency_model)
-    event = _RegionEvent(_score_threshold(threshold, normalize, propagator.final_sigmoid), normalize)
+    event = _region_event(threshold, normalize, inclusive, propagator)
     device = next((p.device for p in saliency_model.parameters()), x.device)
     x = x.detach().to(device=device, dtype=torch.float64)
     ref, n_ref = _reference(x_ref, x, statistic, device)

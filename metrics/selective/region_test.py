@@ -5,7 +5,8 @@ Miwa, Duy, Takeuchi, "Valid P-Value for Deep Learning-driven Salient Region", IC
 
 Model. X = s + ε with ε ~ N(0, σ²I) (σ² known); reference images X_ref,1..m ~ N(s_ref, σ²I)
 independent of X, of which the mean R (covariance σ²/m I) is used. A saliency network maps X
-to a score map; the salient region is S(X) = {i : score_i(X) > τ}, after an optional min-max
+to a score map; the salient region is S(X) = {i : score_i(X) > τ} (or {score_i(X) >= τ} with
+``inclusive=True``, the authors' code's rule), after an optional min-max
 normalisation (score − min)/(max − min) of the map. The hypothesis is tested with T = ηᵀY:
 
 * ``"back"``: Y = X, T = mean of X over S − mean of X over the complement of S;
@@ -71,9 +72,10 @@ memory stays flat over the thousands of steps of a scan (see ``_Found``). Exact 
 evaluation point (equal values with different slopes, as in max-pool windows or min/max over
 constant backgrounds) are resolved towards the piece just right of it.
 
-Departures from the authors' code: the region is {score > τ} (the authors' code, and
-METHODS.md, use >=; the two differ only on ties, which for ReLU CAMs happen at score exactly 0
-where all features are dead, so τ = 0 on a raw CAM selects only live pixels here); the
+Departures from the authors' code: the region is {score > τ} by default (the authors' code, and
+METHODS.md, use >=, available as ``inclusive=True``; the two differ only on ties, which for ReLU
+CAMs happen at score exactly 0 where all features are dead, so τ = 0 on a raw CAM selects only
+live pixels with ">" and the dead ones too with ">="); the
 reference variance enters the naive test; the p-values use float64 log-space arithmetic
 instead of mpmath; and the scan is batched over images and segments as above.
 """
@@ -177,37 +179,57 @@ class _Lines:
 
 
 class _RegionEvent:
-    """Threshold decisions on a score map along lines, with their interval of constancy."""
+    """Threshold decisions on a score map along lines, with their interval of constancy.
 
-    def __init__(self, threshold: float, normalize: bool):
+    A pixel is in the region where its margin (score − τ, or its normalised form) is > 0, or
+    >= 0 if ``inclusive``; every membership decision of the module is made here.
+    """
+
+    def __init__(self, threshold: float, normalize: bool, inclusive: bool = False):
         self.threshold = threshold
         self.normalize = normalize
+        self.inclusive = inclusive
+
+    def _member(self, margin: Tensor) -> tuple[Tensor, Tensor]:
+        """Membership of each margin, and the margins signed for :func:`decision_bounds`.
+
+        :func:`decision_bounds` reads a margin of +0 as ">= 0" and −0 as "< 0": exact zeros
+        become −0 for the strict rule (a score exactly at τ is outside; with a rising slope it
+        enters at once, so the piece ends there) and +0 for the inclusive rule (a score exactly
+        at τ is inside; the piece ends where it falls below). A margin that is 0 with slope 0 (a
+        stretch of a ReLU CAM that is identically 0) never ends a piece, and belongs to the
+        region only under the inclusive rule.
+        """
+        signed = torch.where(margin == 0, 0.0 if self.inclusive else -0.0, margin)
+        return (margin >= 0 if self.inclusive else margin > 0), signed
 
     def __call__(self, value: Tensor, slope: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Regions (B, P) and offsets (lo, hi) for score values/slopes of shape (B, P)."""
         if not self.normalize:
-            margin = value - self.threshold
-            lo, hi = decision_bounds(_strict(margin), slope)
-            return margin > 0, lo, hi
+            member, signed = self._member(value - self.threshold)
+            lo, hi = decision_bounds(signed, slope)
+            return member, lo, hi
         # among tied extremes take the one that stays extreme just right of z (as for max-pools)
         low, high = value.amin(1, keepdim=True), value.amax(1, keepdim=True)
         low_slope = torch.where(value == low, slope, _INF).amin(1, keepdim=True)
         high_slope = torch.where(value == high, slope, -_INF).amax(1, keepdim=True)
         tau = self.threshold
-        margin = value - (1 - tau) * low - tau * high
+        member, signed = self._member(value - (1 - tau) * low - tau * high)
         margin_slope = slope - (1 - tau) * low_slope - tau * high_slope
         # the decisions, and which pixel is the minimum and which the maximum
-        g0 = torch.cat([_strict(margin), value - low, high - value], 1)
+        g0 = torch.cat([signed, value - low, high - value], 1)
         g1 = torch.cat([margin_slope, slope - low_slope, high_slope - slope], 1)
         lo, hi = decision_bounds(g0, g1)
-        return margin > 0, lo, hi
+        return member, lo, hi
 
     def certain(self, center: Tensor, radius: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Whether the region certainly equals ``target`` (B, P), and whether it certainly differs,
         for every score map within ``center ± radius`` (B, P): (inside (B,), outside (B,)).
 
         Interval arithmetic on the margins; a margin counts as certain only beyond a tolerance of
-        1e-9 times the scale of the scores, far above the rounding of the bounds.
+        1e-9 times the scale of the scores, far above the rounding of the bounds. A margin that
+        can be 0 is never settled, under either rule (for the inclusive one, a pixel identically
+        at τ, such as a dead stretch of a ReLU CAM with τ = 0, leaves its segments to the walk).
         """
         low, high = center - radius, center + radius
         if not self.normalize:
@@ -228,16 +250,6 @@ def _times(factor: float, low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
     return (factor * low, factor * high) if factor >= 0 else (factor * high, factor * low)
 
 
-def _strict(margin: Tensor) -> Tensor:
-    """Margins with exact zeros as −0, so that :func:`decision_bounds` reads them as "> 0 is false".
-
-    A score exactly at the threshold is outside the region; with a rising slope it enters at
-    once, so the piece ends there (without this it would count as ">= 0" and the piece would
-    run on).
-    """
-    return torch.where(margin == 0, -0.0, margin)
-
-
 def salient_region_test(
     saliency_model: nn.Module,
     x: Tensor,
@@ -247,6 +259,7 @@ def salient_region_test(
     statistic: Literal["back", "neighbor", "mean", "abs"] = "back",
     neighborhood: int = 1,
     normalize: bool = False,
+    inclusive: bool = False,
     sigma2: float = 1.0,
     mode: Literal["parametric", "oc"] = "parametric",
     alternative: Literal["abs", "two-sided", "greater", "less"] = "abs",
@@ -263,11 +276,13 @@ def salient_region_test(
         x_ref: references for "mean" and "abs": (N, C, *S) (one per input) or (N, m, C, *S)
             (m per input, averaged); must be None for "back".
         threshold: τ; the region is {score > τ} (after min-max normalisation if ``normalize``;
-            on the sigmoid's output, in (0, 1), if the model ends in a Sigmoid).
+            on the sigmoid's output, in (0, 1), if the model ends in a Sigmoid); {score >= τ}
+            if ``inclusive``.
         statistic: "back", "neighbor", "mean" or "abs".
         neighborhood: for "neighbor", the Chebyshev radius r >= 1 of the neighbourhood (a
             (2r + 1)-wide window around every pixel of S, S itself excluded).
         normalize: min-max normalise each score map before thresholding.
+        inclusive: the region is {score >= τ} instead of {score > τ} (Miwa et al.'s code).
         sigma2: the known noise variance σ² > 0.
         mode: "parametric" (exact homotopy) or "oc" (over-conditioning) for ``p_value``.
         alternative: the p-value convention of every p-value in the result, computed from the
@@ -296,7 +311,7 @@ def salient_region_test(
     check_alternative(alternative)
     check_positive_int(neighborhood, "neighborhood")
     propagator = LinePropagator(saliency_model)
-    event = _RegionEvent(_score_threshold(threshold, normalize, propagator.final_sigmoid), normalize)
+    event = _region_event(threshold, normalize, inclusive, propagator)
     device = next((p.device for p in saliency_model.parameters()), x.device)
     x = x.detach().to(device=device, dtype=torch.float64)
     ref, n_ref = _reference(x_ref, x, statistic, device)
@@ -348,6 +363,13 @@ def _check_options(
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if on_invalid not in ("raise", "record"):
         raise ValueError(f"on_invalid must be 'raise' or 'record', got {on_invalid!r}")
+
+
+def _region_event(threshold: float, normalize: bool, inclusive: bool, propagator: LinePropagator) -> _RegionEvent:
+    """The region's decisions on the propagated scores, after checking ``inclusive``."""
+    if not isinstance(inclusive, bool):
+        raise ValueError(f"inclusive must be True or False, got {inclusive!r}")
+    return _RegionEvent(_score_threshold(threshold, normalize, propagator.final_sigmoid), normalize, inclusive)
 
 
 def _score_threshold(threshold: float, normalize: bool, final_sigmoid: bool) -> float:

@@ -260,10 +260,12 @@ def test_miwa2023_suite_loads_and_one_small_cell_runs(tmp_path):
         for c in suite.cells
     }
     assert len(settings) == 20
-    assert settings[(64, 0.0, 1, "softmax")].samples == 500 and settings[(16, 3.0, 1, "softmax")].samples == 1000
+    assert settings[(64, 0.0, 1, "softmax")].samples == 1600 and settings[(16, 3.0, 1, "softmax")].samples == 1000
     assert {r for (_, _, r, _) in settings} == {1, 2}  # one reference and the authors' m = 2
     authors = [c for (*_, output), c in settings.items() if output == "sigmoid"]
     assert len(authors) == 5 and all(c.dataset.params["train_block"] == 4 and c.recipe.params["epochs"] == 100 for c in authors)
+    # {CAM > 0} everywhere: with our trained network (CAM weights all positive) {CAM >= 0} selects every pixel
+    assert {m.params["comparison"] for c in suite.cells for m in c.metrics} == {">"}
     assert all(c.dataset.params["n_test"] >= c.samples for c in suite.cells)
     small = parse_suite(_shrunk("miwa2023"))
     summary = run_suite(small, tmp_path, backend="sequential", limit=1, progress=False)

@@ -82,3 +82,47 @@ def test_arguments_are_checked():
         permutation_test(_pointwise(), x, threshold=0.0, permutations=0)
     (empty,) = permutation_test(_pointwise(), x - 1.0, threshold=0.0)
     assert empty.reason is not None and "empty" in empty.reason and empty.valid_permutations == 0
+
+
+def _relu_pointwise() -> nn.Module:
+    """score = ReLU(x): exactly 0 on every non-positive pixel."""
+    return nn.Sequential(_pointwise(), nn.ReLU())
+
+
+def test_the_inclusive_rule_selects_the_pixels_at_the_threshold():
+    """score = ReLU(x), τ = 0: ">" selects {x > 0}, ">=" every pixel, so T is the mean of x − r over all."""
+    g = torch.Generator().manual_seed(4)
+    x, ref = torch.randn(2, 2, 1, 8, 8, generator=g, dtype=torch.float64)
+    strict = permutation_test(_relu_pointwise(), x, x_ref=ref, threshold=0.0, statistic="mean", permutations=5)
+    inclusive = permutation_test(
+        _relu_pointwise(), x, x_ref=ref, threshold=0.0, statistic="mean", permutations=5, inclusive=True
+    )
+    diff = (x - ref).flatten(1)
+    everywhere = diff.mean(1)
+    positive = torch.stack([d[v > 0].mean() for d, v in zip(diff, x.flatten(1))])
+    assert [r.statistic for r in inclusive] == pytest.approx(everywhere.tolist(), rel=1e-12)
+    assert [r.statistic for r in strict] == pytest.approx(positive.tolist(), rel=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["selective_pvalue", "permutation_pvalue"])
+def test_the_metrics_pass_the_comparison_through_and_check_it(metric):
+    from salbench.metrics import get as get_metric
+    from salbench.metrics.base import Case
+    from salbench.metrics.selective import salient_region_test
+
+    g = torch.Generator().manual_seed(5)
+    classifier = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)).double()
+    with torch.no_grad():
+        for p in classifier.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        classifier[0].bias.sub_(0.8)  # dead features: the CAM is exactly 0 on many pixels
+    x, ref = torch.randn(2, 3, 1, 8, 8, generator=g, dtype=torch.float64)
+    case = Case(model=classifier.eval(), explainer=None, x=x, target=torch.ones(3, dtype=torch.long), attr=None, reference=ref.unsqueeze(1))
+    params = {"statistic": "mean"} | ({"permutations": 9} if metric == "permutation_pvalue" else {})
+    values = {c: get_metric(metric, comparison=c, **params).evaluate(case).values for c in (">", ">=")}
+    assert not torch.equal(values[">"].nan_to_num(-1), values[">="].nan_to_num(-1))
+    if metric == "selective_pvalue":
+        direct = salient_region_test(cam_saliency(classifier, 1, (1, 8, 8)), x, x_ref=ref, threshold=0.0, statistic="mean", inclusive=True, on_invalid="record")
+        assert values[">="][:, 0].tolist() == pytest.approx([r.p_value for r in direct], nan_ok=True)
+    with pytest.raises(ValueError, match="comparison"):
+        get_metric(metric, comparison="=>")

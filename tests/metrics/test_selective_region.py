@@ -171,17 +171,27 @@ def _reference_line(x, refs, region, statistic, sigma2, neighborhood=1):
     return at, z_obs
 
 
-def _check_against_brute_force(net, x, refs, statistic, normalize, sigma2=1.0, neighborhood=1):
-    """Run the test on x and compare its truncation set with the brute-force scan of its line."""
+def _check_against_brute_force(
+    net, x, refs, statistic, normalize, sigma2=1.0, neighborhood=1, threshold=None, inclusive=False
+):
+    """Run the test on x and compare its truncation set with the brute-force scan of its line.
+
+    ``threshold`` defaults to one between two scores of the observed map; ``inclusive`` selects
+    {score >= threshold} in both the test and the scan.
+    """
     channels = x.shape[1]
     maps = _maps(net, x, normalize)
-    threshold = _threshold(maps, 0.6)
+    threshold = _threshold(maps, 0.6) if threshold is None else threshold
+
+    def select(scores: torch.Tensor) -> torch.Tensor:
+        return scores >= threshold if inclusive else scores > threshold
+
     x_ref = None if refs is None else (refs[:, 0] if refs.shape[1] == 1 else refs)
     (result,) = salient_region_test(
         net, x, x_ref=x_ref, threshold=threshold, statistic=statistic, normalize=normalize, sigma2=sigma2,
-        neighborhood=neighborhood,
+        neighborhood=neighborhood, inclusive=inclusive,
     )
-    region = maps[0] > threshold
+    region = select(maps[0])
     assert torch.equal(result.region.flatten(), region)
 
     at, z_obs = _reference_line(x, refs, region, statistic, sigma2, neighborhood)
@@ -192,7 +202,7 @@ def _check_against_brute_force(net, x, refs, statistic, normalize, sigma2=1.0, n
     zs = torch.linspace(start, stop, GRID, dtype=torch.float64)
     h = (stop - start) / (GRID - 1)
     xs, refs_z = at(zs)
-    truth = (_maps(net, xs, normalize) > threshold).eq(region).all(1)
+    truth = select(_maps(net, xs, normalize)).eq(region).all(1)
     if statistic == "abs":
         ref = refs.mean(1)
         signs = torch.where(xs.flatten(1) >= refs_z, 1, -1)
@@ -209,7 +219,7 @@ def _check_against_brute_force(net, x, refs, statistic, normalize, sigma2=1.0, n
     ends = iv.flatten()
     near_end = (zs[:, None] - ends).abs().min(1).values <= 1.01 * h
     x_obs, _ = at(torch.tensor([z_obs], dtype=torch.float64))
-    assert torch.equal(_maps(net, x_obs, normalize)[0] > threshold, region), "the line must pass through x at z_obs"
+    assert torch.equal(select(_maps(net, x_obs, normalize)[0]), region), "the line must pass through x at z_obs"
     assert not bool(truth.all()), "the line must leave the observed region somewhere (else the test is vacuous)"
     assert bool(((member == truth) | near_end).all()), "intervals disagree with the brute-force truth away from their ends"
     for end in ends[(ends > start + h) & (ends < stop - h)]:
@@ -228,6 +238,42 @@ def test_truncation_set_matches_brute_force(name, statistic, normalize):
     x = torch.randn(1, channels, 8, 8, generator=g, dtype=torch.float64)
     refs = torch.randn(1, 1, channels, 8, 8, generator=g, dtype=torch.float64) if statistic in ("mean", "abs") else None
     _check_against_brute_force(net, x, refs, statistic, normalize)
+
+
+def dead_stretches() -> nn.Module:
+    """Scores ReLU(a)·w1 + ReLU(b)·w2 without a bias: exactly 0 (on whole stretches of a line)
+    wherever both units are dead, of either sign elsewhere."""
+    net = _randomize(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 1, bias=False)).double(), 9)
+    with torch.no_grad():
+        net[0].bias.sub_(0.7)  # many dead units
+        net[2].weight.copy_(torch.tensor([1.0, -1.0], dtype=torch.float64).view(1, 2, 1, 1))
+    return net
+
+
+def cam_dead() -> nn.Module:
+    """A bias-free CAM (Miwa et al.'s CNN in small) whose features are dead on many pixels: 0 there."""
+    classifier = _randomize(
+        nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)).double(), 10
+    )
+    with torch.no_grad():
+        classifier[0].bias.sub_(0.8)
+    return cam_saliency(classifier, 1, (1, 8, 8), upsample="nearest")
+
+
+@pytest.mark.parametrize("statistic", ["back", "mean", "abs"])
+@pytest.mark.parametrize("source", ["dead_stretches", "cam_zero", "cam_attained"])
+def test_inclusive_truncation_set_matches_brute_force_with_exact_ties(statistic, source):
+    """{score >= τ} with τ attained exactly on whole stretches: a ReLU network's zeros at τ = 0,
+    the bias-free CAM's zeros where every feature is dead, and τ equal to a score of the observed
+    map (a boundary at z_obs, which must count as inside)."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 1, 8, 8, generator=g, dtype=torch.float64)
+    refs = torch.randn(1, 1, 1, 8, 8, generator=g, dtype=torch.float64) if statistic != "back" else None
+    net = {"dead_stretches": dead_stretches, "cam_zero": cam_dead, "cam_attained": lambda: _model("cam")[0]}[source]()
+    maps = _maps(net, x, False)[0]
+    threshold = 0.0 if source != "cam_attained" else float(maps.unique()[maps.unique().numel() // 2])
+    assert not torch.equal(maps >= threshold, maps > threshold)  # scores exactly at τ: the rules differ
+    _check_against_brute_force(net, x, refs, statistic, normalize=False, threshold=threshold, inclusive=True)
 
 
 @pytest.mark.parametrize("statistic", ["back", "mean", "abs"])
