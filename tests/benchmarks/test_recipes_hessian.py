@@ -182,5 +182,5 @@ def test_bad_parameters_are_named(name, params, match):
 
 
 def test_parameters_and_base():
-    assert list(recipes.validate_params("ssr", {})) == ["lam", "adaptive", "base", "epochs", "lr", "batch_size"]
+    assert list(recipes.validate_params("ssr", {})) == ["lam", "adaptive", "base", "epochs", "lr", "batch_size", "softplus"]
     assert recipes.validate_params("exact_hessian", {"base": {"epochs": 7}})["base"]["epochs"] == 7
