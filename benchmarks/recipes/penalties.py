@@ -50,7 +50,8 @@ def exact_hessian_norm(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     (d features per sample), their squared norms summed as they come. Exact for any
     twice-differentiable model (a ReLU network: the Hessian where it exists, that of the
     softmax through the piecewise-linear logits). Keeps the graph (parameters' gradients).
-    A loop rather than one ``is_grads_batched`` pass: on a small CNN with 784 inputs the
+    Where the Hessian is exactly zero (a saturated softmax) the norm is 0 with a zero gradient,
+    not the square root's infinite one. A loop rather than one ``is_grads_batched`` pass: on a small CNN with 784 inputs the
     batched form's parameter gradient was about 60 times slower (measured).
     """
     with torch.enable_grad():
@@ -60,7 +61,10 @@ def exact_hessian_norm(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         for j in range(grad.shape[1]):
             (row,) = torch.autograd.grad(grad[:, j].sum(), inputs, retain_graph=True, create_graph=True)
             squares = squares + row.flatten(1).pow(2).sum(dim=1)
-    return squares.sqrt()
+    # a saturated softmax has a zero Hessian in floating point, where the square root's gradient
+    # is infinite (and 0·inf = nan in the chain rule): there the norm is 0 with a zero gradient
+    nonzero = squares > 0
+    return torch.where(nonzero, torch.where(nonzero, squares, torch.ones_like(squares)).sqrt(), 0.0)
 
 
 def hessian_top_eigenvalue(model: nn.Module, x: Tensor) -> Tensor:

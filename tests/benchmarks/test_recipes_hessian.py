@@ -107,6 +107,22 @@ def test_ssr_gradient_is_finite_on_saturated_softmax():
     assert torch.isfinite(model.weight.grad).all() and beta.item() == pytest.approx(0.0, abs=1e-100)
 
 
+def test_exact_norm_of_a_saturated_softmax_is_zero_with_a_finite_gradient():
+    """p = (1, 0) exactly in float32 (logit gap 400): the Hessian is 0, and the square root's
+    infinite gradient at 0 made the parameters' gradient nan (wdbc's exact_hessian training in r2et2024)."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(2))
+        model[0].bias.zero_()
+        model[2].weight.copy_(torch.tensor([[400.0, 0.0], [0.0, 0.0]]))
+        model[2].bias.zero_()
+    x = torch.tensor([[1.0, 0.5], [0.001, 0.2]])  # logit gaps 400 (saturated) and 0.4
+    norm = exact_hessian_norm(model, x, torch.tensor([0, 1]))
+    norm.sum().backward()
+    assert norm[0].item() == 0.0 and norm[1].item() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 @pytest.mark.parametrize("name", ["exact_hessian", "ssr"])
 def test_parameter_gradient_of_the_regularised_loss_matches_finite_differences(name):
     data = load_dataset("wdbc", {})
