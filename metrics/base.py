@@ -140,25 +140,27 @@ class PairMetric(Metric):
     def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None]:
+    def undefined(self, attr: Tensor, attr_adv: Tensor) -> list[str | None]:
+        """Per sample, why this metric is undefined for it (None where it is defined): in a grid
+        such a sample gets NaN with that note instead of failing the cell. Default: always defined."""
+        return [None] * len(attr)
+
+    def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None] | MetricOutput:
         if case.attr_adv is None:
             raise ValueError(f"metric {type(self).__name__} compares two attributions and needs an attack (attr_adv)")
         if case.valid is None:
-            return self(case.attr, case.attr_adv), None
+            notes = self.undefined(case.attr, case.attr_adv)
+            return _where_defined(lambda keep: self(case.attr[keep], case.attr_adv[keep]), notes, case.attr.device)
         _check_valid(case.valid, case.attr, case.attr_adv)
         counts = case.valid.flatten(1).sum(1)
-        short = counts < self.min_positions
-        if not short.any():
-            return self.compare_valid(case.attr, case.attr_adv, case.valid), None
-        values = torch.full(counts.shape, float("nan"), dtype=torch.float64, device=counts.device)
-        if not short.all():
-            kept = ~short
-            values[kept] = self.compare_valid(case.attr[kept], case.attr_adv[kept], case.valid[kept]).double()
         notes = [
-            f"{int(n)} valid positions (words), fewer than the {self.min_positions} this metric compares" if s else None
-            for n, s in zip(counts.tolist(), short.tolist())
+            f"{int(n)} valid positions (words), fewer than the {self.min_positions} this metric compares"
+            if n < self.min_positions else None
+            for n in counts.tolist()
         ]
-        return MetricOutput(values, None, notes)
+        return _where_defined(
+            lambda keep: self.compare_valid(case.attr[keep], case.attr_adv[keep], case.valid[keep]), notes, counts.device
+        )
 
     def check_features(self, n_features: int) -> None:
         if n_features < self.min_positions:
@@ -221,3 +223,14 @@ class FaithfulnessMetric(Metric):
 
     def evaluate(self, case: Case) -> tuple[Tensor, Tensor | None]:
         return self(case.model, case.x, case.attr, case.target), None
+
+
+def _where_defined(compare, notes: list[str | None], device: torch.device) -> tuple[Tensor, None] | MetricOutput:
+    """``compare(keep)`` on the samples without a note; NaN with its note for the others."""
+    missing = torch.tensor([n is not None for n in notes], device=device)
+    if not missing.any():
+        return compare(slice(None)), None
+    values = torch.full(missing.shape, float("nan"), dtype=torch.float64, device=device)
+    if not missing.all():
+        values[~missing] = compare(~missing).double()
+    return MetricOutput(values, None, notes)

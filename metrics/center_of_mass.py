@@ -72,7 +72,8 @@ class CenterOfMassShift(PairMetric):
     over the spatial positions p (in index units, e.g. pixels). For signals (N, C, L), images
     (N, C, H, W) and volumes (N, C, D, H, W), |E| is summed over channels first; for rank-2 maps (N, F) the feature index is the coordinate; for
     other ranks dimension 1 is taken as channels. Lower is better. A map that is zero
-    everywhere has no centre of mass and is an error.
+    everywhere has no centre of mass: a direct call refuses it, and in a grid
+    (:meth:`undefined`) that sample's value is NaN with a note naming the zero map.
 
     Example:
         >>> from salbench import metrics
@@ -88,3 +89,14 @@ class CenterOfMassShift(PairMetric):
 
     def compare(self, attr: Tensor, attr_adv: Tensor) -> Tensor:
         return (center_of_mass(attr, "attr") - center_of_mass(attr_adv, "attr_adv")).norm(dim=1)
+
+    def undefined(self, attr: Tensor, attr_adv: Tensor) -> list[str | None]:
+        zero_clean = (spatial_mass(attr).flatten(1).sum(dim=1) == 0).tolist()
+        zero_adv = (spatial_mass(attr_adv).flatten(1).sum(dim=1) == 0).tolist()
+        return [_zero_note(c, a) for c, a in zip(zero_clean, zero_adv)]
+
+
+def _zero_note(clean: bool, adv: bool) -> str | None:
+    """Why a sample's shift is missing: which of its maps has no centre of mass."""
+    which = [name for name, zero in (("attr", clean), ("attr_adv", adv)) if zero]
+    return f"{' and '.join(which)} zero everywhere: no centre of mass, the shift is undefined" if which else None

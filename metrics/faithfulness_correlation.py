@@ -71,6 +71,7 @@ class FaithfulnessCorrelation(PerturbationMetric):
     Example:
         >>> import torch
         >>> from salbench import metrics
+        >>> _ = torch.manual_seed(0)  # the doctest's model and inputs; the metric's draws take their own seed
         >>> model = torch.nn.Linear(5, 2, bias=False)
         >>> x = torch.randn(3, 5)
         >>> attr = model.weight[1].detach() * x  # gradient × input: exact for a linear model

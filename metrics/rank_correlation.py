@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from salbench.metrics import register
 from salbench.metrics.base import PairMetric
-from salbench.metrics.ranking import check_not_constant, feature_scores, spearman
+from salbench.metrics.ranking import check_not_constant, constant_rows, feature_scores, spearman
 from torch import Tensor
 
 _PAIR_BLOCK_ELEMENTS = 1 << 22  # pairwise sign entries held at once by kendall_tau (≈ 4 M)
@@ -27,6 +27,16 @@ class _RankCorrelation(PairMetric):
         check_not_constant(scores, "attr", self.absolute)
         check_not_constant(scores_adv, "attr_adv", self.absolute)
         return self.correlate(scores, scores_adv)
+
+    def undefined(self, attr: Tensor, attr_adv: Tensor) -> list[str | None]:
+        what = "|{}|" if self.absolute else "{}"
+        flags = [constant_rows(feature_scores(a, self.absolute)).tolist() for a in (attr, attr_adv)]
+        return [
+            " and ".join(what.format(n) for n, c in (("attr", c0), ("attr_adv", c1)) if c)
+            + " constant over all features: no ordering, the rank correlation is undefined"
+            if c0 or c1 else None
+            for c0, c1 in zip(*flags)
+        ]
 
     def correlate(self, a: Tensor, b: Tensor) -> Tensor:
         raise NotImplementedError

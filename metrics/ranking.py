@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["feature_scores", "top_indices", "average_ranks", "pearson", "spearman", "check_not_constant"]
+__all__ = ["feature_scores", "top_indices", "average_ranks", "pearson", "spearman", "check_not_constant", "constant_rows"]
 
 
 def feature_scores(attr: Tensor, absolute: bool) -> Tensor:
@@ -66,9 +66,14 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     return pearson(average_ranks(a), average_ranks(b))
 
 
+def constant_rows(scores: Tensor) -> Tensor:
+    """(N,) bool: the rows of (N, F) ``scores`` whose features all tie (no ordering)."""
+    return (scores == scores[:, :1]).all(dim=1)
+
+
 def check_not_constant(scores: Tensor, name: str, absolute: bool) -> None:
     """A rank correlation is undefined (0/0) for a map whose features all tie; say which samples."""
-    constant = (scores == scores[:, :1]).all(dim=1)
+    constant = constant_rows(scores)
     if constant.any():
         samples = constant.nonzero().flatten().tolist()
         what = "|" + name + "|" if absolute else name

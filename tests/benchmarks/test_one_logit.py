@@ -379,6 +379,8 @@ RECIPES_EVERY = '''[
     { name = "softplus", epochs = 1 },
     { name = "weight_decay", weight_decay = 0.001, epochs = 1 },
     { name = "adversarial", epochs = 1, steps = 2 },
+    { name = "adversarial", target = "explanation", k = 8, eps = 1.0, steps = 1, epochs = 1 },
+    { name = "finetune", softplus = 0.5, epochs = 1 },
     { name = "est_hessian", epochs = 1 },
     { name = "exact_hessian", epochs = 1 },
     { name = "ssr", epochs = 1 },

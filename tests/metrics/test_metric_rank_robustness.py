@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from salbench import metrics
 from salbench.metrics import rank_correlation
+from salbench.metrics.base import Case
 from salbench.metrics.center_of_mass import center_of_mass
 from scipy import stats
 
@@ -176,6 +177,28 @@ def test_center_of_mass_shift_of_a_translated_map(dy, dx, channels, seed):
 def test_center_of_mass_of_zero_map_is_an_error():
     with pytest.raises(ValueError, match=r"attr_adv is zero everywhere in sample\(s\) \[0\]"):
         metrics.get("center_of_mass_shift")(torch.ones(2, 5), torch.zeros(2, 5) + torch.tensor([[0.0], [1.0]]))
+
+
+def test_center_of_mass_shift_in_a_grid_gives_nan_and_a_note_for_a_zero_map():
+    # sample 0 is shifted by one position; sample 1's attacked map and sample 2's clean map are zero
+    attr = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    adv = torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    case = Case(model=None, explainer=None, x=attr, target=torch.zeros(3, dtype=torch.long), attr=attr, attr_adv=adv)
+    out = metrics.get("center_of_mass_shift").evaluate(case)
+    assert out.values[0].item() == 1.0 and out.values[1:].isnan().all()
+    assert out.notes[0] is None
+    assert out.notes[1].startswith("attr_adv zero everywhere") and out.notes[2].startswith("attr zero everywhere")
+
+
+@pytest.mark.parametrize("name", ["spearman", "kendall_tau"])
+def test_rank_correlation_in_a_grid_gives_nan_and_a_note_for_a_constant_map(name):
+    # sample 0: the same ordering (ρ = τ = 1); sample 1: the attacked map is all zero (no ordering)
+    attr = torch.tensor([[1.0, 2.0, 3.0], [3.0, 1.0, 2.0]])
+    adv = torch.tensor([[2.0, 4.0, 6.0], [0.0, 0.0, 0.0]])
+    case = Case(model=None, explainer=None, x=attr, target=torch.zeros(2, dtype=torch.long), attr=attr, attr_adv=adv)
+    out = metrics.get(name).evaluate(case)
+    assert out.values[0].item() == pytest.approx(1.0) and out.values[1].isnan()
+    assert out.notes == [None, "|attr_adv| constant over all features: no ordering, the rank correlation is undefined"]
 
 
 # -- bad inputs -------------------------------------------------------------------------------------
