@@ -173,7 +173,12 @@ def test_every_applicable_explainer_attack_and_metric_runs_on_volumes_and_signal
         for (explainer, attack), cell in ran.groupby(["explainer", "attack"]):
             wanted = {"insertion", "deletion"} if attack == "none" else ROBUSTNESS
             assert set(cell.metric) == wanted and (cell.groupby("metric").size() == 4).all(), (dataset, explainer, attack)
-    assert records.value.notna().all()
+    # a value is missing only where the metric is undefined for that sample (a map of the attacked
+    # input that is zero or constant everywhere, e.g. a decoy map no decoy moved: no centre of mass,
+    # ordering or direction), and its note says so
+    missing = records[records.value.isna()]
+    assert missing.note.str.endswith("undefined").all(), missing.note.unique()
+    assert len(missing) <= 0.01 * len(records)
     # the models learned the planted block (accuracy on the test split), so the maps explain something
     assert (records.groupby("dataset").clean_accuracy.first() >= 0.8).all()
 
